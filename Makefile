@@ -1,0 +1,61 @@
+# One entry point: set-up, the demo, the tests, lint and benchmarks. The README's quick start is `make demo`
+# and `make test`; both set up what they need (Debian packages, a virtualenv in .venv, torch first, then us).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 is the CPU build on our machines; for an NVIDIA GPU see "CUDA" in the README.
+TORCH ?= torch==2.13.0
+# Debian packages: PortAudio for sounddevice; the tests add a JACK server, OSC tools, Pure Data and Chromium.
+APT_RUN := libportaudio2
+APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium
+
+.PHONY: demo test setup setup-dev lint format clean
+
+demo: setup
+	$(BIN)/liveshtr inspect ../shared/audio/vibe_ace_kevin_macleod.ogg -o out/vibe_ace_resynth.wav
+
+test: setup-dev
+	$(BIN)/python -m pytest -q
+
+lint: setup-dev
+	$(BIN)/ruff check liveshtr tests
+	$(BIN)/ruff format --check liveshtr tests
+
+format: setup-dev
+	$(BIN)/ruff format liveshtr tests
+	$(BIN)/ruff check --fix liveshtr tests
+
+setup: $(VENV)/.stamp-run
+setup-dev: $(VENV)/.stamp-dev
+
+# Installs missing Debian packages when we can (root, or sudo); elsewhere names them and goes on.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ] || ! command -v dpkg >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else echo "please install these Debian packages: $$missing"; exit 0; fi; \
+	echo "installing Debian packages: $$missing"; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+endef
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-torch: | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
+	touch $@
+
+$(VENV)/.stamp-run: pyproject.toml $(VENV)/.stamp-torch
+	$(call apt_install,$(APT_RUN))
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train]"
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-run
+	$(call apt_install,$(APT_TEST))
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from liveshtr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per subcommand: argument definitions and the glue that runs it."""

@@ -1,0 +1,169 @@
+"""Frames: signal <-> windowed frames in the DCT or FFT domain, with perfect-reconstruction overlap-add.
+
+Analysis multiplies each frame by a periodic Hann window and takes an orthonormal DCT-II, or an rfft whose real
+and imaginary parts are laid side by side. Synthesis inverts the transform and overlap-adds with the *dual*
+window w / sum_k w(n + k*hop)^2, so that analysis followed by synthesis reproduces the input for any hop shorter
+than the frame, not only for the hops where Hann happens to sum to a constant.
+
+Timing: the signal is preceded by (frame - hop) zeros, so frame t covers padded samples [t*hop, t*hop + frame)
+and, once frame t has been added, output block t (padded samples [t*hop, (t+1)*hop)) is final. The streaming
+synthesiser therefore returns exactly one finished hop per frame, and the one-shot synthesiser returns the same
+blocks stacked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from scipy.signal import get_window
+
+from liveshtr.config import FrameConfig
+from liveshtr.errors import ConfigError
+
+STD_FLOOR = 1e-4  # relative floor for per-coefficient spreads (the imaginary parts at DC and Nyquist are always 0)
+
+
+class FrameCodec:
+    """Analysis and one-shot synthesis for one FrameConfig at one samplerate."""
+
+    def __init__(self, cfg: FrameConfig, samplerate: int):
+        self.cfg = cfg
+        self.samplerate = samplerate
+        self.frame, self.hop = cfg.frame, cfg.hop
+        self.n_bins = cfg.n_bins(samplerate)
+        self.dim = cfg.dim(samplerate)
+        self.pad = cfg.frame - cfg.hop  # zeros before the signal, so every real sample is fully overlapped
+        self.window = get_window("hann", cfg.frame, fftbins=True)  # (frame,) periodic Hann, float64
+        # Sum of squared windows seen by each sample position within a hop (periodic with period hop).
+        reps = -(-cfg.frame // cfg.hop)
+        w2 = np.zeros(reps * cfg.hop)
+        w2[: cfg.frame] = self.window**2
+        coverage = w2.reshape(reps, cfg.hop).sum(axis=0)  # (hop,)
+        if coverage.min() < 1e-3 * coverage.max():
+            raise ConfigError(f"frame {cfg.frame} / hop {cfg.hop} overlap too little for reconstruction")
+        self.synthesis_window = (self.window / np.tile(coverage, reps)[: cfg.frame]).astype(np.float32)
+
+    # -- analysis ----------------------------------------------------------------------------------------
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames needed so that the last real sample lies in a finished output block."""
+        return (n_samples - 1 + self.pad) // self.hop + 1
+
+    def analyse(self, x: np.ndarray) -> np.ndarray:
+        """Signal (N,) -> coefficient frames (T, dim) float32."""
+        x = np.asarray(x, dtype=np.float64)
+        n_frames = self.n_frames(len(x))
+        padded = np.zeros((n_frames - 1) * self.hop + self.frame)
+        padded[self.pad : self.pad + len(x)] = x
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.frame)[:: self.hop]  # (T, frame)
+        windowed = frames * self.window  # (T, frame)
+        if self.cfg.domain == "dct":
+            coeffs = scipy.fft.dct(windowed, type=2, norm="ortho", axis=-1)[:, : self.n_bins]  # (T, n_bins)
+        else:
+            spec = scipy.fft.rfft(windowed, norm="ortho", axis=-1)[:, : self.n_bins]  # (T, n_bins) complex
+            coeffs = np.concatenate([spec.real, spec.imag], axis=-1)  # (T, 2 * n_bins)
+        return coeffs.astype(np.float32)
+
+    # -- synthesis ---------------------------------------------------------------------------------------
+
+    def inverse(self, coeffs: np.ndarray) -> np.ndarray:
+        """Coefficient frames (..., dim) -> time-domain frames (..., frame), not yet windowed."""
+        coeffs = np.asarray(coeffs, dtype=np.float32)
+        if self.cfg.domain == "dct":
+            full = np.zeros(coeffs.shape[:-1] + (self.frame,), dtype=np.float32)
+            full[..., : self.n_bins] = coeffs
+            return scipy.fft.idct(full, type=2, norm="ortho", axis=-1).astype(np.float32, copy=False)
+        spec = np.zeros(coeffs.shape[:-1] + (self.frame // 2 + 1,), dtype=np.complex64)
+        spec[..., : self.n_bins] = coeffs[..., : self.n_bins] + 1j * coeffs[..., self.n_bins :]
+        return scipy.fft.irfft(spec, n=self.frame, norm="ortho", axis=-1).astype(np.float32, copy=False)
+
+    def synthesise(self, coeffs: np.ndarray) -> np.ndarray:
+        """Coefficient frames (T, dim) -> T finished hops (T * hop,) float32: what streaming returns, stacked."""
+        frames = self.inverse(coeffs) * self.synthesis_window  # (T, frame)
+        n_frames = len(frames)
+        out = np.zeros((n_frames - 1) * self.hop + self.frame, dtype=np.float32)
+        for t in range(n_frames):
+            out[t * self.hop : t * self.hop + self.frame] += frames[t]
+        return out[: n_frames * self.hop]
+
+    def decode(self, coeffs: np.ndarray, n_samples: int) -> np.ndarray:
+        """Inverse of `analyse`: coefficient frames -> the signal of length n_samples."""
+        return self.synthesise(coeffs)[self.pad : self.pad + n_samples]
+
+    def streaming(self) -> StreamingSynthesis:
+        return StreamingSynthesis(self)
+
+
+class StreamingSynthesis:
+    """One coefficient frame in, one finished hop of samples out; every buffer is allocated here, up front.
+
+    The transform library returns a fresh array per inverse; everything liveshtr itself touches is reused.
+    """
+
+    def __init__(self, codec: FrameCodec):
+        self.codec = codec
+        self._acc = np.zeros(codec.frame, dtype=np.float32)  # overlap-add accumulator, block 0 first
+        self._scratch = np.empty(codec.frame, dtype=np.float32)
+        self._windowed = np.empty(codec.frame, dtype=np.float32)
+        self._out = np.empty(codec.hop, dtype=np.float32)
+        if codec.cfg.domain == "dct":
+            self._spec = np.zeros(codec.frame, dtype=np.float32)
+        else:
+            self._spec = np.zeros(codec.frame // 2 + 1, dtype=np.complex64)
+
+    def reset(self) -> None:
+        """Forget the overlap tail (after a model reset the old tail would not match the new frames)."""
+        self._acc.fill(0.0)
+
+    def process(self, coeffs: np.ndarray) -> np.ndarray:
+        """Add one frame (dim,) and return the finished hop (hop,). The array is reused: copy it out."""
+        codec, hop, n = self.codec, self.codec.hop, self.codec.n_bins
+        if codec.cfg.domain == "dct":
+            self._spec[:n] = coeffs
+            frame = scipy.fft.idct(self._spec, type=2, norm="ortho")
+        else:
+            self._spec.real[:n] = coeffs[:n]
+            self._spec.imag[:n] = coeffs[n:]
+            frame = scipy.fft.irfft(self._spec, n=codec.frame, norm="ortho")
+        np.multiply(frame, codec.synthesis_window, out=self._windowed)
+        np.add(self._acc, self._windowed, out=self._acc)
+        self._out[:] = self._acc[:hop]
+        # Shift the accumulator one hop left through the scratch buffer (no temporary arrays).
+        tail = codec.frame - hop
+        self._scratch[:tail] = self._acc[hop:]
+        self._acc[:tail] = self._scratch[:tail]
+        self._acc[tail:] = 0.0
+        return self._out
+
+
+class FrameStats:
+    """Per-coefficient mean and spread of the training frames; the model sees normalised frames."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean = np.asarray(mean, dtype=np.float32)  # (dim,)
+        self.std = np.asarray(std, dtype=np.float32)  # (dim,)
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+            raise ValueError(f"mean {self.mean.shape} and std {self.std.shape} must be equal 1-D shapes")
+
+    @classmethod
+    def fit(cls, frames: np.ndarray) -> FrameStats:
+        """Statistics of coefficient frames (T, dim)."""
+        frames = np.asarray(frames, dtype=np.float64)
+        std = frames.std(axis=0)
+        floor = STD_FLOOR * max(float(std.max()), 1e-12)
+        return cls(frames.mean(axis=0), np.maximum(std, floor))
+
+    def normalise(self, frames: np.ndarray) -> np.ndarray:
+        return ((frames - self.mean) / self.std).astype(np.float32)
+
+    def denormalise(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Inverse of normalise; with `out` it writes in place and allocates nothing."""
+        out = np.multiply(frames, self.std, out=out)
+        return np.add(out, self.mean, out=out)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FrameStats:
+        return cls(np.array(d["mean"]), np.array(d["std"]))
