@@ -147,6 +147,7 @@ def write_audio(path: str | Path, samples: np.ndarray, samplerate: int) -> None:
     fmt = {".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
     subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             sf.write(str(tmp), np.clip(samples, -1.0, 1.0), samplerate, format=fmt, subtype=subtype)
     except (OSError, sf.LibsndfileError) as exc:
