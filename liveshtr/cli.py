@@ -16,6 +16,7 @@ from liveshtr.errors import LiveshtrError
 
 # name -> one-line help. Order is the order shown in --help.
 SUBCOMMANDS: dict[str, str] = {
+    "train": "learn a song: LSTM+VAE -> ONNX model bundle in models/",
     "inspect": "decode songs as training sees them and check the frame round trip",
 }
 

@@ -1,6 +1,6 @@
-"""Typed settings for the signal path: how songs are read and how they are cut into frames.
+"""Typed settings: how songs are read, cut into frames, modelled and trained.
 
-These two dataclasses travel inside every model bundle, so the engine rebuilds exactly the frames the model
+The audio and frame configs travel inside every model bundle, so the engine rebuilds exactly the frames the model
 was trained on. Defaults are chosen to sound good and to run live on a laptop CPU.
 """
 
@@ -41,7 +41,8 @@ class AudioConfig:
 class FrameConfig:
     """How the signal is cut into windowed frames and moved into the DCT or FFT domain."""
 
-    domain: str = "dct"  # "dct": orthonormal DCT-II, real; "fft": rfft with real and imaginary parts side by side
+    domain: str = "fft"  # "fft": rfft, real and imaginary parts side by side (a hop is a near-local rotation
+    # per bin, which the model's continuation path captures cheaply); "dct": orthonormal DCT-II, real
     frame: int = 1024  # samples per frame (43 ms at 24 kHz): enough frequency detail for pitch
     hop: int = 256  # samples between frames (10.7 ms at 24 kHz): the step of the model and of control latency
     max_hz: float = 0.0  # keep only coefficients below this frequency to shrink the model; 0 keeps all
@@ -73,6 +74,69 @@ class FrameConfig:
         """Length of one coefficient vector: the model's input and output size."""
         n = self.n_bins(samplerate)
         return n if self.domain == "dct" else 2 * n
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the LSTM+VAE."""
+
+    dim: int  # coefficients per frame: the input and output size (set by the frame config)
+    layers: int = 2  # stacked LSTM layers (1..3)
+    hidden: int = 256  # LSTM width (64..1024)
+    latent_dim: int = 16  # VAE latent size: the performer's steering dimensions
+    channels: int = 1  # values per frequency bin: 1 for DCT, 2 (re, im) for FFT (set by the frame config)
+    band: int = 4  # the continuation path predicts each bin from this many neighbours on either side
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 2) or self.dim % self.channels:
+            raise ConfigError(f"channels {self.channels} must be 1 (DCT) or 2 (FFT) and divide dim {self.dim}")
+        if not 0 <= self.band <= 64:
+            raise ConfigError(f"band {self.band} must lie in 0..64")
+        if not 1 <= self.layers <= 3:
+            raise ConfigError(f"layers {self.layers} must lie in 1..3")
+        if not 64 <= self.hidden <= 1024:
+            raise ConfigError(f"hidden {self.hidden} must lie in 64..1024")
+        if not 1 <= self.latent_dim <= 256:
+            raise ConfigError(f"latent-dim {self.latent_dim} must lie in 1..256")
+
+    @property
+    def n_bins(self) -> int:
+        return self.dim // self.channels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is fitted."""
+
+    epochs: int = 30  # passes over the song
+    seq_len: int = 32  # frames per truncated-BPTT sequence (0.34 s at the default frames); state carries over
+    batch_size: int = 16  # parallel streams through the song
+    lr: float = 2e-3  # Adam learning rate, cosine-decayed to a tenth
+    beta: float = 0.001  # weight of the KL term (nats per frame) against the per-coefficient reconstruction error
+    kl_warmup: float = 0.3  # fraction of training over which beta ramps up from 0, so the latent is used
+    input_noise: float = 0.1  # noise on teacher-forced inputs, so generation recovers from its own errors
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs {self.epochs} must be at least 1")
+        if not 2 <= self.seq_len <= 4096:
+            raise ConfigError(f"seq-len {self.seq_len} must lie in 2..4096 frames")
+        if not 1 <= self.batch_size <= 4096:
+            raise ConfigError(f"batch-size {self.batch_size} must lie in 1..4096")
+        if not 0 < self.lr <= 1:
+            raise ConfigError(f"lr {self.lr:g} must lie in (0, 1]")
+        if not 0 <= self.beta <= 100:
+            raise ConfigError(f"beta {self.beta:g} must lie in 0..100")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,168 @@
+"""Model bundles: a versioned folder `models/<name>/` with everything needed to run a trained model (no torch).
+
+    model.onnx       the single-step graph (recurrent state and controls as named inputs/outputs)
+    model.json       format version, configs, normalisation and latent statistics, tensor names and shapes,
+                     primes, file hashes and the training summary
+    primes.npy       (n_primes, prime_frames, dim) float16 normalised frames taken from the song
+    checkpoint.pt    training state for `liveshtr train --resume`
+    loss.png, preview.wav, spectrogram.png   what the trainer shows a person
+
+Loading checks the format version and that model.onnx and primes.npy are the very files model.json describes,
+so a bundle left half-written by a crash is refused with a message rather than played.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from liveshtr.atomic import atomic_path
+from liveshtr.config import AudioConfig, FrameConfig
+from liveshtr.errors import LiveshtrError
+from liveshtr.frames import FrameStats
+
+FORMAT_VERSION = 1
+MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"
+CHECKPOINT_FILE = "checkpoint.pt"
+HASHED_FILES = (MODEL_FILE, PRIMES_FILE)  # the files the engine runs; model.json records their sha256
+BUNDLE_FILES = (MODEL_FILE, META_FILE, PRIMES_FILE, CHECKPOINT_FILE, "loss.png", "preview.wav", "spectrogram.png")
+EXTRA_FILES = ("ATTRIBUTION.md",)  # may sit in a bundle (the demo's credits)
+
+
+class BundleError(LiveshtrError):
+    """A model bundle that cannot be used."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    meta: dict  # the parsed model.json
+    audio: AudioConfig
+    frames: FrameConfig
+    stats: FrameStats
+    latent_mean: np.ndarray  # (L,) float32
+    latent_spread: np.ndarray  # (L,) float32
+    primes: np.ndarray  # (n_primes, prime_frames, dim) float32, normalised
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def layers(self) -> int:
+        return self.meta["model"]["layers"]
+
+    @property
+    def hidden(self) -> int:
+        return self.meta["model"]["hidden"]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.meta["model"]["latent_dim"]
+
+    @property
+    def dim(self) -> int:
+        return self.meta["model"]["dim"]
+
+    @property
+    def prime_positions(self) -> np.ndarray:
+        """Where each prime starts, as a fraction 0..1 of the training material."""
+        return np.array(self.meta["primes"]["positions"], dtype=np.float64)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and check a bundle folder (or its model.json); raises BundleError with what to do."""
+    path = Path(path)
+    if path.name == META_FILE:
+        path = path.parent
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such model folder (train one with `liveshtr train SONG`)")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise BundleError(f"{path}: not a model bundle ({META_FILE} missing; an interrupted first training?)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: unreadable ({exc})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {version!r} is not supported (this liveshtr reads version "
+            f"{FORMAT_VERSION}); retrain it with this version"
+        )
+    for name in HASHED_FILES:
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is missing; retrain or restore the bundle")
+        if sha256(file) != meta["files"][name]:
+            raise BundleError(
+                f"{path}: {name} does not match {META_FILE} (interrupted export or a file from another model); "
+                "retrain or restore the bundle"
+            )
+    try:
+        audio = AudioConfig(**meta["audio"])
+        frames = FrameConfig(**meta["frames"])
+        stats = FrameStats.from_dict(meta["stats"])
+        latent_mean = np.asarray(meta["latent"]["mean"], dtype=np.float32)
+        latent_spread = np.asarray(meta["latent"]["spread"], dtype=np.float32)
+        primes = np.load(path / PRIMES_FILE, allow_pickle=False).astype(np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
+    bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes)
+    dim, latent = frames.dim(audio.samplerate), bundle.latent_dim
+    checks = {
+        "model dim": (bundle.dim, dim),
+        "normalisation stats": (stats.mean.shape, (dim,)),
+        "latent mean": (latent_mean.shape, (latent,)),
+        "latent spread": (latent_spread.shape, (latent,)),
+        "primes": (primes.shape[2:], (dim,)),
+    }
+    for what, (got, expected) in checks.items():
+        if got != expected:
+            raise BundleError(f"{path}: {what} has shape {got}, expected {expected}; the bundle is inconsistent")
+    return bundle
+
+
+def write_bundle_core(path: Path, meta: dict, onnx_bytes: bytes, primes: np.ndarray) -> None:
+    """Write model.onnx and primes.npy, then model.json (with their hashes) last, each atomically."""
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / MODEL_FILE) as tmp:
+        tmp.write_bytes(onnx_bytes)
+    with atomic_path(path / PRIMES_FILE) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, primes.astype(np.float16))
+    meta = dict(meta, format_version=FORMAT_VERSION, files={n: sha256(path / n) for n in HASHED_FILES})
+    with atomic_path(path / META_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
+def check_output_folder(path: Path) -> str:
+    """What the trainer may do with `path`: 'new', 'bundle' (holds a bundle or a started one), or refuse."""
+    if not path.exists():
+        return "new"
+    if not path.is_dir():
+        raise BundleError(f"{path}: exists and is not a folder; choose another -o")
+    names = {p.name for p in path.iterdir() if not p.name.startswith(".")}
+    if not names:
+        return "new"
+    foreign = sorted(names - set(BUNDLE_FILES) - set(EXTRA_FILES))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise BundleError(f"{path}: holds files that are not part of a model bundle ({shown}); choose another -o")
+    return "bundle"

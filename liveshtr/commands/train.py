@@ -1,0 +1,125 @@
+"""Train an LSTM+VAE on one song (or several) and write a model bundle under models/: the ONNX step graph,
+model.json, primes, a checkpoint for --resume, loss curves, a 20 s preview rendered through the ONNX graph and a
+spectrogram comparison. The seed's reference configuration is `--layers 1 --hidden 128 --epochs 5`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from liveshtr.commands.common import add_signal_arguments, signal_configs
+from liveshtr.config import ModelConfig, TrainConfig
+
+MODELS_DIR = Path("models")
+_MODEL = ModelConfig(dim=1)
+_TRAIN = TrainConfig()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("songs", nargs="+", metavar="SONG", help="audio files or folders (WAV, FLAC, OGG, MP3)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", type=Path, help="bundle folder (default: models/<name of the first song>)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue training from the bundle's checkpoint.pt")
+    p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
+    add_signal_arguments(p)
+    g = p.add_argument_group("model")
+    g.add_argument("--layers", type=int, default=_MODEL.layers, help="stacked LSTM layers (1..3)")
+    g.add_argument("--hidden", type=int, default=_MODEL.hidden, help="LSTM width (64..1024)")
+    g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="VAE latent size")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=_TRAIN.epochs, help="passes over the song")
+    g.add_argument("--seq-len", type=int, default=_TRAIN.seq_len, help="frames per training sequence")
+    g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
+    g.add_argument("--lr", type=float, default=_TRAIN.lr, help="Adam learning rate")
+    g.add_argument("--beta", type=float, default=_TRAIN.beta, help="weight of the KL term")
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=_TRAIN.device,
+        help="where to train (auto: cuda when available)",
+    )
+    g.add_argument("--seed", type=int, default=_TRAIN.seed, help="random seed: the same seed trains the same model")
+
+
+def run(args: argparse.Namespace) -> int:
+    from liveshtr.audio import load_songs
+    from liveshtr.bundle import CHECKPOINT_FILE, BundleError, check_output_folder
+    from liveshtr.dataset import min_samples, prepare
+    from liveshtr.frames import FrameCodec
+
+    audio_cfg, frame_cfg = signal_configs(args)
+    codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
+    model_cfg = ModelConfig(
+        dim=codec.dim,
+        layers=args.layers,
+        hidden=args.hidden,
+        latent_dim=args.latent_dim,
+        channels=1 if frame_cfg.domain == "dct" else 2,
+    )
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta=args.beta,
+        device=args.device,
+        seed=args.seed,
+    )
+    from liveshtr.audio import expand_paths
+
+    first = expand_paths(args.songs)[0]
+    out = args.output or MODELS_DIR / _bundle_name(first.stem)
+    status = check_output_folder(out)
+    if status == "bundle" and not (args.resume or args.force):
+        raise BundleError(
+            f"{out} already holds a model: --resume continues it, --force replaces it, -o picks another folder"
+        )
+    if args.resume and status == "new":
+        raise BundleError(f"--resume: {out} holds no checkpoint to resume; train without --resume first")
+
+    started = time.perf_counter()
+    songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec, train_cfg.seq_len))
+    total_s = sum(s.duration_s for s in songs)
+    print(
+        f"{len(songs)} song(s), {total_s:.1f} s at {audio_cfg.samplerate} Hz -> {frame_cfg.domain.upper()} frames "
+        f"{frame_cfg.frame}/{frame_cfg.hop}, {codec.dim} coefficients; model {model_cfg.layers}x{model_cfg.hidden}, "
+        f"latent {model_cfg.latent_dim}"
+    )
+    data = prepare(songs, codec)
+
+    from liveshtr.export import export_bundle
+    from liveshtr.train import fit, load_checkpoint, run_signature
+
+    signature = run_signature(audio_cfg, frame_cfg, model_cfg, train_cfg, songs)
+    checkpoint = out / CHECKPOINT_FILE
+    resume = load_checkpoint(checkpoint, signature) if args.resume else None
+    if resume is not None and resume["epochs_done"] >= train_cfg.epochs:
+        raise BundleError(f"--resume: {out} already trained {resume['epochs_done']} epochs; raise --epochs")
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit(data, model_cfg, train_cfg, checkpoint, signature, resume)
+    bundle = export_bundle(out, result, data, songs, audio_cfg, frame_cfg, train_cfg)
+    base = result.baselines
+    beats = result.best_val_mse < min(base.values())
+    print(
+        f"\nbundle    {out}/  ({bundle.onnx_path.stat().st_size / 1e6:.1f} MB model.onnx)\n"
+        f"trained   {result.epochs_done} epochs on {result.device} in {result.history.seconds:.1f} s "
+        f"(total {time.perf_counter() - started:.1f} s with loading and export); best epoch {result.best_epoch}\n"
+        f"val MSE   {result.best_val_mse:.4f} next frame  baselines: repeat last frame {base['repeat_last']:.4f}, "
+        f"mean frame {base['mean_frame']:.4f}  -> {'beats both' if beats else 'DOES NOT beat both baselines'}\n"
+        f"listen    {out / 'preview.wav'}   look: {out / 'loss.png'}, {out / 'spectrogram.png'}"
+    )
+    if result.interrupted:
+        print(f"resume    liveshtr train {' '.join(map(str, args.songs))} -o {out} --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _bundle_name(stem: str) -> str:
+    """A folder name from a song's file name: lower-case letters, digits, '-' and '_'."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return name or "model"

@@ -1,0 +1,193 @@
+"""The model: next-frame prediction with a stacked LSTM and a variational latent (PyTorch, training side only).
+
+    frame (normalised) -> input projection -> LSTM x layers -> VAE head (mu, logvar) -> z -> decoder -+
+    frame ----------------------------------------------------> continuation (per-bin, banded) ----+-> next frame
+
+With 75% overlap most of the next frame is the current one shifted by a hop. In the FFT or DCT domain that shift
+is nearly local in frequency (a per-bin rotation smeared by the window over a few bins), so a banded per-bin
+linear map carries it for O(dim) parameters; it is initialised by least squares on the song. Everything the song
+adds beyond that continuation (new notes, rhythm, timbre) must pass through the latent z, so the performer's
+controls (temperature, latent offsets, a mix towards a chosen z) act on the very thing that makes the music, and
+the KL term cannot be satisfied by ignoring z.
+
+The latent is conditional (VRNN-style): during training a posterior network sees the true next frame and encodes
+what is new in it, and the LSTM's head learns the prior over that innovation given the past; KL(posterior ||
+prior) ties them. At play time the prior is sampled (temperature scales its spread), so the model invents the
+song's kind of onsets and changes instead of averaging them away. The posterior is never exported.
+
+`StepGraph` is the single step that is exported to ONNX, with the recurrent state and the controls as explicit
+inputs; the engine never imports this file.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from liveshtr.config import ModelConfig
+
+
+class Continuation(nn.Module):
+    """Per-bin linear prediction of the next frame from the current frame's neighbouring bins.
+
+    Bin k of the output (C values) is a learned linear function of bins k-band..k+band of the input (C values
+    each), with weights of its own for every bin: (n_bins, C, (2*band+1)*C) parameters in all.
+    """
+
+    def __init__(self, n_bins: int, channels: int, band: int):
+        super().__init__()
+        self.n_bins, self.channels, self.band = n_bins, channels, band
+        self.weight = nn.Parameter(torch.zeros(n_bins, channels, (2 * band + 1) * channels))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (..., dim) -> neighbourhoods (..., n_bins, (2*band+1)*C)."""
+        nb, c, b = self.n_bins, self.channels, self.band
+        bins = x.unflatten(-1, (c, nb)).transpose(-1, -2)  # (..., nb, C): FFT layout is [re..., im...]
+        padded = F.pad(bins, (0, 0, b, b))  # (..., nb + 2b, C)
+        return torch.cat([padded[..., j : j + nb, :] for j in range(2 * b + 1)], dim=-1)  # (..., nb, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("...nk,nck->...cn", self.features(x), self.weight)  # (..., C, nb)
+        return out.flatten(-2)  # (..., dim)
+
+    @torch.no_grad()
+    def fit_least_squares(self, frames: torch.Tensor, ridge: float = 1e-3) -> None:
+        """Initialise from consecutive frames (T, dim) by per-bin ridge regression of frame t+1 on frame t."""
+        feats = self.features(frames[:-1]).transpose(0, 1).double()  # (nb, T-1, K)
+        target = frames[1:].unflatten(-1, (self.channels, self.n_bins)).permute(2, 0, 1).double()  # (nb, T-1, C)
+        eye = torch.eye(feats.shape[-1], dtype=torch.float64)
+        gram = feats.transpose(1, 2) @ feats + ridge * feats.shape[1] * eye  # (nb, K, K)
+        solution = torch.linalg.solve(gram, feats.transpose(1, 2) @ target)  # (nb, K, C)
+        self.weight.copy_(solution.transpose(1, 2).float())
+
+
+class SongModel(nn.Module):
+    """The training-time model: whole sequences at once, teacher-forced."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(cfg.dim, cfg.hidden)
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        self.head = nn.Linear(cfg.hidden, 2 * cfg.latent_dim)  # prior -> (mu, logvar)
+        self.posterior = nn.Sequential(  # (LSTM output, next frame) -> (mu, logvar); training only
+            nn.Linear(2 * cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2 * cfg.latent_dim)
+        )
+        self.dec1 = nn.Linear(cfg.latent_dim, cfg.hidden)
+        self.dec2 = nn.Linear(cfg.hidden, cfg.dim)
+        self.continuation = Continuation(cfg.n_bins, cfg.channels, cfg.band)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def run_lstm(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        """Frames (B, T, dim) -> LSTM outputs (B, T, H) and the new state."""
+        return self.lstm(torch.tanh(self.inp(x)), state)
+
+    def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(h).chunk(2, dim=-1)  # (B, T, L) each
+        return mu, logvar.clamp(-12.0, 6.0)
+
+    def encode(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        """Frames (B, T, dim) -> prior mu, logvar (B, T, L) and the new state."""
+        h, state = self.run_lstm(x, state)
+        mu, logvar = self.prior(h)
+        return mu, logvar, state
+
+    def decode(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Latents (..., L) and current frames (..., dim) -> next frames (..., dim)."""
+        return self.continuation(x) + self.dec2(F.gelu(self.dec1(z)))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], sample=True):
+        """Teacher-forced pass on inputs x and next frames y (B, T, dim); z from the posterior (its mean if not
+        `sample`). Returns predictions (B, T, dim), posterior and prior means (B, T, L), KL per frame (B, T) and
+        the final state."""
+        h, state = self.run_lstm(x, state)  # (B, T, H)
+        mu_p, logvar_p = self.prior(h)  # (B, T, L)
+        mu_q, logvar_q = self.posterior(torch.cat([h, torch.tanh(self.inp(y))], dim=-1)).chunk(2, dim=-1)
+        logvar_q = logvar_q.clamp(-12.0, 6.0)
+        z = mu_q + torch.exp(0.5 * logvar_q) * torch.randn_like(mu_q) if sample else mu_q  # (B, T, L)
+        return self.decode(z, x), mu_q, mu_p, kl_divergence(mu_q, logvar_q, mu_p, logvar_p), state
+
+
+def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dimensions: (..., L) -> (...)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
+
+
+class StepGraph(nn.Module):
+    """One autoregressive step with the performer's controls, as exported to ONNX (batch of 1).
+
+    Latent controls are in units of each dimension's spread over the training data, so +-3 covers the song:
+        z_model = mu + temperature * sigma * eps + latent_offset * spread
+        z       = (1 - latent_mix) * z_model + latent_mix * (mean + z_user * spread)
+    `eps` comes from outside, so generation is reproducible from a seed and the graph has no random op.
+    """
+
+    INPUTS = ("frame", "h_in", "c_in", "eps", "temperature", "latent_offset", "latent_mix", "z_user")
+    OUTPUTS = ("next_frame", "h_out", "c_out", "mu", "z")
+
+    def __init__(self, model: SongModel, latent_mean: torch.Tensor, latent_spread: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("latent_mean", latent_mean.reshape(1, -1).float())  # (1, L)
+        self.register_buffer("latent_spread", latent_spread.reshape(1, -1).float())  # (1, L)
+
+    def forward(self, frame, h_in, c_in, eps, temperature, latent_offset, latent_mix, z_user):
+        # frame (1, dim); h_in, c_in (layers, 1, H); eps, latent_offset, z_user (1, L); temperature, latent_mix (1,)
+        mu, logvar, (h_out, c_out) = self.model.encode(frame.unsqueeze(1), (h_in, c_in))
+        mu, logvar = mu.squeeze(1), logvar.squeeze(1)  # (1, L)
+        z_model = mu + temperature * torch.exp(0.5 * logvar) * eps + latent_offset * self.latent_spread
+        z_target = self.latent_mean + z_user * self.latent_spread
+        z = (1.0 - latent_mix) * z_model + latent_mix * z_target  # (1, L)
+        return self.model.decode(z, frame), h_out, c_out, mu, z
+
+
+def tensor_shapes(cfg: ModelConfig) -> dict[str, list[int]]:
+    """Names and shapes of the step graph's inputs and outputs, as recorded in model.json."""
+    state = [cfg.layers, 1, cfg.hidden]
+    latent = [1, cfg.latent_dim]
+    return {
+        "frame": [1, cfg.dim],
+        "h_in": state,
+        "c_in": state,
+        "eps": latent,
+        "temperature": [1],
+        "latent_offset": latent,
+        "latent_mix": [1],
+        "z_user": latent,
+        "next_frame": [1, cfg.dim],
+        "h_out": state,
+        "c_out": state,
+        "mu": latent,
+        "z": latent,
+    }
+
+
+@torch.no_grad()
+def order_latents_by_importance(model: SongModel, mu: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """Permute the latent dimensions in place so that dimension 0 changes the output most.
+
+    Importance of dimension i: mean squared change of the decoded frame when z moves by one spread along i,
+    measured at the model's own latents `mu` (N, L). The continuation path does not depend on z, so only the
+    latent decoder is compared. Returns the permutation applied (new -> old index).
+    """
+    L = model.cfg.latent_dim
+
+    def latent_part(z: torch.Tensor) -> torch.Tensor:
+        return model.dec2(F.gelu(model.dec1(z)))  # (N, dim)
+
+    base = latent_part(mu)
+    importance = torch.empty(L)
+    for i in range(L):
+        moved = mu.clone()
+        moved[:, i] += spread[i]
+        importance[i] = (latent_part(moved) - base).pow(2).mean()
+    order = torch.argsort(importance, descending=True)
+    head_rows = torch.cat([order, order + L])  # mu rows then logvar rows
+    model.head.weight.copy_(model.head.weight[head_rows])
+    model.head.bias.copy_(model.head.bias[head_rows])
+    model.dec1.weight.copy_(model.dec1.weight[:, order])
+    return order

@@ -1,0 +1,254 @@
+"""Training: songs -> frames -> LSTM+VAE fitted by teacher forcing -> best model handed to export.
+
+One epoch is one pass over the training frames in B parallel streams with carried state. Ctrl-C ends the current
+step, saves a checkpoint and still exports the best model so far; `--resume` continues from the checkpoint with
+the optimiser's state, the epoch count and the loss history.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liveshtr.atomic import atomic_path
+from liveshtr.config import AudioConfig, FrameConfig, ModelConfig, TrainConfig
+from liveshtr.dataset import FrameData, baselines, streams
+from liveshtr.errors import ConfigError, LiveshtrError
+from liveshtr.model import SongModel
+
+CHECKPOINT_VERSION = 1
+CONTINUATION_FIT_FRAMES = 30000  # frames used for the least-squares start of the continuation path
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is usable by this torch build (use --device auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class History:
+    train: list[float] = field(default_factory=list)  # mean training loss per epoch
+    val: list[float] = field(default_factory=list)  # validation loss (the training objective) per epoch
+    val_mse: list[float] = field(default_factory=list)  # validation next-frame MSE when playing (z = prior mean)
+    kl: list[float] = field(default_factory=list)  # mean KL per epoch
+    seconds: float = 0.0  # training time so far, over all runs
+
+
+@dataclass
+class TrainResult:
+    model: SongModel  # the best model (lowest validation loss), on the CPU
+    best_epoch: int
+    best_val: float  # its validation loss
+    best_val_mse: float  # its next-frame validation MSE, to compare with the baselines
+    baselines: dict[str, float]
+    history: History
+    epochs_done: int
+    interrupted: bool
+    device: str
+
+
+class Progress:
+    """One line per epoch: a bar with loss and ETA, redrawn in place on a terminal, printed once otherwise."""
+
+    def __init__(self, total_epochs: int, stream=sys.stderr):
+        self.total, self.stream = total_epochs, stream
+        self.tty = stream.isatty()
+        self.epoch_times: list[float] = []
+
+    def update(self, epoch: int, done: int, steps: int, loss: float, started: float) -> None:
+        if not self.tty:
+            return
+        elapsed = time.perf_counter() - started
+        per_epoch = elapsed / max(done, 1) * steps
+        remaining = per_epoch - elapsed + per_epoch * (self.total - epoch - 1)
+        bar = "#" * int(20 * done / steps)
+        self.stream.write(f"\repoch {epoch + 1:3d}/{self.total} [{bar:<20}] loss {loss:.4f}  ETA {_hms(remaining)} ")
+        self.stream.flush()
+
+    def end_epoch(self, epoch: int, loss: float, val: float, val_mse: float, kl: float, seconds: float) -> None:
+        self.epoch_times.append(seconds)
+        eta = float(np.median(self.epoch_times)) * (self.total - epoch - 1)
+        line = (
+            f"epoch {epoch + 1:3d}/{self.total} loss {loss:.4f} kl {kl:.2f} val {val:.4f} "
+            f"next-frame {val_mse:.4f} ({seconds:.1f} s, ETA {_hms(eta)})"
+        )
+        self.stream.write(("\r" + line + " " * 8 if self.tty else line) + "\n")
+        self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@torch.no_grad()
+def validate(model: SongModel, data: FrameData, device: torch.device, beta: float) -> tuple[float, float]:
+    """On the held-out blocks, after a short state warm-up: the training objective (posterior mean, full KL
+    weight), which picks the best model, and the next-frame MSE when playing (z = prior mean), which is what
+    the baselines are compared with."""
+    model.eval()
+    rec, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
+    for frames, ctx in data.val:
+        f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, dim)
+        x, y = f[:, :-1], f[:, 1:]
+        pred, _, mu_p, kl_t, _ = model(x, y, model.initial_state(1, device), sample=False)
+        target = y[0, ctx:]  # (n-1-ctx, dim)
+        rec += float((pred[0, ctx:] - target).pow(2).sum())
+        kl += float(kl_t[0, ctx:].sum())
+        mse += float((model.decode(mu_p, x)[0, ctx:] - target).pow(2).sum())
+        n_frames += len(target)
+        n_values += target.numel()
+    model.train()
+    return rec / n_values + beta * kl / n_frames, mse / n_values
+
+
+def run_signature(audio: AudioConfig, frames: FrameConfig, model: ModelConfig, train: TrainConfig, songs) -> dict:
+    """Everything a resumed run must share with the checkpoint (epochs and device may change)."""
+    t = asdict(train)
+    for free in ("epochs", "device"):
+        t.pop(free)
+    return {
+        "audio": audio.to_dict(),
+        "frames": frames.to_dict(),
+        "model": model.to_dict(),
+        "train": t,
+        "songs": [[s.name, len(s.samples)] for s in songs],
+    }
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, signature: dict) -> dict:
+    if not path.is_file():
+        raise LiveshtrError(f"--resume: no checkpoint at {path}; train without --resume first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise LiveshtrError(f"--resume: {path} is not a readable checkpoint ({type(exc).__name__})") from None
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise LiveshtrError(f"--resume: {path} has checkpoint version {state.get('version')}, expected 1")
+    if state["signature"] != signature:
+        diff = [k for k in signature if state["signature"].get(k) != signature[k]]
+        raise LiveshtrError(
+            f"--resume: {path} was trained with other {', '.join(diff)} settings; resume with the same "
+            "songs and flags (only --epochs and --device may change), or train afresh with --force"
+        )
+    return state
+
+
+def fit(
+    data: FrameData,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    signature: dict,
+    resume: dict | None = None,
+    log=print,
+) -> TrainResult:
+    """Train (or continue training) and return the best model; Ctrl-C ends early but still returns it."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    device = pick_device(cfg.device)
+    model = SongModel(model_cfg)
+    if resume is None:
+        model.continuation.fit_least_squares(torch.from_numpy(data.train[:CONTINUATION_FIT_FRAMES]))
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history, start_epoch, step = History(), 0, 0
+    best_state, best_val, best_val_mse, best_epoch = None, math.inf, math.inf, -1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        history = History(**resume["history"])
+        start_epoch, step = resume["epochs_done"], resume["step"]
+        best_state, best_epoch = resume["best_model"], resume["best_epoch"]
+        best_val, best_val_mse = resume["best_val"], resume["best_val_mse"]
+        torch.set_rng_state(resume["torch_rng"])
+        rng.bit_generator.state = resume["numpy_rng"]
+    base = baselines(data)
+    steps_per_epoch = len(streams(data.train, cfg.batch_size, cfg.seq_len, 0)[0]) // cfg.seq_len
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = max(1, int(cfg.kl_warmup * total_steps))
+    progress = Progress(cfg.epochs)
+    epoch, interrupted = start_epoch, False
+
+    def checkpoint_state(epochs_done: int) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "signature": signature,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "history": asdict(history),
+            "epochs_done": epochs_done,
+            "step": step,
+            "best_model": best_state,
+            "best_val": best_val,
+            "best_val_mse": best_val_mse,
+            "best_epoch": best_epoch,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": rng.bit_generator.state,
+        }
+
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            started = time.perf_counter()
+            batch = torch.from_numpy(streams(data.train, cfg.batch_size, cfg.seq_len, int(rng.integers(cfg.seq_len))))
+            batch = batch.to(device)  # (B, S, dim)
+            state = model.initial_state(batch.shape[0], device)
+            n_seq = (batch.shape[1] - 1) // cfg.seq_len
+            sums = np.zeros(2)
+            for k in range(n_seq):
+                x = batch[:, k * cfg.seq_len : (k + 1) * cfg.seq_len]  # (B, T, dim)
+                y = batch[:, k * cfg.seq_len + 1 : (k + 1) * cfg.seq_len + 1]  # (B, T, dim)
+                for group in opt.param_groups:  # cosine decay to a tenth over the whole run
+                    group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
+                pred, _, _, kl, state = model(x + cfg.input_noise * torch.randn_like(x), y, state)
+                state = (state[0].detach(), state[1].detach())
+                rec = (pred - y).pow(2).mean()
+                kl = kl.mean()
+                loss = rec + cfg.beta * min(1.0, step / warmup_steps) * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                step += 1
+                sums += (rec.item(), kl.item())
+                progress.update(epoch, k + 1, n_seq, sums[0] / (k + 1), started)
+            val, val_mse = validate(model, data, device, cfg.beta)
+            history.train.append(sums[0] / n_seq)
+            history.kl.append(sums[1] / n_seq)
+            history.val.append(val)
+            history.val_mse.append(val_mse)
+            seconds = time.perf_counter() - started
+            history.seconds += seconds
+            if val < best_val:
+                best_val, best_val_mse, best_epoch = val, val_mse, epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            progress.end_epoch(epoch, history.train[-1], val, val_mse, history.kl[-1], seconds)
+            save_checkpoint(checkpoint, checkpoint_state(epoch + 1))
+        epochs_done = cfg.epochs
+    except KeyboardInterrupt:
+        interrupted = True
+        epochs_done = len(history.val)
+        log(f"\ninterrupted during epoch {epochs_done + 1}: saving a checkpoint and exporting the best model so far")
+        if best_state is None:  # not even one epoch finished: the current weights are the best we have
+            (best_val, best_val_mse), best_epoch = validate(model, data, device, cfg.beta), 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        save_checkpoint(checkpoint, checkpoint_state(epochs_done))
+    best = SongModel(model_cfg)
+    best.load_state_dict(best_state)
+    return TrainResult(best, best_epoch, best_val, best_val_mse, base, history, epochs_done, interrupted, str(device))
