@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and status == "new":
         raise BundleError(f"--resume: {out} holds no checkpoint to resume; train without --resume first")
 
+    from liveshtr.train import pick_device
+
+    pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
     started = time.perf_counter()
     songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec, train_cfg.seq_len))
     total_s = sum(s.duration_s for s in songs)

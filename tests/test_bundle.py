@@ -1,0 +1,59 @@
+"""Loading a bundle refuses what the engine must not play: unknown versions, missing or mismatched files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from liveshtr.bundle import BundleError, load_bundle
+from tests.test_train import trained  # noqa: F401  (module fixture: one short training run)
+
+
+@pytest.fixture
+def bundle_copy(trained, tmp_path):  # noqa: F811
+    out = tmp_path / "copy"
+    shutil.copytree(trained[0], out)
+    return out
+
+
+def edit_meta(path, change):
+    meta = json.loads((path / "model.json").read_text())
+    change(meta)
+    (path / "model.json").write_text(json.dumps(meta))
+
+
+def test_unknown_format_version(bundle_copy):
+    edit_meta(bundle_copy, lambda m: m.update(format_version=99))
+    with pytest.raises(BundleError, match="format version 99 is not supported"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "primes.npy", "model.json"])
+def test_missing_file(bundle_copy, name):
+    (bundle_copy / name).unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(bundle_copy)
+
+
+def test_file_from_another_model(bundle_copy):
+    primes = np.load(bundle_copy / "primes.npy")
+    np.save(bundle_copy / "primes.npy", primes[::-1])
+    with pytest.raises(BundleError, match="primes.npy does not match model.json"):
+        load_bundle(bundle_copy)
+
+
+def test_inconsistent_shapes(bundle_copy):
+    edit_meta(bundle_copy, lambda m: m["latent"].update(mean=[0.0]))
+    with pytest.raises(BundleError, match="latent mean has shape"):
+        load_bundle(bundle_copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no such model folder"):
+        load_bundle(tmp_path / "nothing")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable"):
+        load_bundle(tmp_path)

@@ -1,0 +1,184 @@
+"""`liveshtr train` end to end on a real song: a loadable bundle, resume, Ctrl-C, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from liveshtr.bundle import load_bundle
+from tests.conftest import shared_song
+
+GROOVE = "violent_groove_4_berklee_olpc.mp3"
+QUICK = ["--epochs", "3", "--hidden", "64", "--layers", "1", "--latent-dim", "8"]
+
+
+def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "liveshtr", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "groove"
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_bundle_is_complete_and_loadable(trained):
+    out, result = trained
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "model.onnx",
+        "model.json",
+        "primes.npy",
+        "checkpoint.pt",
+        "loss.png",
+        "preview.wav",
+        "spectrogram.png",
+    } <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    bundle = load_bundle(out)
+    meta = bundle.meta
+    assert meta["format_version"] == 1
+    assert set(meta["tensors"]) == set(meta["inputs"]) | set(meta["outputs"])
+    assert meta["model"]["layers"] == 1 and meta["model"]["hidden"] == 64
+    assert bundle.primes.shape[0] >= 8 and bundle.primes.shape[2] == bundle.dim
+    assert "bundle" in result.stdout and "baselines" in result.stdout
+
+
+def test_preview_is_finite_audible_and_unclipped(trained):
+    out, _ = trained
+    preview, rate = sf.read(out / "preview.wav", dtype="float32")
+    assert rate == 24000 and len(preview) == 20 * 24000
+    assert np.isfinite(preview).all()
+    rms_db = 20 * np.log10(np.sqrt(np.mean(preview.astype(np.float64) ** 2)))
+    assert rms_db > -45
+    assert np.abs(preview).max() < 0.999
+
+
+def test_validation_beats_both_baselines(trained):
+    out, _ = trained
+    training = json.loads((out / "model.json").read_text())["training"]
+    assert training["val_mse"] < training["baselines"]["repeat_last"]
+    assert training["val_mse"] < training["baselines"]["mean_frame"]
+
+
+def test_resume_continues_epochs_and_optimiser(trained, tmp_path):
+    out = tmp_path / "groove"
+    shutil.copytree(trained[0], out)
+    before = torch.load(out / "checkpoint.pt", weights_only=False)
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK[2:], "--epochs", "5", "--resume")
+    assert result.returncode == 0, result.stderr
+    after = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert before["epochs_done"] == 3 and after["epochs_done"] == 5
+    assert len(after["history"]["val"]) == 5 and after["history"]["val"][:3] == before["history"]["val"]
+    steps_before = before["optimizer"]["state"][0]["step"]
+    assert after["optimizer"]["state"][0]["step"] == steps_before * 5 / 3
+    assert load_bundle(out).meta["training"]["epochs_done"] == 5
+
+
+def test_same_seed_trains_the_same_model(trained, tmp_path):
+    out = tmp_path / "again"
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    first = torch.load(trained[0] / "checkpoint.pt", weights_only=False)["model"]
+    second = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [
+        sys.executable,
+        "-m",
+        "liveshtr",
+        "train",
+        str(shared_song(GROOVE)),
+        "-o",
+        str(out),
+        "--epochs",
+        "500",
+        "--hidden",
+        "64",
+        "--layers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "checkpoint.pt").exists(), "no epoch finished in time"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    bundle = load_bundle(out)
+    assert bundle.meta["training"]["interrupted"] is True
+    assert 1 <= torch.load(out / "checkpoint.pt", weights_only=False)["epochs_done"] < 500
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--hop", "2048"], "must be shorter than frame"),
+        (["--epochs", "0"], "epochs 0 must be at least 1"),
+        (["--latent-dim", "0"], "latent-dim 0"),
+        (["--layers", "4"], "layers 4"),
+        (["--hidden", "32"], "hidden 32"),
+        (["--seq-len", "1"], "seq-len 1"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "0"], "cuda|lr"),
+    ],
+)
+def test_impossible_hyperparameters(tmp_path, flags, message):
+    result = train(str(shared_song(GROOVE)), "-o", str(tmp_path / "m"), *flags)
+    assert result.returncode == 2
+    assert any(m in result.stderr for m in message.split("|")), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_song_shorter_than_a_sequence(tmp_path):
+    song = tmp_path / "blip.wav"
+    sf.write(song, 0.5 * np.sin(np.arange(4000) / 3.0), 24000)
+    result = train(str(song), "-o", str(tmp_path / "m"))
+    assert result.returncode == 2 and "shorter than one training sequence" in result.stderr
+
+
+def test_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "setlist.txt").write_text("keep me")
+    result = train(str(shared_song(GROOVE)), "-o", str(tmp_path / "mine"), *QUICK)
+    assert result.returncode == 2 and "not part of a model bundle" in result.stderr
+    assert (tmp_path / "mine" / "setlist.txt").read_text() == "keep me"
+
+
+def test_existing_bundle_is_not_overwritten_without_force(trained):
+    out, _ = trained
+    before = (out / "model.onnx").read_bytes()
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (out / "model.onnx").read_bytes() == before
+
+
+def test_resume_with_other_settings_or_nothing_to_resume(trained, tmp_path):
+    out = tmp_path / "groove"
+    shutil.copytree(trained[0], out)
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK, "--hidden", "128", "--resume")
+    assert result.returncode == 2 and "model settings" in result.stderr
+    result = train(str(shared_song(GROOVE)), "-o", str(tmp_path / "fresh"), *QUICK, "--resume")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
