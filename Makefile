@@ -13,7 +13,7 @@ APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium
 .PHONY: demo test setup setup-dev lint format clean
 
 demo: setup
-	$(BIN)/liveshtr inspect ../shared/audio/vibe_ace_kevin_macleod.ogg -o out/vibe_ace_resynth.wav
+	$(BIN)/liveshtr train ../shared/audio/violent_groove_4_berklee_olpc.mp3 -o out/demo --force
 
 test: setup-dev
 	$(BIN)/python -m pytest -q

@@ -52,14 +52,22 @@ class Continuation(nn.Module):
         return out.flatten(-2)  # (..., dim)
 
     @torch.no_grad()
-    def fit_least_squares(self, frames: torch.Tensor, ridge: float = 1e-3) -> None:
-        """Initialise from consecutive frames (T, dim) by per-bin ridge regression of frame t+1 on frame t."""
-        feats = self.features(frames[:-1]).transpose(0, 1).double()  # (nb, T-1, K)
-        target = frames[1:].unflatten(-1, (self.channels, self.n_bins)).permute(2, 0, 1).double()  # (nb, T-1, C)
-        eye = torch.eye(feats.shape[-1], dtype=torch.float64)
-        gram = feats.transpose(1, 2) @ feats + ridge * feats.shape[1] * eye  # (nb, K, K)
-        solution = torch.linalg.solve(gram, feats.transpose(1, 2) @ target)  # (nb, K, C)
-        self.weight.copy_(solution.transpose(1, 2).float())
+    def fit_least_squares(self, frames: torch.Tensor, ridge: float = 1e-3, chunk: int = 2048) -> None:
+        """Initialise from consecutive frames (T, dim) by per-bin ridge regression of frame t+1 on frame t.
+
+        The normal equations are accumulated over chunks of frames, so memory stays at a few chunk-sized arrays.
+        """
+        k = (2 * self.band + 1) * self.channels
+        gram = torch.zeros(self.n_bins, k, k, dtype=torch.float64)
+        rhs = torch.zeros(self.n_bins, k, self.channels, dtype=torch.float64)
+        for start in range(0, len(frames) - 1, chunk):
+            block = frames[start : start + chunk + 1]
+            feats = self.features(block[:-1]).transpose(0, 1).contiguous()  # (nb, n, K)
+            target = block[1:].unflatten(-1, (self.channels, self.n_bins)).permute(2, 0, 1)  # (nb, n, C)
+            gram += (feats.transpose(1, 2) @ feats).double()  # float32 per chunk, summed in float64
+            rhs += (feats.transpose(1, 2) @ target).double()
+        gram += ridge * (len(frames) - 1) * torch.eye(k, dtype=torch.float64)
+        self.weight.copy_(torch.linalg.solve(gram, rhs).transpose(1, 2).float())  # (nb, C, K)
 
 
 class SongModel(nn.Module):

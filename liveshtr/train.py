@@ -24,7 +24,7 @@ from liveshtr.errors import ConfigError, LiveshtrError
 from liveshtr.model import SongModel
 
 CHECKPOINT_VERSION = 1
-CONTINUATION_FIT_FRAMES = 30000  # frames used for the least-squares start of the continuation path
+CONTINUATION_FIT_FRAMES = 16384  # frames used for the least-squares start of the continuation path
 
 
 def pick_device(name: str) -> torch.device:
