@@ -55,6 +55,7 @@ class Bundle:
     latent_mean: np.ndarray  # (L,) float32
     latent_spread: np.ndarray  # (L,) float32
     primes: np.ndarray  # (n_primes, prime_frames, dim) float32, normalised
+    output_gain: np.ndarray  # (dim,) float32 calibration applied to denormalised frames on the way out
 
     @property
     def name(self) -> str:
@@ -122,9 +123,12 @@ def load_bundle(path: str | Path) -> Bundle:
         latent_mean = np.asarray(meta["latent"]["mean"], dtype=np.float32)
         latent_spread = np.asarray(meta["latent"]["spread"], dtype=np.float32)
         primes = np.load(path / PRIMES_FILE, allow_pickle=False).astype(np.float32)
+        gain_db = np.asarray(meta["calibration"]["gain_db"], dtype=np.float32)  # (n_bins,)
+        channels = 1 if frames.domain == "dct" else 2
+        output_gain = np.tile(10 ** (gain_db / 20), channels).astype(np.float32)  # (dim,)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
-    bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes)
+    bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
     dim, latent = frames.dim(audio.samplerate), bundle.latent_dim
     checks = {
         "model dim": (bundle.dim, dim),
@@ -132,6 +136,7 @@ def load_bundle(path: str | Path) -> Bundle:
         "latent mean": (latent_mean.shape, (latent,)),
         "latent spread": (latent_spread.shape, (latent,)),
         "primes": (primes.shape[2:], (dim,)),
+        "calibration": (output_gain.shape, (dim,)),
     }
     for what, (got, expected) in checks.items():
         if got != expected:

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from liveshtr.analysis import third_octave_edges
 from liveshtr.atomic import atomic_path
 from liveshtr.audio import Song, write_audio
 from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.dataset import FrameData
+from liveshtr.frames import FrameStats
 from liveshtr.generator import Controls, Generator
 from liveshtr.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 from liveshtr.train import TrainResult
@@ -31,6 +33,10 @@ ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 24  # frames per seed window (a quarter second at the default hop)
 PREVIEW_S = 20.0
+CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from across the song ...
+CALIBRATION_S_PER_PRIME = 12.0  # ... of this many seconds each measure the model's own spectrum
+CALIBRATION_LEVEL_DB = 24.0  # largest overall level correction
+CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overall level
 
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
@@ -50,12 +56,16 @@ TENSOR_DOCS = {
 
 
 @torch.no_grad()
-def latent_statistics(model: SongModel, train: np.ndarray, max_frames: int = 20000) -> torch.Tensor:
-    """The posterior's latent means (N, L) over the training frames: the latents the decoder learned to play."""
+def latent_statistics(model: SongModel, train: np.ndarray, max_frames: int = 20000):
+    """Over the training frames: the posterior means (N, L), the latents the decoder learned to play, and the
+    spread (L,) of the z the model plays at temperature 1 (prior means plus prior noise), so one spread unit of
+    offset is as large a move as the model's own sampling makes and +-3 covers the song."""
     model.eval()
     frames = torch.from_numpy(train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, dim)
-    _, mu_q, _, _, _ = model(frames[:, :-1], frames[:, 1:], model.initial_state(1), sample=False)
-    return mu_q[0]  # (N, L)
+    out = model(frames[:, :-1], frames[:, 1:], model.initial_state(1), sample=False)
+    mu_p, logvar_p = out.mu_p[0], out.logvar_p[0]  # (N, L)
+    spread = (mu_p.var(dim=0) + logvar_p.exp().mean(dim=0)).sqrt()  # (L,)
+    return out.mu_q[0], spread
 
 
 def export_onnx(graph: StepGraph, shapes: dict[str, list[int]]) -> bytes:
@@ -91,6 +101,42 @@ def pick_primes(song_frames: list[np.ndarray], n_primes: int = N_PRIMES, length:
     return np.stack(primes), positions
 
 
+def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
+    """Output EQ that matches the free-running model's average spectrum to the song's, per 1/3-octave band.
+
+    Teacher forcing does not pin down the energy a free-running loop settles at: a continuation gain a little off
+    in one band changes that band's steady-state level a lot. Rendering through the ONNX graph at default controls
+    from several primes and comparing each band's mean power with the song's (from the normalisation statistics)
+    gives a correction that is applied on the way out only, so the model's own loop is untouched. The overall level
+    is matched within +-CALIBRATION_LEVEL_DB, each band's shape within +-CALIBRATION_SHAPE_DB of it.
+    """
+    controls = Controls(bundle.latent_dim)
+    n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
+    frames = []
+    for i, position in enumerate(CALIBRATION_PRIMES):
+        generator = Generator(bundle, seed=seed + i)
+        generator.prime(position)
+        frames.extend(generator.next_frame(controls) for _ in range(n_steps))
+    generated = np.stack(frames).astype(np.float64) * stats.std + stats.mean  # (T, dim)
+    channels = 1 if bundle.frames.domain == "dct" else 2
+    nb = bundle.dim // channels
+
+    def bin_power(power: np.ndarray) -> np.ndarray:  # (dim,) -> (nb,): re and im of a bin together
+        return power.reshape(channels, nb).sum(axis=0)
+
+    gen_power = bin_power(np.mean(generated**2, axis=0))
+    song_power = bin_power(stats.mean.astype(np.float64) ** 2 + stats.std.astype(np.float64) ** 2)
+    bin_hz = bundle.audio.samplerate / (2 * bundle.frames.frame if channels == 1 else bundle.frames.frame)
+    band = np.digitize(np.arange(nb) * bin_hz, third_octave_edges(bundle.audio.samplerate, low_hz=20.0))
+    level_db = np.clip(10 * np.log10(song_power.sum() / gen_power.sum()), -CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
+    gain_db = np.zeros(nb)
+    for b in np.unique(band):
+        members = band == b
+        shape = 10 * np.log10(song_power[members].sum() / max(gen_power[members].sum(), 1e-30)) - level_db
+        gain_db[members] = level_db + np.clip(shape, -CALIBRATION_SHAPE_DB, CALIBRATION_SHAPE_DB)
+    return {"gain_db": np.round(gain_db, 3).tolist(), "level_db": round(float(level_db), 2)}
+
+
 def plot_loss(path: Path, result: TrainResult) -> None:
     import matplotlib
 
@@ -107,6 +153,7 @@ def plot_loss(path: Path, result: TrainResult) -> None:
     ax.axhline(result.baselines["mean_frame"], color="grey", ls=":", label="baseline: mean frame")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE per normalised coefficient")
+    ax.set_yscale("log")
     ax.set_title("liveshtr training")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -147,8 +194,8 @@ def export_bundle(
 ) -> Bundle:
     """Write the whole bundle for the best model into `out` and return it as loaded back from disk."""
     model = copy.deepcopy(result.model).eval()  # ordering latents edits weights; the checkpoint keeps the original
-    mu = latent_statistics(model, data.train)  # (N, L)
-    spread = mu.std(dim=0).clamp_min(1e-3)  # (L,)
+    mu, spread = latent_statistics(model, data.train)  # (N, L), (L,)
+    spread = spread.clamp_min(1e-3)
     order = order_latents_by_importance(model, mu, spread)
     mu, spread = mu[:, order], spread[order]
     latent_mean = mu.mean(dim=0)
@@ -188,7 +235,11 @@ def export_bundle(
             "history": asdict(result.history),
         },
     }
-    write_bundle_core(out, meta, export_onnx(graph, shapes), primes)
+    onnx_bytes = export_onnx(graph, shapes)
+    meta["calibration"] = {"gain_db": [0.0] * model.cfg.n_bins, "level_db": 0.0}  # identity, to render with
+    write_bundle_core(out, meta, onnx_bytes, primes)
+    meta["calibration"] = calibrate(load_bundle(out), data.stats, train_cfg.seed)
+    write_bundle_core(out, meta, onnx_bytes, primes)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)
     generator.prime(0.25)

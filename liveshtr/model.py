@@ -21,6 +21,8 @@ inputs; the engine never imports this file.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -70,6 +72,23 @@ class Continuation(nn.Module):
         self.weight.copy_(torch.linalg.solve(gram, rhs).transpose(1, 2).float())  # (nb, C, K)
 
 
+class TeacherForced(NamedTuple):
+    """What a teacher-forced pass returns; latents (B, T, L), KL per frame (B, T).
+
+    The KL is returned twice with the same value and different gradients (KL balancing): `kl_posterior` reaches
+    only the posterior (a weak pull, weighted by beta, that keeps the latent informative), `kl_prior` reaches only
+    the prior and the LSTM below it (a strong pull, so what is sampled on stage follows what the song does next).
+    """
+
+    pred: torch.Tensor  # (B, T, dim) predicted next frames, decoded from the posterior's z
+    mu_q: torch.Tensor  # posterior mean: the latents the decoder learns to play
+    mu_p: torch.Tensor  # prior mean and log-variance: what is sampled on stage
+    logvar_p: torch.Tensor
+    kl_posterior: torch.Tensor
+    kl_prior: torch.Tensor
+    state: tuple[torch.Tensor, torch.Tensor]
+
+
 class SongModel(nn.Module):
     """The training-time model: whole sequences at once, teacher-forced."""
 
@@ -108,16 +127,19 @@ class SongModel(nn.Module):
         """Latents (..., L) and current frames (..., dim) -> next frames (..., dim)."""
         return self.continuation(x) + self.dec2(F.gelu(self.dec1(z)))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], sample=True):
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], sample: bool = True
+    ) -> TeacherForced:
         """Teacher-forced pass on inputs x and next frames y (B, T, dim); z from the posterior (its mean if not
-        `sample`). Returns predictions (B, T, dim), posterior and prior means (B, T, L), KL per frame (B, T) and
-        the final state."""
+        `sample`)."""
         h, state = self.run_lstm(x, state)  # (B, T, H)
         mu_p, logvar_p = self.prior(h)  # (B, T, L)
         mu_q, logvar_q = self.posterior(torch.cat([h, torch.tanh(self.inp(y))], dim=-1)).chunk(2, dim=-1)
         logvar_q = logvar_q.clamp(-12.0, 6.0)
         z = mu_q + torch.exp(0.5 * logvar_q) * torch.randn_like(mu_q) if sample else mu_q  # (B, T, L)
-        return self.decode(z, x), mu_q, mu_p, kl_divergence(mu_q, logvar_q, mu_p, logvar_p), state
+        kl_posterior = kl_divergence(mu_q, logvar_q, mu_p.detach(), logvar_p.detach())
+        kl_prior = kl_divergence(mu_q.detach(), logvar_q.detach(), mu_p, logvar_p)
+        return TeacherForced(self.decode(z, x), mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state)
 
 
 def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:

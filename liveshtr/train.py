@@ -92,24 +92,24 @@ def _hms(seconds: float) -> str:
 
 
 @torch.no_grad()
-def validate(model: SongModel, data: FrameData, device: torch.device, beta: float) -> tuple[float, float]:
-    """On the held-out blocks, after a short state warm-up: the training objective (posterior mean, full KL
-    weight), which picks the best model, and the next-frame MSE when playing (z = prior mean), which is what
-    the baselines are compared with."""
+def validate(model: SongModel, data: FrameData, device: torch.device, kl_weight: float) -> tuple[float, float]:
+    """On the held-out blocks, after a short state warm-up: the training objective (posterior mean, both KL
+    weights at full strength), which picks the best model, and the next-frame MSE when playing (z = prior mean),
+    which is what the baselines are compared with."""
     model.eval()
     rec, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
     for frames, ctx in data.val:
         f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, dim)
         x, y = f[:, :-1], f[:, 1:]
-        pred, _, mu_p, kl_t, _ = model(x, y, model.initial_state(1, device), sample=False)
+        out = model(x, y, model.initial_state(1, device), sample=False)
         target = y[0, ctx:]  # (n-1-ctx, dim)
-        rec += float((pred[0, ctx:] - target).pow(2).sum())
-        kl += float(kl_t[0, ctx:].sum())
-        mse += float((model.decode(mu_p, x)[0, ctx:] - target).pow(2).sum())
+        rec += float((out.pred[0, ctx:] - target).pow(2).sum())
+        kl += float(out.kl_posterior[0, ctx:].sum())
+        mse += float((model.decode(out.mu_p, x)[0, ctx:] - target).pow(2).sum())
         n_frames += len(target)
         n_values += target.numel()
     model.train()
-    return rec / n_values + beta * kl / n_frames, mse / n_values
+    return rec / n_values + kl_weight * kl / n_frames, mse / n_values
 
 
 def run_signature(audio: AudioConfig, frames: FrameConfig, model: ModelConfig, train: TrainConfig, songs) -> dict:
@@ -216,11 +216,12 @@ def fit(
                 y = batch[:, k * cfg.seq_len + 1 : (k + 1) * cfg.seq_len + 1]  # (B, T, dim)
                 for group in opt.param_groups:  # cosine decay to a tenth over the whole run
                     group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
-                pred, _, _, kl, state = model(x + cfg.input_noise * torch.randn_like(x), y, state)
-                state = (state[0].detach(), state[1].detach())
-                rec = (pred - y).pow(2).mean()
-                kl = kl.mean()
-                loss = rec + cfg.beta * min(1.0, step / warmup_steps) * kl
+                out = model(x + cfg.input_noise * torch.randn_like(x), y, state)
+                state = (out.state[0].detach(), out.state[1].detach())
+                rec = (out.pred - y).pow(2).mean()
+                kl = out.kl_posterior.mean()
+                warm = min(1.0, step / warmup_steps)
+                loss = rec + cfg.beta * warm * kl + cfg.prior_weight * out.kl_prior.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -228,7 +229,7 @@ def fit(
                 step += 1
                 sums += (rec.item(), kl.item())
                 progress.update(epoch, k + 1, n_seq, sums[0] / (k + 1), started)
-            val, val_mse = validate(model, data, device, cfg.beta)
+            val, val_mse = validate(model, data, device, cfg.beta + cfg.prior_weight)
             history.train.append(sums[0] / n_seq)
             history.kl.append(sums[1] / n_seq)
             history.val.append(val)
@@ -246,7 +247,7 @@ def fit(
         epochs_done = len(history.val)
         log(f"\ninterrupted during epoch {epochs_done + 1}: saving a checkpoint and exporting the best model so far")
         if best_state is None:  # not even one epoch finished: the current weights are the best we have
-            (best_val, best_val_mse), best_epoch = validate(model, data, device, cfg.beta), 0
+            (best_val, best_val_mse), best_epoch = validate(model, data, device, cfg.beta + cfg.prior_weight), 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(checkpoint, checkpoint_state(epochs_done))
     best = SongModel(model_cfg)
