@@ -25,7 +25,7 @@ from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.dataset import FrameData
 from liveshtr.frames import FrameStats
-from liveshtr.generator import Controls, Generator
+from liveshtr.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 from liveshtr.train import TrainResult
 
@@ -241,12 +241,11 @@ def export_bundle(
     meta["calibration"] = calibrate(load_bundle(out), data.stats, train_cfg.seed)
     write_bundle_core(out, meta, onnx_bytes, primes)
     bundle = load_bundle(out)
-    generator = Generator(bundle, seed=train_cfg.seed)
-    generator.prime(0.25)
+    generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     preview = generator.render(PREVIEW_S, Controls(bundle.latent_dim))
     write_audio(out / "preview.wav", preview, audio.samplerate)
     plot_loss(out / "loss.png", result)
     first = songs[0].samples
-    start = max(0, len(first) // 4 - int(PREVIEW_S * audio.samplerate) // 2)
+    start = max(0, int(len(first) * DEFAULT_PRIME) - int(PREVIEW_S * audio.samplerate) // 2)
     plot_spectrograms(out / "spectrogram.png", first[start:][: len(preview)], preview, audio.samplerate)
     return bundle

@@ -21,6 +21,7 @@ from liveshtr.safety import SafetyStage
 # every frame averages out within a second and the render turns into stationary noise; slowly wandering noise
 # keeps each step's z distributed as trained while the sound moves from second to second.
 DRIFT = 0.98
+DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
 
 
@@ -61,7 +62,7 @@ class Generator:
         self._fresh = np.empty(bundle.latent_dim, dtype=np.float32)
         self._prime: np.ndarray = bundle.primes[0]
         self._prime_left = 0
-        self.prime(0.0)
+        self.prime(DEFAULT_PRIME)
 
     @property
     def hop(self) -> int:

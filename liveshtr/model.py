@@ -21,6 +21,7 @@ inputs; the engine never imports this file.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -28,6 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from liveshtr.config import ModelConfig
+
+ENVELOPE_BANDS = 24  # log-spaced bands of the z-driven innovation level
 
 
 class Continuation(nn.Module):
@@ -104,6 +107,13 @@ class SongModel(nn.Module):
         self.dec1 = nn.Linear(cfg.latent_dim, cfg.hidden)
         self.dec2 = nn.Linear(cfg.hidden, cfg.dim)
         self.continuation = Continuation(cfg.n_bins, cfg.channels, cfg.band)
+        # Per-band level of the innovation, set by z: an offset on a latent dimension then changes how loud each
+        # frequency band's new material is (a constant complex offset alone would mostly cancel in the loop).
+        band_of_bin = band_index(cfg.n_bins, ENVELOPE_BANDS)
+        self.register_buffer("band_of_bin", band_of_bin.repeat(cfg.channels), persistent=False)  # (dim,)
+        self.envelope = nn.Linear(cfg.latent_dim, int(band_of_bin.max()) + 1)
+        nn.init.zeros_(self.envelope.weight)
+        nn.init.zeros_(self.envelope.bias)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.cfg.layers, batch, self.cfg.hidden)
@@ -123,9 +133,14 @@ class SongModel(nn.Module):
         mu, logvar = self.prior(h)
         return mu, logvar, state
 
+    def innovation(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (..., L) -> what the next frame adds to the continuation (..., dim)."""
+        level = torch.exp(self.envelope(z).clamp(-6.0, 3.0))[..., self.band_of_bin]  # (..., dim)
+        return level * self.dec2(F.gelu(self.dec1(z)))
+
     def decode(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Latents (..., L) and current frames (..., dim) -> next frames (..., dim)."""
-        return self.continuation(x) + self.dec2(F.gelu(self.dec1(z)))
+        return self.continuation(x) + self.innovation(z)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], sample: bool = True
@@ -140,6 +155,13 @@ class SongModel(nn.Module):
         kl_posterior = kl_divergence(mu_q, logvar_q, mu_p.detach(), logvar_p.detach())
         kl_prior = kl_divergence(mu_q.detach(), logvar_q.detach(), mu_p, logvar_p)
         return TeacherForced(self.decode(z, x), mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state)
+
+
+def band_index(n_bins: int, n_bands: int) -> torch.Tensor:
+    """Bin -> band for up to `n_bands` log-spaced bands (empty bands dropped): (n_bins,) long."""
+    edges = torch.logspace(0, math.log10(n_bins), n_bands + 1)
+    raw = torch.bucketize(torch.arange(n_bins).clamp_min(1).float(), edges[1:-1], right=True)
+    return torch.unique(raw, return_inverse=True)[1]
 
 
 def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
@@ -205,11 +227,8 @@ def order_latents_by_importance(model: SongModel, mu: torch.Tensor, spread: torc
     latent decoder is compared. Returns the permutation applied (new -> old index).
     """
     L = model.cfg.latent_dim
-
-    def latent_part(z: torch.Tensor) -> torch.Tensor:
-        return model.dec2(F.gelu(model.dec1(z)))  # (N, dim)
-
-    base = latent_part(mu)
+    latent_part = model.innovation
+    base = latent_part(mu)  # (N, dim)
     importance = torch.empty(L)
     for i in range(L):
         moved = mu.clone()
@@ -220,4 +239,5 @@ def order_latents_by_importance(model: SongModel, mu: torch.Tensor, spread: torc
     model.head.weight.copy_(model.head.weight[head_rows])
     model.head.bias.copy_(model.head.bias[head_rows])
     model.dec1.weight.copy_(model.dec1.weight[:, order])
+    model.envelope.weight.copy_(model.envelope.weight[:, order])
     return order
