@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 APT_RUN := libportaudio2
 APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium
 
-.PHONY: demo test setup setup-dev lint format clean
+.PHONY: demo test setup setup-dev lint format clean bench-train quality-report
 
 demo: setup
 	$(BIN)/liveshtr train ../shared/audio/violent_groove_4_berklee_olpc.mp3 -o out/demo --force
@@ -25,6 +25,18 @@ lint: setup-dev
 format: setup-dev
 	$(BIN)/ruff format liveshtr tests
 	$(BIN)/ruff check --fix liveshtr tests
+
+# The seed's reference run (1 layer x 128, 5 epochs) on the 3:42 guitar recording, three times.
+bench-train: setup
+	for i in 1 2 3; do /usr/bin/time -f "wall %e s, peak RSS %M KB" $(BIN)/liveshtr train \
+	  ../shared/audio/acoustic_guitar_arrangement_trow.mp3 --layers 1 --hidden 128 --epochs 5 \
+	  -o out/bench-reference --force | grep -E "trained|val MSE"; done
+
+# Trains every shared song with the defaults and prints the quality figures the README quotes.
+quality-report: setup
+	for f in ../shared/audio/*.mp3 ../shared/audio/*.ogg; do \
+	  $(BIN)/liveshtr train "$$f" -o "out/quality/$$(basename "$${f%.*}")" --force >/dev/null || exit 1; done
+	$(BIN)/python -m liveshtr.analysis out/quality/* --songs ../shared/audio
 
 setup: $(VENV)/.stamp-run
 setup-dev: $(VENV)/.stamp-dev

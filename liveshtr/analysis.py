@@ -85,3 +85,85 @@ def max_repeat_correlation(
             break
         best = max(best, float(np.max(np.sum(flat[:-lag] * flat[lag:], axis=1))))
     return best
+
+
+def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, seconds: float = 60.0) -> dict:
+    """The figures the quality tests check, for one bundle rendered at default controls through ONNX.
+
+    `songs` maps song names to their signals at `samplerate` (the bundle's own song among them).
+    """
+    from liveshtr.generator import Controls, Generator
+
+    def render(seed: int = 0, **controls) -> np.ndarray:
+        generator = Generator(bundle, seed=seed)
+        c = Controls(bundle.latent_dim)
+        for name, value in controls.items():
+            if name == "offset0":
+                c.latent_offset[0] = value
+            else:
+                setattr(c, name, value)
+        return generator.render(seconds, c)
+
+    def spectrum_change(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(np.abs(band_spectrogram(a, samplerate).mean(0) - band_spectrogram(b, samplerate).mean(0))))
+
+    own = bundle.meta["training"]["songs"][0]["name"]
+    x, greedy = render(), render(temperature=0.0)
+    rendered = ltas_db(x, samplerate)
+    distances = {name: signature_distance_db(rendered, ltas_db(s, samplerate)) for name, s in songs.items()}
+    training = bundle.meta["training"]
+    return {
+        "song": own,
+        "train_s": training["seconds"],
+        "val_mse": training["val_mse"],
+        "baseline_mse": min(training["baselines"].values()),
+        "min_rms_db": float(window_rms_db(x, samplerate).min()),
+        "peak": float(np.abs(x).max()),
+        "movement_db": movement_db(x, samplerate),
+        "song_movement_db": movement_db(songs[own], samplerate),
+        "repeat_corr": max_repeat_correlation(x, samplerate),
+        "own_distance_db": distances[own],
+        "nearest_other_db": min(d for name, d in distances.items() if name != own),
+        "temperature_db": spectrum_change(render(temperature=0.3), render(temperature=1.5)),
+        "offset_db": spectrum_change(render(offset0=-2.0), render(offset0=2.0)),
+        "seed_db": spectrum_change(x, render(seed=1)),
+        "t0_movement_db": movement_db(greedy, samplerate),
+        "t0_repeat_corr": max_repeat_correlation(greedy, samplerate),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m liveshtr.analysis MODEL... --songs DIR`: the quality figures of trained bundles as a table."""
+    import argparse
+
+    from liveshtr.audio import load_songs
+    from liveshtr.bundle import load_bundle
+
+    parser = argparse.ArgumentParser(prog="python -m liveshtr.analysis", description=main.__doc__)
+    parser.add_argument("models", nargs="+", help="bundle folders")
+    parser.add_argument("--songs", required=True, help="folder (or files) of the songs to compare signatures with")
+    parser.add_argument("--seconds", type=float, default=60.0, help="render length")
+    args = parser.parse_args(argv)
+    bundles = [load_bundle(m) for m in args.models]
+    songs = load_songs([args.songs], bundles[0].audio)
+    signals = {s.name: s.samples for s in songs}
+    rows = [quality_report(b, signals, b.audio.samplerate, args.seconds) for b in bundles]
+    print(
+        "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
+        "signature own / nearest other dB | T 0.3 vs 1.5 dB | offset0 -2 vs +2 dB | seed vs seed dB | "
+        "T=0: moving, loop corr |"
+    )
+    print("|---" * 12 + "|")
+    for r in rows:
+        print(
+            f"| {r['song']} | {r['train_s']:.1f} | {r['val_mse']:.3f} / {r['baseline_mse']:.3f} | "
+            f"{r['min_rms_db']:.1f} | {r['peak']:.2f} | {r['movement_db']:.2f} ({r['song_movement_db']:.2f}) | "
+            f"{r['repeat_corr']:.2f} | {r['own_distance_db']:.2f} / {r['nearest_other_db']:.2f} | "
+            f"{r['temperature_db']:.2f} | {r['offset_db']:.2f} | {r['seed_db']:.2f} | "
+            f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

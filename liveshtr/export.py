@@ -34,7 +34,7 @@ N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 24  # frames per seed window (a quarter second at the default hop)
 PREVIEW_S = 20.0
 CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from across the song ...
-CALIBRATION_S_PER_PRIME = 12.0  # ... of this many seconds each measure the model's own spectrum
+CALIBRATION_S_PER_PRIME = 24.0  # ... of this many seconds each measure the model's own spectrum
 CALIBRATION_LEVEL_DB = 24.0  # largest overall level correction
 CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overall level
 

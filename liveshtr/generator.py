@@ -20,7 +20,7 @@ from liveshtr.safety import SafetyStage
 # Per-step AR(1) coefficient of the latent noise (time constant ~50 frames, ~0.5 s at the default hop). Fresh noise
 # every frame averages out within a second and the render turns into stationary noise; slowly wandering noise
 # keeps each step's z distributed as trained while the sound moves from second to second.
-DRIFT = 0.98
+DRIFT = 0.9
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
 

@@ -1,7 +1,8 @@
 """Quality of models trained with the defaults on every song in ../shared/audio, rendered 60 s through ONNX.
 
 Stated as what a performer listens for: it stays alive, it keeps moving, it does not loop, it sounds like its own
-song and not another, and the controls audibly change it.
+song and not another, and the controls audibly change it. The figures come from `liveshtr.analysis`, which also
+prints them for the README (`make quality-report`).
 """
 
 from __future__ import annotations
@@ -9,86 +10,61 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from liveshtr import analysis
+from liveshtr.analysis import quality_report
 from liveshtr.bundle import load_bundle
-from liveshtr.generator import Controls, Generator
-
-RENDER_S = 60.0
 
 
 @pytest.fixture(scope="session")
-def default_models(songs, song_files, tmp_path_factory):
-    """One bundle per shared song, trained with every default (the slow part of the suite)."""
+def reports(songs, song_files, tmp_path_factory):
+    """One bundle per shared song, trained with every default (the slow part of the suite), and its figures."""
     root = tmp_path_factory.mktemp("default-models")
-    bundles = {}
+    signals = {s.name: s.samples for s in songs}
+    out = {}
     for song, path in zip(songs, song_files, strict=True):
-        out = root / song.name
-        cmd = [sys.executable, "-m", "liveshtr", "train", str(path), "-o", str(out)]
+        folder = root / song.name
+        cmd = [sys.executable, "-m", "liveshtr", "train", str(path), "-o", str(folder)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stderr[-2000:]
-        bundles[song.name] = load_bundle(out)
-    return bundles
+        out[song.name] = quality_report(load_bundle(folder), signals, song.samplerate)
+    return out
 
 
-def render(bundle, seed: int = 0, **controls) -> np.ndarray:
-    generator = Generator(bundle, seed=seed)  # primed at the default position
-    c = Controls(bundle.latent_dim)
-    for name, value in controls.items():
-        if name == "offset0":
-            c.latent_offset[0] = value
-        else:
-            setattr(c, name, value)
-    return generator.render(RENDER_S, c)
+def test_validation_beats_both_baselines_on_every_song(reports):
+    for name, r in reports.items():
+        assert r["val_mse"] < r["baseline_mse"], name
 
 
-@pytest.fixture(scope="session")
-def renders(default_models):
-    return {name: render(bundle) for name, bundle in default_models.items()}
+def test_renders_stay_alive(reports):
+    for name, r in reports.items():
+        assert r["min_rms_db"] > -45, name  # every 5 s window; the render is finite or its level would be NaN
+        assert r["peak"] < 1.0, name
 
 
-def test_validation_beats_both_baselines_on_every_song(default_models):
-    for name, bundle in default_models.items():
-        training = bundle.meta["training"]
-        assert training["val_mse"] < min(training["baselines"].values()), name
+def test_renders_keep_moving(reports):
+    for name, r in reports.items():
+        assert r["movement_db"] > 0.3 * r["song_movement_db"], (name, r["movement_db"], r["song_movement_db"])
 
 
-def test_renders_stay_alive(renders):
-    for name, x in renders.items():
-        assert np.isfinite(x).all(), name
-        assert np.abs(x).max() < 1.0, name
-        assert analysis.window_rms_db(x, 24000).min() > -45, name
+def test_renders_do_not_loop(reports):
+    for name, r in reports.items():
+        assert r["repeat_corr"] < 0.95, name
 
 
-def test_renders_keep_moving(renders, songs):
-    for song in songs:
-        own = analysis.movement_db(song.samples, song.samplerate)
-        moved = analysis.movement_db(renders[song.name], 24000)
-        assert moved > 0.3 * own, f"{song.name}: {moved:.2f} dB/s against the song's {own:.2f}"
+def test_renders_carry_their_song_signature(reports):
+    for name, r in reports.items():
+        assert r["own_distance_db"] < r["nearest_other_db"], (name, r["own_distance_db"], r["nearest_other_db"])
 
 
-def test_renders_do_not_loop(renders):
-    for name, x in renders.items():
-        assert analysis.max_repeat_correlation(x, 24000) < 0.95, name
+@pytest.mark.parametrize("figure", ["temperature_db", "offset_db"])
+def test_controls_change_the_spectrum(reports, figure):
+    # Both settings share a seed, so the difference is the control's; another seed at one setting is the yardstick.
+    for name, r in reports.items():
+        assert r[figure] > 1.0 and r[figure] > 1.5 * r["seed_db"], (name, r[figure], r["seed_db"])
 
 
-def test_renders_carry_their_song_signature(renders, songs):
-    ltas = {s.name: analysis.ltas_db(s.samples, s.samplerate) for s in songs}
-    for name, x in renders.items():
-        rendered = analysis.ltas_db(x, 24000)
-        distances = {other: analysis.signature_distance_db(rendered, curve) for other, curve in ltas.items()}
-        assert min(distances, key=distances.get) == name, distances
-
-
-@pytest.mark.parametrize("control, low, high", [("temperature", 0.3, 1.5), ("offset0", -2.0, 2.0)])
-def test_controls_change_the_spectrum(default_models, control, low, high):
-    for name, bundle in default_models.items():
-        a = analysis.band_spectrogram(render(bundle, **{control: low}), 24000)
-        b = analysis.band_spectrogram(render(bundle, **{control: high}), 24000)
-        same_a = analysis.band_spectrogram(render(bundle, seed=1, **{control: low}), 24000)
-        changed = float(np.mean(np.abs(a.mean(axis=0) - b.mean(axis=0))))
-        chance = float(np.mean(np.abs(a.mean(axis=0) - same_a.mean(axis=0))))
-        # Same seed, so the difference is the control's; another seed at the same setting is the yardstick.
-        assert changed > 1.0 and changed > 1.5 * chance, f"{name} {control}: {changed:.2f} dB vs {chance:.2f} dB"
+def test_sampling_is_what_keeps_it_from_looping(reports):
+    # The seed's claim: without VAE sampling (temperature 0, GRUV-like) the output freezes into a loop or drone.
+    for name, r in reports.items():
+        assert r["t0_repeat_corr"] > r["repeat_corr"] and r["t0_movement_db"] < r["movement_db"], name
