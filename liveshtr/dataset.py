@@ -29,10 +29,6 @@ class FrameData:
     val: list[tuple[np.ndarray, int]]  # (frames (n, dim), context) pairs; targets are frames[context + 1:]
     songs: list[np.ndarray]  # (T_i, dim) every song's whole frame sequence, for primes
 
-    @property
-    def n_val_targets(self) -> int:
-        return sum(len(f) - ctx - 1 for f, ctx in self.val)
-
 
 def min_samples(codec: FrameCodec, seq_len: int) -> int:
     """Shortest song that still yields one training sequence plus a held-out block."""

@@ -33,6 +33,7 @@ ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 24  # frames per seed window (a quarter second at the default hop)
 PREVIEW_S = 20.0
+IMPORTANCE_FRAMES = 2000  # latents sampled from the song to rank the latent dimensions
 CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from across the song ...
 CALIBRATION_S_PER_PRIME = 24.0  # ... of this many seconds each measure the model's own spectrum
 CALIBRATION_LEVEL_DB = 24.0  # largest overall level correction
@@ -196,7 +197,7 @@ def export_bundle(
     model = copy.deepcopy(result.model).eval()  # ordering latents edits weights; the checkpoint keeps the original
     mu, spread = latent_statistics(model, data.train)  # (N, L), (L,)
     spread = spread.clamp_min(1e-3)
-    order = order_latents_by_importance(model, mu, spread)
+    order = order_latents_by_importance(model, mu[:: max(1, len(mu) // IMPORTANCE_FRAMES)], spread)
     mu, spread = mu[:, order], spread[order]
     latent_mean = mu.mean(dim=0)
     graph = StepGraph(model, latent_mean, spread)

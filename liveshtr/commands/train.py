@@ -5,6 +5,7 @@ spectrogram comparison. The seed's reference configuration is `--layers 1 --hidd
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liveshtr.audio import load_songs
+    from liveshtr.audio import expand_paths, load_songs
     from liveshtr.bundle import CHECKPOINT_FILE, BundleError, check_output_folder
     from liveshtr.dataset import min_samples, prepare
     from liveshtr.frames import FrameCodec
@@ -68,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    from liveshtr.audio import expand_paths
-
     first = expand_paths(args.songs)[0]
     out = args.output or MODELS_DIR / _bundle_name(first.stem)
     status = check_output_folder(out)
@@ -122,7 +121,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _bundle_name(stem: str) -> str:
     """A folder name from a song's file name: lower-case letters, digits, '-' and '_'."""
-    import re
-
     name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
     return name or "model"
