@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from liveshtr.config import FrameConfig, ModelConfig
-from liveshtr.export import export_onnx
+from liveshtr.export import export_onnx, stabilise_continuation
 from liveshtr.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 
 STEPS = 200
@@ -100,3 +100,14 @@ def test_latent_order_puts_the_strongest_dimension_first():
     order = order_latents_by_importance(model, mu, torch.ones(model.cfg.latent_dim))
     assert int(order[0]) == 5
     assert float(model.dec1.weight[:, 0].abs().mean()) > 50 * float(model.dec1.weight[:, 1].abs().mean())
+
+
+def test_exported_continuation_can_only_decay():
+    model = small_model("dct", 1)
+    with torch.no_grad():
+        model.continuation.weight.normal_(0.0, 0.5)  # a map with growing modes, as a DCT fit can produce
+    operator = model.continuation(torch.eye(model.cfg.dim)).detach().numpy()
+    assert np.abs(np.linalg.eigvals(operator)).max() > 1.0
+    scale = stabilise_continuation(model)
+    operator = model.continuation(torch.eye(model.cfg.dim)).detach().numpy()
+    assert scale < 1.0 and np.abs(np.linalg.eigvals(operator)).max() <= 0.98 + 1e-6
