@@ -114,7 +114,14 @@ def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
         "--layers",
         "1",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that runs the suite in the background ignores SIGINT for its children; Ctrl-C must reach this one.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
