@@ -43,8 +43,10 @@ def test_renders_stay_alive(reports):
 
 
 def test_renders_keep_moving(reports):
+    # Frozen is what the same model does at temperature 0 (a drone or loop: 0.3-0.5 dB/s); a static texture of
+    # noise measures about 0.7-0.9 dB/s. Moving means well above both.
     for name, r in reports.items():
-        assert r["movement_db"] > 0.3 * r["song_movement_db"], (name, r["movement_db"], r["song_movement_db"])
+        assert r["movement_db"] > 1.0 and r["movement_db"] > 3 * r["t0_movement_db"], (name, r["movement_db"])
 
 
 def test_renders_do_not_loop(reports):
@@ -59,9 +61,10 @@ def test_renders_carry_their_song_signature(reports):
 
 @pytest.mark.parametrize("figure", ["temperature_db", "offset_db"])
 def test_controls_change_the_spectrum(reports, figure):
-    # Both settings share a seed, so the difference is the control's; another seed at one setting is the yardstick.
+    # Both settings share a seed, so the difference is the control's; another seed at one setting is the yardstick
+    # of chance, and a clear change is several times that.
     for name, r in reports.items():
-        assert r[figure] > 1.0 and r[figure] > 1.5 * r["seed_db"], (name, r[figure], r["seed_db"])
+        assert r[figure] > 0.5 and r[figure] > 3 * r["seed_db"], (name, r[figure], r["seed_db"])
 
 
 def test_sampling_is_what_keeps_it_from_looping(reports):
