@@ -124,8 +124,7 @@ def load_bundle(path: str | Path) -> Bundle:
         latent_spread = np.asarray(meta["latent"]["spread"], dtype=np.float32)
         primes = np.load(path / PRIMES_FILE, allow_pickle=False).astype(np.float32)
         gain_db = np.asarray(meta["calibration"]["gain_db"], dtype=np.float32)  # (n_bins,)
-        channels = 1 if frames.domain == "dct" else 2
-        output_gain = np.tile(10 ** (gain_db / 20), channels).astype(np.float32)  # (dim,)
+        output_gain = np.tile(10 ** (gain_db / 20), frames.channels).astype(np.float32)  # (dim,)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
     bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)

@@ -61,19 +61,25 @@ class FrameConfig:
         if self.max_hz < 0:
             raise ConfigError(f"max-hz {self.max_hz:g} must be 0 (keep all) or positive")
 
+    @property
+    def channels(self) -> int:
+        """Values per frequency bin: 1 for DCT, 2 (re, im) for FFT."""
+        return 1 if self.domain == "dct" else 2
+
+    def bin_hz(self, samplerate: int) -> float:
+        """Spacing of the bins: DCT-II bin k sits at k * sr / (2 * frame), rfft bin k at k * sr / frame."""
+        return samplerate / (2 * self.frame) if self.domain == "dct" else samplerate / self.frame
+
     def n_bins(self, samplerate: int) -> int:
         """Number of frequency bins kept: all of them, or those strictly below `max_hz`."""
         total = self.frame if self.domain == "dct" else self.frame // 2 + 1
         if self.max_hz <= 0:
             return total
-        # DCT-II bin k sits at k * sr / (2 * frame); rfft bin k at k * sr / frame.
-        bin_hz = samplerate / (2 * self.frame) if self.domain == "dct" else samplerate / self.frame
-        return max(1, min(total, math.ceil(self.max_hz / bin_hz)))
+        return max(1, min(total, math.ceil(self.max_hz / self.bin_hz(samplerate))))
 
     def dim(self, samplerate: int) -> int:
         """Length of one coefficient vector: the model's input and output size."""
-        n = self.n_bins(samplerate)
-        return n if self.domain == "dct" else 2 * n
+        return self.channels * self.n_bins(samplerate)
 
     def to_dict(self) -> dict:
         return asdict(self)

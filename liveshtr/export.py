@@ -136,7 +136,7 @@ def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
         generator.prime(position)
         frames.extend(generator.next_frame(controls) for _ in range(n_steps))
     generated = np.stack(frames).astype(np.float64) * stats.std + stats.mean  # (T, dim)
-    channels = 1 if bundle.frames.domain == "dct" else 2
+    channels = bundle.frames.channels
     nb = bundle.dim // channels
 
     def bin_power(power: np.ndarray) -> np.ndarray:  # (dim,) -> (nb,): re and im of a bin together
@@ -144,7 +144,7 @@ def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
 
     gen_power = bin_power(np.mean(generated**2, axis=0))
     song_power = bin_power(stats.mean.astype(np.float64) ** 2 + stats.std.astype(np.float64) ** 2)
-    bin_hz = bundle.audio.samplerate / (2 * bundle.frames.frame if channels == 1 else bundle.frames.frame)
+    bin_hz = bundle.frames.bin_hz(bundle.audio.samplerate)
     band = np.digitize(np.arange(nb) * bin_hz, third_octave_edges(bundle.audio.samplerate, low_hz=20.0))
     level_db = np.clip(10 * np.log10(song_power.sum() / gen_power.sum()), -CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
     gain_db = np.zeros(nb)

@@ -47,7 +47,6 @@ class StepModel:
         if names != set(self.feeds):
             raise BundleError(f"{bundle.onnx_path}: graph inputs {sorted(names)} are not the step's inputs")
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.outputs: dict[str, np.ndarray] = {}
 
     def reset_state(self) -> None:
         self.feeds["h_in"].fill(0.0)
@@ -58,5 +57,4 @@ class StepModel:
         outputs = dict(zip(self.output_names, self.session.run(self.output_names, self.feeds), strict=True))
         self.feeds["h_in"] = outputs["h_out"]
         self.feeds["c_in"] = outputs["c_out"]
-        self.outputs = outputs
         return outputs

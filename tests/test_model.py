@@ -17,9 +17,7 @@ STEPS = 200
 def small_model(domain: str, layers: int, seed: int = 0) -> SongModel:
     torch.manual_seed(seed)
     frames = FrameConfig(domain=domain, frame=256, hop=64)
-    cfg = ModelConfig(
-        dim=frames.dim(24000), layers=layers, hidden=64, latent_dim=8, channels=1 if domain == "dct" else 2
-    )
+    cfg = ModelConfig(dim=frames.dim(24000), layers=layers, hidden=64, latent_dim=8, channels=frames.channels)
     model = SongModel(cfg).eval()
     with torch.no_grad():  # a continuation path like a trained one: a damped copy of each bin
         centre = cfg.band * cfg.channels

@@ -29,11 +29,7 @@ def run(args: argparse.Namespace) -> int:
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
     songs = load_songs(args.songs, audio_cfg)
-    top_hz = codec.n_bins * (
-        audio_cfg.samplerate / (2 * frame_cfg.frame)
-        if frame_cfg.domain == "dct"
-        else audio_cfg.samplerate / frame_cfg.frame
-    )
+    top_hz = codec.n_bins * frame_cfg.bin_hz(audio_cfg.samplerate)
     print(
         f"frames: {frame_cfg.domain.upper()} {frame_cfg.frame}/{frame_cfg.hop} at {audio_cfg.samplerate} Hz, "
         f"{codec.dim} coefficients per frame (up to {min(top_hz, audio_cfg.samplerate / 2):.0f} Hz), "

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         layers=args.layers,
         hidden=args.hidden,
         latent_dim=args.latent_dim,
-        channels=1 if frame_cfg.domain == "dct" else 2,
+        channels=frame_cfg.channels,
     )
     train_cfg = TrainConfig(
         epochs=args.epochs,
