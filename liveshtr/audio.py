@@ -141,11 +141,12 @@ def load_songs(paths: list[str | Path], cfg: AudioConfig, min_samples: int = 0) 
     return [load_song(p, cfg, min_samples) for p in expand_paths(paths)]
 
 
-def write_audio(path: str | Path, samples: np.ndarray, samplerate: int) -> None:
-    """Write float samples atomically: 16-bit WAV, or FLAC / Ogg Vorbis by suffix."""
+def write_audio(path: str | Path, samples: np.ndarray, samplerate: int, exact: bool = False) -> None:
+    """Write float samples atomically: 16-bit WAV, or FLAC / Ogg Vorbis by suffix. `exact` keeps every bit
+    (24-bit WAV or FLAC: 144 dB, and byte-identical files for identical audio, unlike float WAV)."""
     path = Path(path)
     fmt = {".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
-    subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
+    subtype = "VORBIS" if fmt == "OGG" else "PCM_24" if exact else "PCM_16"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

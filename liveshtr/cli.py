@@ -17,6 +17,10 @@ from liveshtr.errors import LiveshtrError
 # name -> one-line help. Order is the order shown in --help.
 SUBCOMMANDS: dict[str, str] = {
     "train": "learn a song: LSTM+VAE -> ONNX model bundle in models/",
+    "serve": "play a model live (audio device, real-time file or null sink)",
+    "render": "render a model to a file through the live engine, as fast as possible",
+    "bench": "measure step, engine and render speed of a model on this machine",
+    "devices": "list audio outputs",
     "inspect": "decode songs as training sees them and check the frame round trip",
 }
 

@@ -134,7 +134,7 @@ def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
     for i, position in enumerate(CALIBRATION_PRIMES):
         generator = Generator(bundle, seed=seed + i)
         generator.prime(position)
-        frames.extend(generator.next_frame(controls) for _ in range(n_steps))
+        frames.extend(generator.next_frame(controls).copy() for _ in range(n_steps))
     generated = np.stack(frames).astype(np.float64) * stats.std + stats.mean  # (T, dim)
     channels = bundle.frames.channels
     nb = bundle.dim // channels

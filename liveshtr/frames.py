@@ -56,12 +56,15 @@ class FrameCodec:
         padded = np.zeros((n_frames - 1) * self.hop + self.frame)
         padded[self.pad : self.pad + len(x)] = x
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.frame)[:: self.hop]  # (T, frame)
-        windowed = frames * self.window  # (T, frame)
+        return self.forward(frames * self.window)
+
+    def forward(self, windowed: np.ndarray) -> np.ndarray:
+        """Windowed time-domain frames (..., frame) -> coefficients (..., dim) float32; `inverse` undoes it."""
         if self.cfg.domain == "dct":
-            coeffs = scipy.fft.dct(windowed, type=2, norm="ortho", axis=-1)[:, : self.n_bins]  # (T, n_bins)
+            coeffs = scipy.fft.dct(windowed, type=2, norm="ortho", axis=-1)[..., : self.n_bins]
         else:
-            spec = scipy.fft.rfft(windowed, norm="ortho", axis=-1)[:, : self.n_bins]  # (T, n_bins) complex
-            coeffs = np.concatenate([spec.real, spec.imag], axis=-1)  # (T, 2 * n_bins)
+            spec = scipy.fft.rfft(windowed, norm="ortho", axis=-1)[..., : self.n_bins]
+            coeffs = np.concatenate([spec.real, spec.imag], axis=-1)  # (..., 2 * n_bins): [re..., im...]
         return coeffs.astype(np.float32)
 
     # -- synthesis ---------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ class Continuation(nn.Module):
         super().__init__()
         self.n_bins, self.channels, self.band = n_bins, channels, band
         self.weight = nn.Parameter(torch.zeros(n_bins, channels, (2 * band + 1) * channels))
+        width = 2 * band + 1
+        shifts = torch.eye(width).repeat(channels, 1).unsqueeze(1)  # (C*width, 1, width): one-hot taps
+        self.register_buffer("shifts", shifts, persistent=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (..., dim) -> neighbourhoods (..., n_bins, (2*band+1)*C)."""
@@ -55,6 +58,17 @@ class Continuation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.einsum("...nk,nck->...cn", self.features(x), self.weight)  # (..., C, nb)
         return out.flatten(-2)  # (..., dim)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` for frames (B, dim) as exported: the neighbourhoods come from one grouped convolution with
+        one-hot taps (channel c'*width + j holds bin n+j-band of channel c'), then one multiply-sum. Onnxruntime
+        runs this ~10x faster than the einsum form, whose slicing and gathering cost more than the arithmetic."""
+        nb, c, b = self.n_bins, self.channels, self.band
+        width = 2 * b + 1
+        feats = F.conv1d(x.view(-1, c, nb), self.shifts, padding=b, groups=c)  # (B, C*width, nb)
+        # weight (nb, C, K) with k = j*C + c'  ->  (C, C'*width, nb) in the convolution's channel order
+        weight = self.weight.view(nb, c, width, c).permute(1, 3, 2, 0).reshape(c, c * width, nb)
+        return (feats.unsqueeze(1) * weight).sum(2).flatten(1)  # (B, C, nb) -> (B, dim)
 
     @torch.no_grad()
     def fit_least_squares(self, frames: torch.Tensor, ridge: float = 1e-3, chunk: int = 2048) -> None:
@@ -142,6 +156,10 @@ class SongModel(nn.Module):
         """Latents (..., L) and current frames (..., dim) -> next frames (..., dim)."""
         return self.continuation(x) + self.innovation(z)
 
+    def decode_step(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`decode` for one frame (1, L), (1, dim), in the form that runs fastest once exported."""
+        return self.continuation.step(x) + self.innovation(z)
+
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], sample: bool = True
     ) -> TeacherForced:
@@ -194,7 +212,7 @@ class StepGraph(nn.Module):
         z_model = mu + temperature * torch.exp(0.5 * logvar) * eps + latent_offset * self.latent_spread
         z_target = self.latent_mean + z_user * self.latent_spread
         z = (1.0 - latent_mix) * z_model + latent_mix * z_target  # (1, L)
-        return self.model.decode(z, frame), h_out, c_out, mu, z
+        return self.model.decode_step(z, frame), h_out, c_out, mu, z
 
 
 def tensor_shapes(cfg: ModelConfig) -> dict[str, list[int]]:

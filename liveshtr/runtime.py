@@ -1,4 +1,10 @@
-"""The exported step run by onnxruntime: feeds preallocated once, recurrent state carried between calls.
+"""The exported step run by onnxruntime: inputs and outputs bound once, recurrent state carried between calls.
+
+A step is one `run_with_iobinding` call: the inputs are numpy arrays bound in place (the generator writes into
+them), the outputs land in preallocated arrays, and the recurrent state ping-pongs between two pairs of buffers
+that stay where the model runs. On CUDA that keeps h and c on the GPU from one step to the next; only the frame
+and the controls go up and the predicted frame comes back. `iobinding=False` runs the plain `session.run` path
+(state round-trips through numpy) for comparison in `liveshtr bench`.
 
 No torch here: this is the serving path.
 """
@@ -9,52 +15,141 @@ import numpy as np
 import onnxruntime as ort
 
 from liveshtr.bundle import Bundle, BundleError
+from liveshtr.errors import LiveshtrError
+
+DEVICES = ("auto", "cpu", "cuda")
+ort.set_default_logger_severity(3)  # errors only: provider-loading chatter is not for performers
 
 
-def make_session(bundle: Bundle, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session tuned for one small step at a time (one thread: the graph is too small to split)."""
+class DeviceError(LiveshtrError):
+    """The requested compute device cannot be used."""
+
+
+def session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: provider-loading chatter is not for performers
+    options.log_severity_level = 3
+    return options
+
+
+def default_threads(bundle: Bundle) -> int:
+    """One thread for small models (a step is too short to split); two once the LSTM's matrices dominate."""
+    return 1 if bundle.hidden < 512 else 2
+
+
+def make_session(bundle: Bundle, device: str = "cpu", threads: int | None = None) -> tuple[ort.InferenceSession, str]:
+    """A session on `device` ('cpu', 'cuda' or 'auto') and the device it really runs on ('cpu' or 'cuda').
+
+    An explicit 'cuda' that cannot run (no CUDA provider in this onnxruntime, or no usable GPU or CUDA libraries
+    behind it) raises DeviceError; 'auto' falls back to the CPU and the caller says so.
+    """
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    options = session_options(threads or default_threads(bundle))
+    want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not want_cuda:
+        raise DeviceError(
+            "--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu); use --device cpu"
+        )
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
     try:
-        return ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(bundle.onnx_path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for a damaged graph
         raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+    used = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+    if device == "cuda" and used != "cuda":
+        raise DeviceError(
+            "--device cuda: the CUDA provider could not start (no usable NVIDIA GPU or CUDA libraries); "
+            "use --device cpu or auto"
+        )
+    return session, used
 
 
 class StepModel:
-    """One model step at a time. Inputs live in `feeds` (write controls there); state is fed back internally."""
+    """One model step at a time. Write the inputs into `feeds` (not h_in/c_in), call `step()`, read `outputs`."""
 
-    def __init__(self, bundle: Bundle, session: ort.InferenceSession | None = None):
+    CONTROL_INPUTS = ("frame", "eps", "temperature", "latent_offset", "latent_mix", "z_user")
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cpu",
+        threads: int | None = None,
+        iobinding: bool = True,
+        session: ort.InferenceSession | None = None,
+    ):
         self.bundle = bundle
-        self.session = session or make_session(bundle)
-        state_shape = (bundle.layers, 1, bundle.hidden)
-        latent = (1, bundle.latent_dim)
-        self.feeds: dict[str, np.ndarray] = {
-            "frame": np.zeros((1, bundle.dim), dtype=np.float32),
-            "h_in": np.zeros(state_shape, dtype=np.float32),
-            "c_in": np.zeros(state_shape, dtype=np.float32),
-            "eps": np.zeros(latent, dtype=np.float32),
-            "temperature": np.ones(1, dtype=np.float32),
-            "latent_offset": np.zeros(latent, dtype=np.float32),
-            "latent_mix": np.zeros(1, dtype=np.float32),
-            "z_user": np.zeros(latent, dtype=np.float32),
-        }
-        names = {i.name for i in self.session.get_inputs()}
-        if names != set(self.feeds):
+        if session is None:
+            session, device = make_session(bundle, device, threads)
+        self.session, self.device = session, device
+        self.iobinding = iobinding
+        shapes = {n: t["shape"] for n, t in bundle.meta["tensors"].items()}
+        names = {i.name for i in session.get_inputs()}
+        expected = {*self.CONTROL_INPUTS, "h_in", "c_in"}
+        if names != expected:
             raise BundleError(f"{bundle.onnx_path}: graph inputs {sorted(names)} are not the step's inputs")
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.feeds: dict[str, np.ndarray] = {n: np.zeros(shapes[n], dtype=np.float32) for n in self.CONTROL_INPUTS}
+        self.feeds["temperature"][:] = 1.0
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.outputs: dict[str, np.ndarray] = {
+            n: np.zeros(shapes[n], dtype=np.float32) for n in self.output_names if n not in ("h_out", "c_out")
+        }
+        state_shape = shapes["h_in"]
+        self._host_state = {n: np.zeros(state_shape, dtype=np.float32) for n in ("h_in", "c_in")}  # plain path
+        if iobinding:
+            self._bind(state_shape)
+
+    def _bind(self, state_shape: list[int]) -> None:
+        def value(array: np.ndarray, where: str) -> ort.OrtValue:
+            return ort.OrtValue.ortvalue_from_numpy(array, where, 0)
+
+        zeros = np.zeros(state_shape, dtype=np.float32)
+        # Two pairs of state buffers on the model's device; step i reads pair i%2 and writes pair (i+1)%2.
+        self._state = [[value(zeros, self.device) for _ in range(2)] for _ in range(2)]  # [pair][h, c]
+        host = {n: value(a, "cpu") for n, a in {**self.feeds, **self.outputs}.items()}  # share numpy memory
+        self._bindings = []
+        for i in range(2):
+            binding = self.session.io_binding()
+            for name in self.CONTROL_INPUTS:
+                binding.bind_ortvalue_input(name, host[name])
+            for name in self.outputs:
+                binding.bind_ortvalue_output(name, host[name])
+            (h_in, c_in), (h_out, c_out) = self._state[i], self._state[1 - i]
+            binding.bind_ortvalue_input("h_in", h_in)
+            binding.bind_ortvalue_input("c_in", c_in)
+            binding.bind_ortvalue_output("h_out", h_out)
+            binding.bind_ortvalue_output("c_out", c_out)
+            self._bindings.append(binding)
+        self._host_values = host  # keep the OrtValues (and the arrays they wrap) alive with the bindings
+        self._turn = 0
 
     def reset_state(self) -> None:
-        self.feeds["h_in"].fill(0.0)
-        self.feeds["c_in"].fill(0.0)
+        self.set_state(0.0, 0.0)
+
+    def set_state(self, h: float | np.ndarray, c: float | np.ndarray) -> None:
+        """Overwrite the recurrent state (zeros to reset; tests inject non-finite values here)."""
+        shape = self._host_state["h_in"].shape
+        h = np.broadcast_to(np.asarray(h, dtype=np.float32), shape)
+        c = np.broadcast_to(np.asarray(c, dtype=np.float32), shape)
+        self._host_state["h_in"][:] = h
+        self._host_state["c_in"][:] = c
+        if self.iobinding:
+            h_value, c_value = self._state[self._turn]
+            h_value.update_inplace(np.ascontiguousarray(h))
+            c_value.update_inplace(np.ascontiguousarray(c))
 
     def step(self) -> dict[str, np.ndarray]:
-        """Run one step on the current feeds; the new state becomes the next step's input."""
-        outputs = dict(zip(self.output_names, self.session.run(self.output_names, self.feeds), strict=True))
-        self.feeds["h_in"] = outputs["h_out"]
-        self.feeds["c_in"] = outputs["c_out"]
-        return outputs
+        """Run one step on the current feeds; returns `outputs` (the same arrays every time, overwritten)."""
+        if self.iobinding:
+            self.session.run_with_iobinding(self._bindings[self._turn])
+            self._turn ^= 1
+            return self.outputs
+        arrays = self.session.run(self.output_names, {**self.feeds, **self._host_state})
+        result = dict(zip(self.output_names, arrays, strict=True))
+        for name, array in self.outputs.items():
+            array[:] = result[name]
+        self._host_state["h_in"], self._host_state["c_in"] = result["h_out"], result["c_out"]
+        return self.outputs

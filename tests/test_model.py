@@ -109,3 +109,14 @@ def test_exported_continuation_can_only_decay():
     scale = stabilise_continuation(model)
     operator = model.continuation(torch.eye(model.cfg.dim)).detach().numpy()
     assert scale < 1.0 and np.abs(np.linalg.eigvals(operator)).max() <= 0.98 + 1e-6
+
+
+@pytest.mark.parametrize("domain", ["dct", "fft"])
+def test_exported_continuation_form_equals_the_training_form(domain):
+    """The step graph's gather form of the banded map computes what training's einsum form computes,
+    edges included."""
+    model = small_model(domain, 1)
+    with torch.no_grad():
+        model.continuation.weight.normal_()
+        x = torch.randn(1, model.cfg.dim)
+        assert torch.allclose(model.continuation.step(x), model.continuation(x), atol=1e-5)

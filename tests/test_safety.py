@@ -18,7 +18,7 @@ def test_ceiling_holds_for_loud_bursts_and_quiet_audio_passes():
     out = np.concatenate([stage.process(signal[i : i + 256]).copy() for i in range(0, len(signal), 256)])
     assert np.isfinite(out).all()
     assert np.abs(out).max() <= stage.ceiling
-    # Quiet audio before the burst is untouched but for the 20 Hz DC blocker.
+    # Quiet audio before the burst is untouched but for the DC blocker.
     head = slice(2400, 256 * 200)
     assert np.max(np.abs(out[head] - quiet[head])) < 0.01
     # After the burst the gain recovers within about a second.

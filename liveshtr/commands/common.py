@@ -1,8 +1,9 @@
-"""Arguments shared by the subcommands that read songs (inspect, train)."""
+"""Arguments shared by the subcommands: songs (inspect, train) and the engine (serve, render, bench)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from liveshtr.config import DOMAINS, AudioConfig, FrameConfig
 
@@ -38,3 +39,120 @@ def signal_configs(args: argparse.Namespace) -> tuple[AudioConfig, FrameConfig]:
     audio = AudioConfig(samplerate=args.samplerate, highpass_hz=args.highpass)
     frame = FrameConfig(domain=args.domain, frame=args.frame, hop=args.hop, max_hz=args.max_hz)
     return audio, frame
+
+
+# -- the engine's commands (serve, render, bench) ------------------------------------------------------------
+
+DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo"
+
+
+def add_model_argument(p: argparse.ArgumentParser, optional: bool) -> None:
+    if optional:
+        p.add_argument(
+            "model",
+            nargs="?",
+            default=None,
+            metavar="MODEL",
+            help="model bundle folder (default: the bundled demo, models/demo)",
+        )
+    else:
+        p.add_argument("model", metavar="MODEL", help="model bundle folder (models/<name>)")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> None:
+    from liveshtr.engine import BLOCKSIZE, LOOKAHEAD_MS
+
+    g = p.add_argument_group("engine")
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="cpu",
+        help="where the model runs (auto: CUDA when usable, else the CPU)",
+    )
+    g.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: 1, 2 for hidden >= 512)")
+    g.add_argument("--samplerate", type=int, default=None, help=samplerate_help)
+    g.add_argument("--blocksize", type=int, default=BLOCKSIZE, help="samples per audio callback")
+    g.add_argument(
+        "--lookahead-ms",
+        type=float,
+        default=LOOKAHEAD_MS,
+        help="how far the model runs ahead of the speaker (the main term of control latency)",
+    )
+    c = p.add_argument_group("controls at the start")
+    c.add_argument("--seed", type=int, default=0, help="seed of the latent noise (same seed, same sound)")
+    c.add_argument("--temperature", type=float, default=None, help="spread of the sampled latent (default 1)")
+    c.add_argument(
+        "--latent",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="V",
+        help="latent offsets in spread units, dimension 0 first (0 is the strongest)",
+    )
+    c.add_argument(
+        "--prime", type=float, default=None, metavar="POS", help="where in the song to start, 0..1 (default 0.5)"
+    )
+    c.add_argument(
+        "--controls",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='timed control changes, JSON lines: {"time": s, "name": "temperature", "value": 0.5}',
+    )
+
+
+def check_engine_settings(args: argparse.Namespace) -> None:
+    from liveshtr.errors import ConfigError
+
+    if args.samplerate is not None and not 8000 <= args.samplerate <= 384000:
+        raise ConfigError(f"--samplerate {args.samplerate}: choose a rate between 8000 and 384000 Hz")
+    if not 16 <= args.blocksize <= 8192:
+        raise ConfigError(f"--blocksize {args.blocksize}: choose 16..8192 samples")
+    if not 0 < args.lookahead_ms <= 2000:
+        raise ConfigError(f"--lookahead-ms {args.lookahead_ms}: choose more than 0 and at most 2000 ms")
+    if args.threads is not None and not 1 <= args.threads <= 64:
+        raise ConfigError(f"--threads {args.threads}: choose 1..64")
+
+
+def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
+    """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags.
+
+    Returns (engine, device actually used)."""
+    from liveshtr.automation import load_schedule
+    from liveshtr.bundle import load_bundle
+    from liveshtr.engine import Engine
+    from liveshtr.errors import ConfigError
+    from liveshtr.generator import Generator
+    from liveshtr.params import ParamError, Params
+    from liveshtr.runtime import StepModel
+
+    check_engine_settings(args)
+    bundle = load_bundle(args.model or DEMO_MODEL)
+    initial = {}
+    if args.temperature is not None:
+        initial["temperature"] = args.temperature
+    if args.prime is not None:
+        initial["prime"] = args.prime
+    try:
+        params = Params(bundle.latent_dim, **initial)
+        if args.latent is not None:
+            if len(args.latent) > bundle.latent_dim:
+                raise ParamError(f"the model has {bundle.latent_dim} latent dimensions, got {len(args.latent)}")
+            for i, v in enumerate(args.latent):
+                params.set("offset", v, i)
+    except ParamError as exc:
+        raise ConfigError(str(exc)) from None
+    schedule = load_schedule(args.controls, params) if args.controls is not None else None
+    model = StepModel(bundle, device=args.device, threads=args.threads)
+    generator = Generator(bundle, model, seed=args.seed)
+    engine = Engine(generator, params, samplerate, args.blocksize, args.lookahead_ms, schedule, **engine_options)
+    return engine, model.device
+
+
+def describe_model(bundle) -> str:
+    m, f = bundle.meta["model"], bundle.frames
+    songs = ", ".join(s["file"] for s in bundle.meta["training"]["songs"])
+    return (
+        f"{bundle.path} ({m['layers']}x{m['hidden']} LSTM, latent {m['latent_dim']}, {f.domain} "
+        f"{f.frame}/{f.hop} at {bundle.audio.samplerate} Hz; learned from {songs})"
+    )

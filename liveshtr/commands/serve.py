@@ -1,0 +1,164 @@
+"""Play a model live: the model runs ahead in a producer thread, the audio callback plays from a ring buffer.
+
+With no MODEL it plays the bundled demo. The default sink is the audio output device; `--sink auto` falls back to
+a real-time WAV file when there is no sound card, `--sink file:PATH` always writes one, `--sink null` paces and
+discards. Stop with Ctrl-C (or SIGTERM), or give --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from liveshtr.commands.common import add_engine_arguments, add_model_argument, build_engine, describe_model
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p, optional=True)
+    p.add_argument("--sink", default="device", help="device | auto | null | file:PATH")
+    p.add_argument(
+        "--audio-device",
+        default=None,
+        metavar="NAME|INDEX",
+        help="output device (see `liveshtr devices`; default: the system's default output)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        help="output channels, the mono signal on each (default: 2 on a device that has them, 1 for files)",
+    )
+    p.add_argument("--seconds", type=float, default=None, help="stop after this much audio (default: run on)")
+    p.add_argument(
+        "--status-every", type=float, default=10.0, metavar="S", help="print a status line every S seconds (0: never)"
+    )
+    p.add_argument(
+        "--stats-json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the closing counters (underruns, resets, peak RSS, ...) to FILE as JSON",
+    )
+    p.add_argument(
+        "--simulate-load-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="testing aid: sleep MS in the producer after every hop, as a slower machine would",
+    )
+    add_engine_arguments(p, "output rate in Hz (default: the device's rate; 48000 for file and null sinks)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from liveshtr.errors import ConfigError
+    from liveshtr.sinks import (
+        FALLBACK_FILE,
+        AudioDeviceError,
+        DeviceSink,
+        PacedSink,
+        find_output_device,
+        parse_sink,
+    )
+
+    if args.seconds is not None and not args.seconds > 0:
+        raise ConfigError(f"--seconds {args.seconds}: must be more than 0")
+    if args.channels is not None and not 1 <= args.channels <= 64:
+        raise ConfigError(f"--channels {args.channels}: choose 1..64")
+    if args.simulate_load_ms < 0:
+        raise ConfigError("--simulate-load-ms must be >= 0")
+    spec = parse_sink(args.sink)
+    device, note = None, ""
+    if spec.kind in ("device", "auto"):
+        try:
+            device = find_output_device(args.audio_device)
+        except AudioDeviceError as exc:
+            if spec.kind == "device" or args.audio_device is not None:
+                raise
+            FALLBACK_FILE.parent.mkdir(parents=True, exist_ok=True)
+            spec = type(spec)("file", FALLBACK_FILE)
+            note = f"{exc}: --sink auto writes {FALLBACK_FILE} in real time instead"
+    samplerate = args.samplerate or (device["samplerate"] if device else 48000)
+    engine, used = build_engine(args, samplerate, simulate_load_ms=args.simulate_load_ms)
+    if device is not None:
+        channels = args.channels or min(2, device["channels"])
+        sink = DeviceSink(engine, device, channels)
+    else:
+        channels = args.channels or 1
+        sink = PacedSink(engine, spec.path, channels)
+
+    bundle = engine.generator.bundle
+    provider = engine.generator.model.session.get_providers()[0]
+    out = sys.stdout
+    if note:
+        print(f"note: {note}", file=out)
+    if args.device == "auto" and used == "cpu":
+        print("note: --device auto: no usable CUDA GPU, running on the CPU", file=out)
+    print(f"model     {describe_model(bundle)}", file=out)
+    print(f"provider  {provider} ({used})", file=out)
+    resampling = f", resampled from {engine.model_rate} Hz" if engine.resampler else ""
+    print(
+        f"audio     {sink.description}: {engine.samplerate} Hz{resampling}, block {engine.blocksize} "
+        f"({engine.blocksize / engine.samplerate * 1000:.1f} ms), {channels} ch",
+        file=out,
+    )
+    automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.start()
+        lookahead_ms, engine_ms = engine.lookahead_ms, engine.latency_s * 1000
+        print(
+            f"latency   look-ahead {lookahead_ms:.0f} ms, with the resampler's bursts {engine_ms:.0f} ms, + output "
+            f"{sink.latency_s * 1000:.1f} ms: a control change is heard within "
+            f"~{engine_ms + sink.latency_s * 1000:.0f} ms",
+            file=out,
+        )
+        print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
+        sink.start()
+        next_status = args.status_every
+        while not stop.is_set():
+            stop.wait(0.05)
+            played = engine.played_s
+            if args.seconds is not None and played >= args.seconds:
+                break
+            if args.status_every and played >= next_status:
+                next_status += args.status_every
+                s = engine.summary()
+                print(
+                    f"{played:8.1f} s  underruns {s['underruns']}  device xruns {s['device_xruns']}  "
+                    f"resets {s['resets']}  producer load {s['producer_load'] * 100:.1f}%",
+                    file=out,
+                    flush=True,
+                )
+    finally:
+        sink.stop()
+        engine.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    summary = engine.summary()
+    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    summary["torch_loaded"] = "torch" in sys.modules
+    summary["provider"] = provider
+    if getattr(sink, "error", ""):
+        summary["sink_error"] = sink.error
+    print(
+        f"stopped   {summary['played_s']:.1f} s played, underruns {summary['underruns']}, device xruns "
+        f"{summary['device_xruns']}, resets {summary['resets']}, producer errors {summary['producer_errors']}, "
+        f"peak RSS {summary['peak_rss_mb']:.0f} MB",
+        file=out,
+    )
+    if getattr(sink, "error", ""):
+        print(f"liveshtr serve: error: {sink.error}", file=sys.stderr)
+    if spec.kind == "file":
+        print(f"wrote     {spec.path}", file=out)
+    if args.stats_json is not None:
+        args.stats_json.write_text(json.dumps(summary, indent=1))
+    time.sleep(0)  # let print buffers flush before exit
+    return 0

@@ -1,0 +1,292 @@
+"""The real-time engine: a producer thread runs the model ahead of playback, the audio callback only copies.
+
+    params snapshot --(once per hop, smoothed)--> Generator: step -> denormalise -> inverse FFT/DCT -> overlap-add
+        -> safety (DC blocker, limiter) -> streaming soxr resampler (model rate -> device rate, when they differ)
+        -> RingBuffer (preallocated, single producer / single consumer) -> callback: copy, gain ramp -> outdata
+
+The producer keeps the ring filled to the look-ahead (milliseconds of audio ahead of the speaker), which is the
+main term of control latency. The callback never blocks, allocates arrays, logs or takes a lock: it reads one
+block, ramps the gain toward the snapshot's value and copies into `outdata`. When the producer falls behind, the
+callback fades from the last sample to silence, counts an underrun and fades back in when audio returns.
+
+`render` drives the same producer and the same callback without a clock, so a render with a seed is what the live
+engine plays with that seed, sample for sample.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from liveshtr.automation import Schedule
+from liveshtr.generator import Controls, Generator
+from liveshtr.params import Params
+from liveshtr.ring import RingBuffer
+
+FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
+SMOOTH_S = 0.03  # time constant of the producer's smoothing of temperature, latent offsets, target and mix
+SWITCH_INTERVAL_S = 0.0005  # how long the callback can wait for the GIL while the producer runs Python code
+LOOKAHEAD_MS = 40.0
+BLOCKSIZE = 256
+RESAMPLE_QUALITY = "LQ"
+MAX_BURST_HOPS = 8  # the most model hops soxr returns at once, with margin
+
+
+@dataclass
+class EngineStats:
+    blocks: int = 0  # blocks the callback delivered
+    underruns: int = 0  # blocks with no audio ready (silence or a fade instead)
+    device_xruns: int = 0  # callbacks where the audio device reported an underflow or overflow
+    callback_errors: int = 0
+    producer_errors: int = 0
+    hops: int = 0  # hops produced
+    producer_busy_s: float = 0.0  # time spent producing
+
+
+class Engine:
+    def __init__(
+        self,
+        generator: Generator,
+        params: Params,
+        samplerate: int | None = None,
+        blocksize: int = BLOCKSIZE,
+        lookahead_ms: float = LOOKAHEAD_MS,
+        schedule: Schedule | None = None,
+        simulate_load_ms: float = 0.0,
+    ):
+        self.generator = generator
+        self.params = params
+        self.model_rate = generator.samplerate
+        self.samplerate = int(samplerate or self.model_rate)
+        self.blocksize = int(blocksize)
+        self.lookahead_ms = float(lookahead_ms)
+        self.schedule = schedule
+        self.simulate_load_s = simulate_load_ms / 1000.0  # for tests and demos of an overloaded machine
+        self.stats = EngineStats()
+        self.last_error = ""
+        hop = generator.hop
+        # soxr works in internal blocks and returns audio in bursts (LQ: ~2 hops' worth at 24 -> 48 kHz; HQ: ~3.3);
+        # LQ has HQ's passband with 16-bit precision, far below the model's own noise, and half the delay.
+        self.resampler = (
+            soxr.ResampleStream(self.model_rate, self.samplerate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+            if self.samplerate != self.model_rate
+            else None
+        )
+        self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
+        # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
+        burst = math.ceil(MAX_BURST_HOPS * hop * self.samplerate / self.model_rate) + 64
+        self._pending = np.zeros(2 * burst, dtype=np.float32)
+        self._pending_n = 0
+        self._max_burst = 0
+        self.ring = RingBuffer(self.blocksize, math.ceil((self.target_fill + burst) / self.blocksize) + 1)
+
+        # Producer state: controls as played (smoothed towards the snapshot) and the last actions seen.
+        self.controls = Controls(generator.bundle.latent_dim)
+        self._smooth = 1.0 - math.exp(-hop / (SMOOTH_S * self.model_rate))
+        self._slots = params.slots
+        self._snap: np.ndarray | None = None
+        self._counters: tuple[float, float, float] | None = None
+        self._settled = False
+        self._sync_controls(params.snapshot, smooth=False)
+
+        # Callback state, all preallocated.
+        self._block = np.zeros(self.blocksize, dtype=np.float32)
+        self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize).astype(np.float32)
+        self._fade = (1.0 - self._ramp).astype(np.float32)
+        self._gains = np.empty(self.blocksize, dtype=np.float32)
+        self._gain_index = params.index("gain")
+        self._gain_step = self.blocksize / (FADE_S * self.samplerate)
+        self._gain = float(params.snapshot[self._gain_index])
+        self._last = 0.0
+
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
+
+    # -- producer ------------------------------------------------------------------------------------
+
+    @property
+    def produced_s(self) -> float:
+        return self.stats.hops * self.generator.hop / self.model_rate
+
+    @property
+    def played_s(self) -> float:
+        return self.stats.blocks * self.blocksize / self.samplerate
+
+    def _sync_controls(self, snap: np.ndarray, smooth: bool = True) -> None:
+        """Bring the generator in line with a snapshot: actions once, continuous controls smoothed per hop.
+
+        Cheap when nothing moves: a new snapshot is looked at once, and smoothing stops when it has arrived."""
+        s, g = self._slots, self.generator
+        if snap is not self._snap:
+            self._snap = snap
+            self._settled = False
+            self._targets = (
+                float(snap[s["temperature"]][0]),
+                float(snap[s["mix"]][0]),
+                snap[s["offset"]].astype(np.float32),
+                snap[s["target"]].astype(np.float32),
+            )
+            self.controls.drift = float(snap[s["drift"]][0])
+            counters = (float(snap[s["prime"]][0]), float(snap[s["reset"]][0]), float(snap[s["panic"]][0]))
+            if counters != self._counters:
+                if self._counters is not None or counters[0] != g.position:
+                    g.prime(counters[0])  # a new position, a reset or a panic: restart from the song there
+                self._counters = counters
+            g.set_freeze(snap[s["freeze"]][0] >= 0.5)
+        if self._settled:
+            return
+        c = self.controls
+        temperature, mix, offset, target = self._targets
+        a = self._smooth if smooth else 1.0
+        c.temperature += a * (temperature - c.temperature)
+        c.latent_mix += a * (mix - c.latent_mix)
+        c.latent_offset += a * (offset - c.latent_offset)
+        c.z_user += a * (target - c.z_user)
+        gap = max(abs(temperature - c.temperature), abs(mix - c.latent_mix))
+        gap = max(gap, float(np.abs(offset - c.latent_offset).max()), float(np.abs(target - c.z_user).max()))
+        if gap < 1e-5:
+            c.temperature, c.latent_mix = temperature, mix
+            c.latent_offset[:] = offset
+            c.z_user[:] = target
+            self._settled = True
+
+    def produce_hop(self) -> int:
+        """Generate one hop into the ring; returns the number of samples written."""
+        started = time.perf_counter()
+        if self.schedule is not None:
+            self.schedule.apply_due(self.produced_s, self.params)
+        self._sync_controls(self.params.snapshot)
+        hop = self.generator.next_hop(self.controls)
+        out = self.resampler.resample_chunk(hop) if self.resampler is not None else hop
+        n, start = len(out), self._pending_n
+        if n > self._max_burst:
+            self._max_burst = n
+        self._pending[start : start + n] = out
+        self._pending_n += n
+        self._flush()
+        self.stats.hops += 1
+        if self.simulate_load_s:
+            time.sleep(self.simulate_load_s)
+        self.stats.producer_busy_s += time.perf_counter() - started
+        return n
+
+    def _flush(self) -> None:
+        """Move what fits of the pending samples into the ring."""
+        written = self.ring.write(self._pending[: self._pending_n])
+        if written:
+            left = self._pending_n - written
+            self._pending[:left] = self._pending[written : self._pending_n].copy()
+            self._pending_n = left
+
+    def fill(self) -> None:
+        """Produce until the ring holds the look-ahead."""
+        while self.ring.available < self.target_fill:
+            if self._pending_n:
+                self._flush()
+                if self.ring.available >= self.target_fill:
+                    break
+            self.produce_hop()
+
+    @property
+    def latency_s(self) -> float:
+        """How long a control change takes to be heard, the device's own buffer aside: the look-ahead plus the
+        largest burst the resampler has held back so far (measured)."""
+        return (self.target_fill + self._max_burst) / self.samplerate
+
+    def _run(self) -> None:
+        poll = min(self.blocksize / self.samplerate / 2, 0.002)
+        failures = 0
+        while not self._stop.is_set():
+            if self.ring.available >= self.target_fill:
+                time.sleep(poll)
+                continue
+            try:
+                self.fill()
+                failures = 0
+            except Exception as exc:  # never let the producer die on stage: count, restart from the song
+                self.stats.producer_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                failures += 1
+                try:
+                    self.generator.prime(self.generator.position)
+                except Exception:
+                    pass
+                time.sleep(min(0.5, poll * failures))  # a persistent fault plays silence rather than spin
+
+    def start(self) -> None:
+        """Fill the look-ahead, then keep it filled from a producer thread."""
+        self.fill()
+        self._stop.clear()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # the callback must not wait 5 ms for the GIL
+        self._thread = threading.Thread(target=self._run, name="liveshtr-producer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        sys.setswitchinterval(self._switch_interval)
+
+    # -- consumer: the audio callback ----------------------------------------------------------------
+
+    def callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
+        """sounddevice's callback: one block from the ring, gain-ramped, into every channel of `outdata`."""
+        try:
+            if status:
+                self.stats.device_xruns += 1
+            block = self._block
+            if frames == self.blocksize and self.ring.read_block(block):
+                target = self.params.snapshot[self._gain_index]
+                g0 = self._gain
+                g1 = min(max(target, g0 - self._gain_step), g0 + self._gain_step)
+                np.multiply(self._ramp, g1 - g0, out=self._gains)
+                self._gains += g0
+                block *= self._gains
+                self._gain = g1
+            else:  # underrun: fade out from where the sound was, fade back in when audio returns
+                np.multiply(self._fade, self._last, out=block)
+                self._gain = 0.0
+                self.stats.underruns += 1
+            self._last = block[-1]
+            if frames == self.blocksize:
+                outdata[:] = block[:, np.newaxis]
+            else:
+                outdata.fill(0.0)
+            self.stats.blocks += 1
+        except Exception:  # an exception would stop the stream: play silence and count it instead
+            self.stats.callback_errors += 1
+            outdata.fill(0.0)
+
+    # -- offline ---------------------------------------------------------------------------------------
+
+    def render(self, seconds: float, channels: int = 1) -> np.ndarray:
+        """As fast as possible: (n, channels) float32, exactly what the callback would have played."""
+        n_blocks = math.ceil(seconds * self.samplerate / self.blocksize)
+        out = np.empty((n_blocks * self.blocksize, channels), dtype=np.float32)
+        for i in range(n_blocks):
+            self.fill()
+            self.callback(out[i * self.blocksize : (i + 1) * self.blocksize], self.blocksize, None, 0)
+        return out[: round(seconds * self.samplerate)]
+
+    def summary(self) -> dict:
+        g = self.generator
+        st = self.stats
+        return {
+            "played_s": round(self.played_s, 3),
+            "underruns": st.underruns,
+            "device_xruns": st.device_xruns,
+            "resets": g.resets,
+            "non_finite_hops": g.safety.non_finite_hops,
+            "limited_hops": g.safety.limited_hops,
+            "producer_errors": st.producer_errors,
+            "callback_errors": st.callback_errors,
+            "producer_load": round(st.producer_busy_s / max(self.produced_s, 1e-9), 4),
+        }
