@@ -42,9 +42,12 @@ MAX_BURST_HOPS = 8  # the most model hops soxr returns at once, with margin
 class EngineStats:
     blocks: int = 0  # blocks the callback delivered
     underruns: int = 0  # blocks with no audio ready (silence or a fade instead)
-    device_xruns: int = 0  # callbacks where the audio device reported an underflow or overflow
+    device_xruns: int = 0  # callbacks where the audio device reported an output underflow
     callback_errors: int = 0
     producer_errors: int = 0
+    peak: float = 0.0  # largest |sample| handed to the device
+    energy: float = 0.0  # sum of squared samples handed to the device
+    non_finite_blocks: int = 0  # blocks with NaN, inf or beyond full scale (muted; must stay 0)
     hops: int = 0  # hops produced
     producer_busy_s: float = 0.0  # time spent producing
 
@@ -240,11 +243,11 @@ class Engine:
     def callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         """sounddevice's callback: one block from the ring, gain-ramped, into every channel of `outdata`."""
         try:
-            if status:
+            if status and status.output_underflow:  # PortAudio's own flag (priming and the like do not count)
                 self.stats.device_xruns += 1
             block = self._block
             if frames == self.blocksize and self.ring.read_block(block):
-                target = self.params.snapshot[self._gain_index]
+                target = float(self.params.snapshot[self._gain_index])  # a Python float: numpy would buffer
                 g0 = self._gain
                 g1 = min(max(target, g0 - self._gain_step), g0 + self._gain_step)
                 np.multiply(self._ramp, g1 - g0, out=self._gains)
@@ -255,9 +258,19 @@ class Engine:
                 np.multiply(self._fade, self._last, out=block)
                 self._gain = 0.0
                 self.stats.underruns += 1
-            self._last = block[-1]
+            # Last line of defence, and the output meter: |x| via the scratch buffer (max() would buffer).
+            np.abs(block, out=self._gains)
+            peak = float(self._gains[self._gains.argmax()])  # NaN wins argmax
+            if not peak <= 1.0:
+                self.stats.non_finite_blocks += 1
+                block.fill(0.0)
+                peak = 0.0
+            self._last = float(block[-1])
+            if peak > self.stats.peak:
+                self.stats.peak = peak
+            self.stats.energy += float(np.dot(block, block))
             if frames == self.blocksize:
-                outdata[:] = block[:, np.newaxis]
+                np.copyto(outdata.T, block)  # every channel (a transposed view broadcasts without a buffer)
             else:
                 outdata.fill(0.0)
             self.stats.blocks += 1
@@ -279,6 +292,7 @@ class Engine:
     def summary(self) -> dict:
         g = self.generator
         st = self.stats
+        n = st.blocks * self.blocksize
         return {
             "played_s": round(self.played_s, 3),
             "underruns": st.underruns,
@@ -289,4 +303,7 @@ class Engine:
             "producer_errors": st.producer_errors,
             "callback_errors": st.callback_errors,
             "producer_load": round(st.producer_busy_s / max(self.produced_s, 1e-9), 4),
+            "output_peak": float(st.peak),
+            "output_rms_db": round(10 * math.log10(max(st.energy / max(n, 1), 1e-20)), 2),
+            "non_finite_blocks": st.non_finite_blocks,
         }

@@ -47,7 +47,9 @@ def param_table(latent_dim: int) -> tuple[Param, ...]:
         Param("prime", 0.5, 0.0, 1.0, "where in the song to restart from (0..1); setting it restarts there"),
         Param("freeze", 0.0, 0.0, 1.0, "1: hold the sound still (spectral freeze), 0: play on"),
         Param("reset", 0.0, 0.0, math.inf, "restart from the song at the prime position", action=True),
-        Param("panic", 0.0, 0.0, math.inf, "fade to silence (gain 0) and restart; raise gain to play again", True),
+        Param(
+            "panic", 0.0, 0.0, math.inf, "fade to silence (gain 0) and restart; raise gain to play again", action=True
+        ),
     )
 
 

@@ -18,7 +18,7 @@ from liveshtr.bundle import Bundle, BundleError
 from liveshtr.errors import LiveshtrError
 
 DEVICES = ("auto", "cpu", "cuda")
-ort.set_default_logger_severity(3)  # errors only: provider-loading chatter is not for performers
+ort.set_default_logger_severity(4)  # fatal only: failed provider loads are reported by us, in one line
 
 
 class DeviceError(LiveshtrError):

@@ -1,0 +1,210 @@
+"""serve, render, bench and devices from the command line, with a real JACK server (dummy driver) as the clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from liveshtr.commands.common import DEMO_MODEL
+from liveshtr.safety import SafetyStage
+
+
+def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "liveshtr", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+CEILING = SafetyStage(24000, 256).ceiling
+
+
+@pytest.fixture(scope="module")
+def jack():
+    """A JACK server with the dummy driver: a real audio clock at 48 kHz / 256-frame periods, no sound card."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is missing (Debian package jackd2; `make test` installs it)")
+    name = f"liveshtr-test-{os.getpid()}"
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
+    proc = subprocess.Popen(
+        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            if subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"jackd exited: {proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.1)
+        else:
+            pytest.fail("jackd did not come up in 10 s")
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)  # by PID, never by name
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def serve_stats(tmp_path: Path, *args: str, env=None, cwd=None) -> tuple[dict, subprocess.CompletedProcess]:
+    stats = tmp_path / "stats.json"
+    result = cli("serve", *args, "--stats-json", str(stats), "--status-every", "0", env=env, cwd=cwd)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return json.loads(stats.read_text()), result
+
+
+def test_serve_plays_the_demo_through_jack_for_20_seconds(jack, tmp_path):
+    stats, result = serve_stats(tmp_path, "--audio-device", "system", "--seconds", "20", env=jack)
+    assert "JACK" in result.stdout and "48000 Hz" in result.stdout
+    for line in ("model", "provider", "audio", "latency", "controls"):
+        assert any(out.startswith(line) for out in result.stdout.splitlines()), line
+    assert stats["played_s"] >= 20.0
+    assert stats["underruns"] == 0
+    assert stats["non_finite_blocks"] == 0 and stats["callback_errors"] == 0 and stats["producer_errors"] == 0
+    assert 0.0 < stats["output_peak"] <= CEILING
+    assert stats["output_rms_db"] > -40  # not silent
+    assert stats["torch_loaded"] is False  # the serving path never imports torch
+
+
+def test_overloaded_producer_counts_underruns_and_the_stream_survives(jack, tmp_path):
+    # 15 ms of extra work per 10.7 ms hop: the producer cannot keep up, on purpose.
+    stats, _ = serve_stats(tmp_path, "--audio-device", "system", "--seconds", "6", "--simulate-load-ms", "15", env=jack)
+    assert stats["played_s"] >= 6.0
+    assert stats["underruns"] > 10
+    assert stats["underruns"] < stats["played_s"] * 48000 / 256  # it still plays between underruns
+    assert stats["non_finite_blocks"] == 0 and stats["callback_errors"] == 0
+    assert stats["output_peak"] <= CEILING and stats["output_rms_db"] > -60
+
+
+def test_devices_lists_the_jack_output(jack):
+    result = cli("devices", "--json", env=jack)
+    assert result.returncode == 0, result.stderr
+    devices = json.loads(result.stdout)
+    assert any(d["name"] == "system" and d["hostapi"].startswith("JACK") for d in devices)
+
+
+def test_device_errors_are_one_line(jack, tmp_path):
+    one_line_error(cli("serve", "--audio-device", "no-such-card", "--seconds", "1", env=jack), "no-such-card")
+    one_line_error(
+        cli("serve", "--audio-device", "system", "--samplerate", "22050", "--seconds", "1", env=jack), "22050"
+    )
+
+
+def test_serve_stops_cleanly_on_sigterm_and_keeps_the_file(tmp_path):
+    out = tmp_path / "live.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liveshtr", "serve", "--sink", f"file:{out}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stdout
+    audio, rate = sf.read(out, dtype="float32")
+    assert rate == 48000 and len(audio) > rate  # a complete, readable file
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= CEILING
+
+
+def test_render_is_byte_identical_for_a_seed_and_equals_what_serve_plays(tmp_path):
+    a, b, live = tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "live.wav"
+    for path in (a, b):
+        result = cli(
+            "render", str(DEMO_MODEL), "-o", str(path), "--seconds", "8", "--seed", "7", "--temperature", "1.3"
+        )
+        assert result.returncode == 0, result.stderr
+    assert a.read_bytes() == b.read_bytes()
+    stats, _ = serve_stats(tmp_path, "--sink", f"file:{live}", "--seconds", "8", "--seed", "7", "--temperature", "1.3")
+    assert stats["underruns"] == 0
+    rendered, _ = sf.read(a, dtype="float32")
+    played, _ = sf.read(live, dtype="float32")
+    assert len(rendered) == 8 * 48000 and len(played) >= len(rendered)
+    assert np.array_equal(played[: len(rendered)], rendered)
+    other = tmp_path / "other.wav"
+    assert cli("render", str(DEMO_MODEL), "-o", str(other), "--seconds", "8", "--seed", "8").returncode == 0
+    assert other.read_bytes() != a.read_bytes()
+
+
+def test_render_follows_an_automation_file(tmp_path):
+    controls = tmp_path / "set.jsonl"
+    controls.write_text('{"time": 2.0, "name": "gain", "value": 0}\n')
+    out = tmp_path / "auto.wav"
+    result = cli("render", str(DEMO_MODEL), "-o", str(out), "--seconds", "4", "--controls", str(controls))
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out, dtype="float32")
+    assert np.sqrt(np.mean(audio[:rate] ** 2)) > 0.01
+    assert np.all(audio[int(2.1 * rate) :] == 0.0)
+
+
+def test_bad_input_is_one_clear_line(tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(DEMO_MODEL, broken)
+    (broken / "model.onnx").write_bytes((broken / "model.onnx").read_bytes()[:1000])
+    future = tmp_path / "future"
+    shutil.copytree(DEMO_MODEL, future)
+    meta = json.loads((future / "model.json").read_text())
+    (future / "model.json").write_text(json.dumps(dict(meta, format_version=99)))
+    wav = str(tmp_path / "x.wav")
+    one_line_error(cli("render", str(tmp_path / "missing"), "-o", wav, "--seconds", "1"), "no such model folder")
+    one_line_error(cli("render", str(broken), "-o", wav, "--seconds", "1"), "model.onnx does not match")
+    one_line_error(cli("render", str(future), "-o", wav, "--seconds", "1"), "format version 99")
+    one_line_error(cli("render", str(DEMO_MODEL), "-o", wav, "--samplerate", "1000"), "--samplerate")
+    one_line_error(cli("render", str(DEMO_MODEL), "-o", wav, "--blocksize", "0"), "--blocksize")
+    one_line_error(cli("render", str(DEMO_MODEL), "-o", wav, "--latent", *["1"] * 20), "latent dimensions")
+    one_line_error(cli("render", str(DEMO_MODEL), "-o", str(tmp_path / "no" / "x.wav")), "does not exist")
+    bad_controls = tmp_path / "bad.jsonl"
+    bad_controls.write_text('{"time": 1, "name": "volume", "value": 1}\n')
+    one_line_error(cli("render", str(DEMO_MODEL), "-o", wav, "--controls", str(bad_controls)), "bad.jsonl:1")
+    one_line_error(cli("serve", "--sink", "speakers"), "--sink")
+    one_line_error(cli("serve", "--sink", "null", "--lookahead-ms", "-5"), "--lookahead-ms")
+    assert not Path(wav).exists()  # nothing half-written
+
+
+def test_cuda_request_fails_clearly_without_a_gpu_and_auto_falls_back(tmp_path):
+    result = cli("render", str(DEMO_MODEL), "-o", str(tmp_path / "x.wav"), "--seconds", "1", "--device", "cuda")
+    if result.returncode == 0:
+        pytest.skip("this machine has a usable CUDA GPU")  # the GPU path is measured with `liveshtr bench`
+    one_line_error(result, "--device cuda")
+    stats, out = serve_stats(tmp_path, "--sink", "null", "--seconds", "2", "--device", "auto")
+    assert "running on the CPU" in out.stdout and stats["provider"] == "CPUExecutionProvider"
+
+
+def test_no_sound_card_names_the_alternatives_and_auto_writes_a_file(tmp_path):
+    env = dict(os.environ, JACK_DEFAULT_SERVER="liveshtr-no-such-server", JACK_NO_START_SERVER="1")
+    result = cli("serve", "--seconds", "1", env=env)
+    one_line_error(result, "--sink file:PATH", "--sink null")
+    stats, out = serve_stats(tmp_path, "--sink", "auto", "--seconds", "2", env=env, cwd=tmp_path)
+    assert "writes out/serve.wav" in out.stdout and stats["played_s"] >= 2.0
+    assert sf.info(tmp_path / "out" / "serve.wav").duration >= 2.0
+
+
+def test_bench_reports_step_engine_and_render(tmp_path):
+    result = cli("bench", str(DEMO_MODEL), "--json", "--steps", "300", "--render-seconds", "5")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("step_iobinding", "step_plain_run", "engine_per_hop", "torch_eager_step"):
+        assert report[key]["median_us"] > 0 and report[key]["p99_us"] >= report[key]["median_us"], key
+    assert report["realtime_factor"] > 1 and report["render_x_realtime_at_48000"] > 1
+    assert report["engine_over_step"] >= 1.0
