@@ -1,5 +1,7 @@
 # One entry point: set-up, the demo, the tests, lint and benchmarks. The README's quick start is `make demo`
 # and `make test`; both set up what they need (Debian packages, a virtualenv in .venv, torch first, then us).
+# `make demo` serves the bundled demo model: on the sound card when there is one, else (--sink auto) in real time
+# to out/serve.wav. DEMO_SECONDS= (empty) plays until Ctrl-C.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,10 +12,16 @@ TORCH ?= torch==2.13.0
 APT_RUN := libportaudio2
 APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium
 
-.PHONY: demo test setup setup-dev lint format clean bench-train quality-report
+DEMO_SECONDS ?= 30
+
+.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak quality-report
 
 demo: setup
-	$(BIN)/liveshtr train ../shared/audio/violent_groove_4_berklee_olpc.mp3 -o out/demo --force
+	$(BIN)/liveshtr serve --sink auto $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
+
+# Retrains the demo bundle as models/demo/ATTRIBUTION.md describes (then copy its files into models/demo).
+demo-model: setup
+	$(BIN)/liveshtr train ../shared/audio/hungarian_dance_5_brahms_us_army_strings.ogg -o out/demo-train --force
 
 test: setup-dev
 	$(BIN)/python -m pytest -q
@@ -31,6 +39,20 @@ bench-train: setup
 	for i in 1 2 3; do /usr/bin/time -f "wall %e s, peak RSS %M KB" $(BIN)/liveshtr train \
 	  ../shared/audio/acoustic_guitar_arrangement_trow.mp3 --layers 1 --hidden 128 --epochs 5 \
 	  -o out/bench-reference --force | grep -E "trained|val MSE"; done
+
+# Engine speed of the demo, the reference (1x128) and the large (3x1024) model, side by side in one run.
+bench: setup
+	$(BIN)/liveshtr train ../shared/audio/acoustic_guitar_arrangement_trow.mp3 --layers 1 --hidden 128 --epochs 5 \
+	  -o out/bench-reference --force >/dev/null
+	test -f out/bench-big/model.json || $(BIN)/liveshtr train ../shared/audio/acoustic_guitar_arrangement_trow.mp3 \
+	  --layers 3 --hidden 1024 --epochs 1 -o out/bench-big --force >/dev/null
+	for m in models/demo out/bench-reference out/bench-big; do $(BIN)/liveshtr bench $$m; echo; done
+
+# Ten minutes live through a JACK dummy server with the other core busy (SOAK_MODEL, SOAK_SECONDS).
+SOAK_MODEL ?= models/demo
+SOAK_SECONDS ?= 600
+soak: setup-dev
+	BIN=$(BIN) scripts/soak.sh $(SOAK_MODEL) $(SOAK_SECONDS)
 
 # Trains every shared song with the defaults and prints the quality figures the README quotes.
 quality-report: setup

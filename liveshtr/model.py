@@ -202,13 +202,19 @@ class StepGraph(nn.Module):
     def __init__(self, model: SongModel, latent_mean: torch.Tensor, latent_spread: torch.Tensor):
         super().__init__()
         self.model = model
+        # The same LSTM laid out sequence-first: with one step of one stream the layouts hold the same numbers,
+        # and the export needs no transposes around the LSTM node.
+        cfg = model.cfg
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, num_layers=cfg.layers)
+        self.lstm.load_state_dict(model.lstm.state_dict())
         self.register_buffer("latent_mean", latent_mean.reshape(1, -1).float())  # (1, L)
         self.register_buffer("latent_spread", latent_spread.reshape(1, -1).float())  # (1, L)
 
     def forward(self, frame, h_in, c_in, eps, temperature, latent_offset, latent_mix, z_user):
         # frame (1, dim); h_in, c_in (layers, 1, H); eps, latent_offset, z_user (1, L); temperature, latent_mix (1,)
-        mu, logvar, (h_out, c_out) = self.model.encode(frame.unsqueeze(1), (h_in, c_in))
-        mu, logvar = mu.squeeze(1), logvar.squeeze(1)  # (1, L)
+        x = torch.tanh(self.model.inp(frame)).unsqueeze(0)  # (1 step, 1 stream, H)
+        h, (h_out, c_out) = self.lstm(x, (h_in, c_in))
+        mu, logvar = self.model.prior(h[0])  # (1, L) each
         z_model = mu + temperature * torch.exp(0.5 * logvar) * eps + latent_offset * self.latent_spread
         z_target = self.latent_mean + z_user * self.latent_spread
         z = (1.0 - latent_mix) * z_model + latent_mix * z_target  # (1, L)

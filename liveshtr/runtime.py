@@ -18,6 +18,7 @@ from liveshtr.bundle import Bundle, BundleError
 from liveshtr.errors import LiveshtrError
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISION_CHOICES = ("auto", "float32", "int8")
 ort.set_default_logger_severity(4)  # fatal only: failed provider loads are reported by us, in one line
 
 
@@ -40,32 +41,47 @@ def default_threads(bundle: Bundle) -> int:
     return 1 if bundle.hidden < 512 else 2
 
 
-def make_session(bundle: Bundle, device: str = "cpu", threads: int | None = None) -> tuple[ort.InferenceSession, str]:
-    """A session on `device` ('cpu', 'cuda' or 'auto') and the device it really runs on ('cpu' or 'cuda').
+def _load(path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for a damaged graph
+        raise BundleError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+
+
+def make_session(
+    bundle: Bundle, device: str = "cpu", threads: int | None = None, precision: str = "float32"
+) -> tuple[ort.InferenceSession, str, str]:
+    """A session on `device` ('cpu', 'cuda' or 'auto'); returns it with the device it really runs on ('cpu' or
+    'cuda') and the precision of its weights ('float32' or 'int8').
 
     An explicit 'cuda' that cannot run (no CUDA provider in this onnxruntime, or no usable GPU or CUDA libraries
-    behind it) raises DeviceError; 'auto' falls back to the CPU and the caller says so.
+    behind it) raises DeviceError; 'auto' falls back to the CPU and the caller says so. Precision 'auto' is int8
+    on the CPU when the bundle has the int8 graph (the step is bound by reading its weights) and float32 on CUDA.
     """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if precision not in PRECISION_CHOICES:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
     options = session_options(threads or default_threads(bundle))
     want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not want_cuda:
         raise DeviceError(
             "--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu); use --device cpu"
         )
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
-    try:
-        session = ort.InferenceSession(str(bundle.onnx_path), options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types for a damaged graph
-        raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
-    used = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-    if device == "cuda" and used != "cuda":
-        raise DeviceError(
-            "--device cuda: the CUDA provider could not start (no usable NVIDIA GPU or CUDA libraries); "
-            "use --device cpu or auto"
-        )
-    return session, used
+    if want_cuda:
+        if precision == "int8":
+            raise DeviceError("--precision int8 runs on the CPU only; use --precision float32 with --device cuda")
+        session = _load(bundle.model_path("float32"), options, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        if session.get_providers()[0] == "CUDAExecutionProvider":
+            return session, "cuda", "float32"
+        if device == "cuda":
+            raise DeviceError(
+                "--device cuda: the CUDA provider could not start (no usable NVIDIA GPU or CUDA libraries); "
+                "use --device cpu or auto"
+            )
+    if precision == "auto":
+        precision = "int8" if bundle.has_int8 else "float32"
+    return _load(bundle.model_path(precision), options, ["CPUExecutionProvider"]), "cpu", precision
 
 
 class StepModel:
@@ -80,11 +96,13 @@ class StepModel:
         threads: int | None = None,
         iobinding: bool = True,
         session: ort.InferenceSession | None = None,
+        precision: str = "float32",
     ):
         self.bundle = bundle
+        self.threads = threads or default_threads(bundle)
         if session is None:
-            session, device = make_session(bundle, device, threads)
-        self.session, self.device = session, device
+            session, device, precision = make_session(bundle, device, self.threads, precision)
+        self.session, self.device, self.precision = session, device, precision
         self.iobinding = iobinding
         shapes = {n: t["shape"] for n, t in bundle.meta["tensors"].items()}
         names = {i.name for i in session.get_inputs()}

@@ -31,7 +31,7 @@ def test_unknown_format_version(bundle_copy):
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "primes.npy", "model.json"])
+@pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx", "primes.npy", "model.json"])
 def test_missing_file(bundle_copy, name):
     (bundle_copy / name).unlink()
     with pytest.raises(BundleError, match="missing"):
@@ -57,3 +57,32 @@ def test_not_a_bundle(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(BundleError, match="unreadable"):
         load_bundle(tmp_path)
+
+
+def test_tampered_int8_graph_is_refused(bundle_copy):
+    data = bytearray((bundle_copy / "model.int8.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bundle_copy / "model.int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="model.int8.onnx does not match"):
+        load_bundle(bundle_copy)
+
+
+def test_int8_step_tracks_the_float_step(trained):  # noqa: F811
+    """The int8 graph (the CPU default) predicts the same next frames as the float graph, to ~1e-3 relative error
+    at worst, from the song's own frames and with the state fed back."""
+    from liveshtr.runtime import StepModel
+
+    bundle = load_bundle(trained[0])
+    models = [StepModel(bundle, precision=p) for p in ("float32", "int8")]
+    assert [m.precision for m in models] == ["float32", "int8"]
+    errors = []
+    for prime in bundle.primes[::4]:
+        for m in models:
+            m.reset_state()
+        for frame in prime:
+            out = []
+            for m in models:
+                m.feeds["frame"][0] = frame
+                out.append(m.step()["next_frame"].copy())
+            errors.append(np.mean((out[0] - out[1]) ** 2) / np.mean(out[0] ** 2))
+    assert np.median(errors) < 1e-4 and max(errors) < 1e-2, (np.median(errors), max(errors))

@@ -120,3 +120,21 @@ def test_exported_continuation_form_equals_the_training_form(domain):
         model.continuation.weight.normal_()
         x = torch.randn(1, model.cfg.dim)
         assert torch.allclose(model.continuation.step(x), model.continuation(x), atol=1e-5)
+
+
+def test_step_graph_computes_what_the_training_model_computes():
+    """The exported step (sequence-first LSTM copy, convolution form of the continuation) is the training model's
+    own encode + decode, one frame at a time."""
+    model = small_model("fft", 2)
+    cfg = model.cfg
+    graph = StepGraph(model, torch.zeros(cfg.latent_dim), torch.ones(cfg.latent_dim)).eval()
+    L = cfg.latent_dim
+    with torch.no_grad():
+        frame = torch.randn(1, cfg.dim)
+        state = (torch.randn(cfg.layers, 1, cfg.hidden), torch.randn(cfg.layers, 1, cfg.hidden))
+        zeros = torch.zeros(1, L)
+        out, h, c, mu, z = graph(frame, *state, zeros, torch.zeros(1), zeros, torch.zeros(1), zeros)
+        mu_ref, _, (h_ref, c_ref) = model.encode(frame.unsqueeze(1), state)
+        assert torch.allclose(mu, mu_ref[:, 0], atol=1e-5) and torch.allclose(z, mu, atol=1e-6)
+        assert torch.allclose(h, h_ref, atol=1e-5) and torch.allclose(c, c_ref, atol=1e-5)
+        assert torch.allclose(out, model.decode(mu_ref[:, 0], frame), atol=1e-4)

@@ -40,6 +40,7 @@ def test_bundle_is_complete_and_loadable(trained):
     names = {p.name for p in out.iterdir()}
     assert {
         "model.onnx",
+        "model.int8.onnx",
         "model.json",
         "primes.npy",
         "checkpoint.pt",

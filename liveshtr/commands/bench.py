@@ -11,7 +11,12 @@ import time
 
 import numpy as np
 
-from liveshtr.commands.common import add_model_argument, check_engine_settings, describe_model
+from liveshtr.commands.common import (
+    add_model_argument,
+    add_precision_argument,
+    check_engine_settings,
+    describe_model,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render-seconds", type=float, default=30.0, help="length of the timed offline render")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: 1, 2 for hidden >= 512)")
+    add_precision_argument(p)
     p.add_argument("--samplerate", type=int, default=48000, help="output rate of the engine measurements")
     p.add_argument("--blocksize", type=int, default=256, help="audio block for the headroom figure")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager comparison")
@@ -89,12 +95,17 @@ def run(args: argparse.Namespace) -> int:
         "threads": threads,
     }
 
-    bound = StepModel(bundle, device=args.device, threads=threads)
+    bound = StepModel(bundle, device=args.device, threads=threads, precision=args.precision)
     result["device"] = bound.device
     result["provider"] = bound.session.get_providers()[0]
+    result["precision"] = bound.precision
     result["step_iobinding"] = timings(bound.step, args.steps)
-    plain = StepModel(bundle, device=args.device, threads=threads, iobinding=False)
+    plain = StepModel(bundle, device=bound.device, threads=threads, iobinding=False, precision=bound.precision)
     result["step_plain_run"] = timings(plain.step, args.steps)
+    if bound.device == "cpu" and bundle.has_int8:  # both precisions, side by side
+        other = "float32" if bound.precision == "int8" else "int8"
+        result[f"step_{other}"] = timings(StepModel(bundle, threads=threads, precision=other).step, args.steps)
+        result[f"step_{bound.precision}"] = result["step_iobinding"]
 
     engine = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim), args.samplerate, args.blocksize)
 
@@ -123,12 +134,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"model        {describe_model(bundle)}")
-    print(f"provider     {result['provider']} ({result['device']}), {threads} thread(s)")
+    print(f"provider     {result['provider']} ({result['device']}, {result['precision']} weights), {threads} thread(s)")
     s, p = result["step_iobinding"], result["step_plain_run"]
     print(
         f"step         median {s['median_us']:.0f} us, p99 {s['p99_us']:.0f} us (IOBinding); "
         f"plain session.run median {p['median_us']:.0f} us"
     )
+    if "step_float32" in result and "step_int8" in result:
+        f, q = result["step_float32"], result["step_int8"]
+        print(
+            f"precision    float32 median {f['median_us']:.0f} us, int8 median {q['median_us']:.0f} us "
+            f"({f['median_us'] / q['median_us']:.2f}x)"
+        )
     e = result["engine_per_hop"]
     print(
         f"engine/hop   median {e['median_us']:.0f} us, p99 {e['p99_us']:.0f} us = {result['engine_over_step']}x "

@@ -70,6 +70,7 @@ def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> No
         help="where the model runs (auto: CUDA when usable, else the CPU)",
     )
     g.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: 1, 2 for hidden >= 512)")
+    add_precision_argument(g)
     g.add_argument("--samplerate", type=int, default=None, help=samplerate_help)
     g.add_argument("--blocksize", type=int, default=BLOCKSIZE, help="samples per audio callback")
     g.add_argument(
@@ -98,6 +99,15 @@ def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> No
         default=None,
         metavar="FILE",
         help='timed control changes, JSON lines: {"time": s, "name": "temperature", "value": 0.5}',
+    )
+
+
+def add_precision_argument(g) -> None:
+    g.add_argument(
+        "--precision",
+        choices=("auto", "float32", "int8"),
+        default="auto",
+        help="weights of the step graph (auto: int8 on the CPU when the bundle has it, else float32)",
     )
 
 
@@ -143,7 +153,7 @@ def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
     except ParamError as exc:
         raise ConfigError(str(exc)) from None
     schedule = load_schedule(args.controls, params) if args.controls is not None else None
-    model = StepModel(bundle, device=args.device, threads=args.threads)
+    model = StepModel(bundle, device=args.device, threads=args.threads, precision=args.precision)
     generator = Generator(bundle, model, seed=args.seed)
     engine = Engine(generator, params, samplerate, args.blocksize, args.lookahead_ms, schedule, **engine_options)
     return engine, model.device

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.parent.is_dir():
         raise ConfigError(f"-o {args.output}: folder {args.output.parent} does not exist")
     engine, used = build_engine(args, args.samplerate or 48000)
-    print(f"model     {describe_model(engine.generator.bundle)} on {used}")
+    print(f"model     {describe_model(engine.generator.bundle)} on {used}, {engine.generator.model.precision} weights")
     started = time.perf_counter()
     audio = engine.render(args.seconds)
     wall = time.perf_counter() - started

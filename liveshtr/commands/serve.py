@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "auto" and used == "cpu":
         print("note: --device auto: no usable CUDA GPU, running on the CPU", file=out)
     print(f"model     {describe_model(bundle)}", file=out)
-    print(f"provider  {provider} ({used})", file=out)
+    model = engine.generator.model
+    print(f"provider  {provider} ({used}, {model.precision} weights, {model.threads} thread(s))", file=out)
     resampling = f", resampled from {engine.model_rate} Hz" if engine.resampler else ""
     print(
         f"audio     {sink.description}: {engine.samplerate} Hz{resampling}, block {engine.blocksize} "
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["torch_loaded"] = "torch" in sys.modules
     summary["provider"] = provider
+    summary["precision"] = model.precision
     if getattr(sink, "error", ""):
         summary["sink_error"] = sink.error
     print(
