@@ -9,9 +9,10 @@ seconds=${2:-600}
 bin=${BIN:-.venv/bin}
 server="liveshtr-soak-$$"
 stats=$(mktemp)
+jacklog=${JACK_LOG:-$(mktemp)}
 export JACK_DEFAULT_SERVER="$server" JACK_NO_AUDIO_RESERVATION=1
 
-jackd --no-realtime -n "$server" -d dummy -r 48000 -p 256 >/dev/null 2>&1 &
+jackd ${JACKD_FLAGS:---no-realtime} -n "$server" -d dummy -r 48000 -p 256 >"$jacklog" 2>&1 &
 jack_pid=$!
 "$bin/python" -c "while True: pass" &
 busy_pid=$!
@@ -21,3 +22,4 @@ for _ in $(seq 100); do jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
 /usr/bin/time -f "wall %e s, peak RSS %M KB" "$bin/liveshtr" serve "$model" --audio-device system \
   --seconds "$seconds" --status-every 60 --stats-json "$stats"
 cat "$stats"; echo
+echo "JACK server xrun reports: $(grep -ci xrun "$jacklog" || true) (log: $jacklog)"

@@ -78,14 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from liveshtr.errors import ConfigError
     from liveshtr.generator import Generator
     from liveshtr.params import Params
-    from liveshtr.runtime import StepModel, default_threads
+    from liveshtr.runtime import StepModel
 
     args.lookahead_ms = 40.0
     check_engine_settings(args)
     if args.steps < 100:
         raise ConfigError("--steps: time at least 100 steps")
     bundle = load_bundle(args.model)
-    threads = args.threads or default_threads(bundle)
+    threads = args.threads
     hop_s = bundle.frames.hop / bundle.audio.samplerate
     result: dict = {
         "model": str(bundle.path),
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     result["device"] = bound.device
     result["provider"] = bound.session.get_providers()[0]
     result["precision"] = bound.precision
+    result["threads"] = threads = bound.threads
     result["step_iobinding"] = timings(bound.step, args.steps)
     plain = StepModel(bundle, device=bound.device, threads=threads, iobinding=False, precision=bound.precision)
     result["step_plain_run"] = timings(plain.step, args.steps)
