@@ -48,6 +48,7 @@ class EngineStats:
     peak: float = 0.0  # largest |sample| handed to the device
     energy: float = 0.0  # sum of squared samples handed to the device
     non_finite_blocks: int = 0  # blocks with NaN, inf or beyond full scale (muted; must stay 0)
+    resampler_overs: int = 0  # resampled hops with an inter-sample peak over the ceiling (clipped to it)
     hops: int = 0  # hops produced
     producer_busy_s: float = 0.0  # time spent producing
 
@@ -81,6 +82,7 @@ class Engine:
             if self.samplerate != self.model_rate
             else None
         )
+        self._ceiling = generator.safety.ceiling
         self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
         # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
         burst = math.ceil(MAX_BURST_HOPS * hop * self.samplerate / self.model_rate) + 64
@@ -167,7 +169,14 @@ class Engine:
             self.schedule.apply_due(self.produced_s, self.params)
         self._sync_controls(self.params.snapshot)
         hop = self.generator.next_hop(self.controls)
-        out = self.resampler.resample_chunk(hop) if self.resampler is not None else hop
+        if self.resampler is not None:
+            out = self.resampler.resample_chunk(hop)
+            # Resampling can put a peak between the safe samples (up to ~2% over); hold the ceiling here too.
+            if len(out) and (out.max() > self._ceiling or out.min() < -self._ceiling):
+                self.stats.resampler_overs += 1
+                np.clip(out, -self._ceiling, self._ceiling, out=out)
+        else:
+            out = hop
         n, start = len(out), self._pending_n
         if n > self._max_burst:
             self._max_burst = n
@@ -300,6 +309,7 @@ class Engine:
             "resets": g.resets,
             "non_finite_hops": g.safety.non_finite_hops,
             "limited_hops": g.safety.limited_hops,
+            "resampler_overs": st.resampler_overs,
             "producer_errors": st.producer_errors,
             "callback_errors": st.callback_errors,
             "producer_load": round(st.producer_busy_s / max(self.produced_s, 1e-9), 4),

@@ -227,3 +227,13 @@ def test_resampled_output_keeps_the_level_of_the_model_rate_output(bundle):
     at_48k = make_engine(bundle, seed=2).render(4.0)[:, 0]
     assert abs(rms_db(at_model) - rms_db(at_48k)) < 0.5
     assert len(at_48k) == 2 * len(at_model)
+
+
+def test_no_sample_over_the_ceiling_after_resampling(bundle):
+    """The limiter holds -1 dBFS at the model's rate; resampling can peak between those samples, and the engine
+    holds the ceiling after it too (44.1 kHz: a ratio with no common structure)."""
+    for rate in (44100, 48000):
+        engine = make_engine(bundle, seed=3, samplerate=rate, temperature=2.5)
+        audio = engine.render(20.0)
+        assert np.abs(audio).max() <= engine.generator.safety.ceiling
+        assert np.isfinite(audio).all()

@@ -33,16 +33,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def timings(fn, steps: int, warmup: int = 50) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(steps)
-    for i in range(steps):
-        start = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - start
+    return interleaved({"only": fn}, steps, warmup)["only"]
+
+
+def interleaved(fns: dict, steps: int, warmup: int = 50, rounds: int = 10) -> dict:
+    """Median and p99 per function, timed in alternating rounds so that drifts of a shared machine (clock
+    ramps, neighbours) fall on every candidate alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    per_round = max(1, steps // rounds)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return {
-        "median_us": round(float(np.median(times)) * 1e6, 1),
-        "p99_us": round(float(np.percentile(times, 99)) * 1e6, 1),
+        name: {"median_us": round(float(np.median(t)) * 1e6, 1), "p99_us": round(float(np.percentile(t, 99)) * 1e6, 1)}
+        for name, t in times.items()
     }
 
 
@@ -100,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
     result["provider"] = bound.session.get_providers()[0]
     result["precision"] = bound.precision
     result["threads"] = threads = bound.threads
-    result["step_iobinding"] = timings(bound.step, args.steps)
     plain = StepModel(bundle, device=bound.device, threads=threads, iobinding=False, precision=bound.precision)
-    result["step_plain_run"] = timings(plain.step, args.steps)
+    candidates = {"step_iobinding": bound.step, "step_plain_run": plain.step}
     if bound.device == "cpu" and bundle.has_int8:  # both precisions, side by side
         other = "float32" if bound.precision == "int8" else "int8"
-        result[f"step_{other}"] = timings(StepModel(bundle, threads=threads, precision=other).step, args.steps)
+        candidates[f"step_{other}"] = StepModel(bundle, threads=threads, precision=other).step
+    result.update(interleaved(candidates, args.steps))
+    if len(candidates) == 3:
         result[f"step_{bound.precision}"] = result["step_iobinding"]
 
     engine = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim), args.samplerate, args.blocksize)
