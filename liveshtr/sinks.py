@@ -18,6 +18,19 @@ from liveshtr.errors import LiveshtrError
 
 SINK_KINDS = ("device", "file", "null", "auto")
 FALLBACK_FILE = Path("out/serve.wav")
+STALL_BLOCKS = 4  # a paced sink that falls this many blocks behind skips ahead, as a device would
+
+
+class _Late:
+    """The callback status a paced sink passes after its own clock stalled (PortAudio's flag, by name)."""
+
+    output_underflow = True
+
+    def __bool__(self) -> bool:
+        return True
+
+
+LATE = _Late()
 
 
 class AudioDeviceError(LiveshtrError):
@@ -169,9 +182,11 @@ class PacedSink:
         engine, blocksize = self.engine, self.engine.blocksize
         period = blocksize / engine.samplerate
         block = np.zeros((blocksize, self.channels), dtype=np.float32)
+        status = 0
         deadline = time.perf_counter()
         while not self._stop.is_set():
-            engine.callback(block, blocksize, None, 0)
+            engine.callback(block, blocksize, None, status)
+            status = 0
             if self._file is not None:
                 try:
                     self._file.write(block)
@@ -182,8 +197,12 @@ class PacedSink:
             wait = deadline - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-            elif wait < -0.5:  # the machine stalled for a long time: resume the clock from now
+            elif wait < -STALL_BLOCKS * period:
+                # This clock thread itself was held up: a sound card would have skipped, not played the lost
+                # time back to back (which would drain the look-ahead at once). Resume from now and report it
+                # as the device's underflow.
                 deadline = time.perf_counter()
+                status = LATE
 
     def stop(self) -> None:
         self._stop.set()
