@@ -222,3 +222,31 @@ def test_bench_reports_step_engine_and_render(tmp_path):
         assert report[key]["median_us"] > 0 and report[key]["p99_us"] >= report[key]["median_us"], key
     assert report["realtime_factor"] > 1 and report["render_x_realtime_at_48000"] > 1
     assert report["engine_over_step"] >= 1.0
+
+
+def test_a_closed_terminal_does_not_stop_the_music(tmp_path):
+    """Status lines into a pipe nobody reads any more (a closed terminal, `| head`): serve plays on to the end."""
+    stats = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "liveshtr",
+            "serve",
+            "--sink",
+            "null",
+            "--seconds",
+            "3",
+            "--status-every",
+            "0.2",
+            "--stats-json",
+            str(stats),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader goes away before the first line
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
+    assert json.loads(stats.read_text())["played_s"] >= 3.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import signal
 import sys
@@ -55,6 +56,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_engine_arguments(p, "output rate in Hz (default: the device's rate; 48000 for file and null sinks)")
 
 
+class Terminal:
+    """stdout for the performer's status lines: a closed terminal or pipe must not stop the music."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except OSError:  # from now on, status lines go nowhere
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
+            return 0
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+
+
 def run(args: argparse.Namespace) -> int:
     from liveshtr.errors import ConfigError
     from liveshtr.sinks import (
@@ -82,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             FALLBACK_FILE.parent.mkdir(parents=True, exist_ok=True)
             spec = type(spec)("file", FALLBACK_FILE)
-            note = f"{exc}: --sink auto writes {FALLBACK_FILE} in real time instead"
+            reason = str(exc).split(";")[0]  # the cause, without the advice on alternatives
+            note = f"{reason}, so --sink auto writes {FALLBACK_FILE} in real time instead"
     samplerate = args.samplerate or (device["samplerate"] if device else 48000)
     engine, used = build_engine(args, samplerate, simulate_load_ms=args.simulate_load_ms)
     if device is not None:
@@ -94,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = engine.generator.bundle
     provider = engine.generator.model.session.get_providers()[0]
-    out = sys.stdout
+    out = Terminal()
     if note:
         print(f"note: {note}", file=out)
     if args.device == "auto" and used == "cpu":
