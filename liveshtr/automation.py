@@ -74,4 +74,4 @@ def load_schedule(path: str | Path, params: Params) -> Schedule:
 
 
 def params_latent_dim(params: Params) -> int:
-    return params.table["offset"].size
+    return params.table["latent"].size

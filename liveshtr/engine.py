@@ -135,7 +135,7 @@ class Engine:
             self._targets = (
                 float(snap[s["temperature"]][0]),
                 float(snap[s["mix"]][0]),
-                snap[s["offset"]].astype(np.float32),
+                snap[s["latent"]].astype(np.float32),
                 snap[s["target"]].astype(np.float32),
             )
             self.controls.drift = float(snap[s["drift"]][0])

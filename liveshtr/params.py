@@ -40,7 +40,7 @@ def param_table(latent_dim: int) -> tuple[Param, ...]:
     return (
         Param("gain", 1.0, 0.0, 1.0, "output level, linear; ramped in the audio callback, never above 1"),
         Param("temperature", 1.0, 0.0, 4.0, "spread of the sampled latent: 0 none (loops), 1 as trained"),
-        Param("offset", 0.0, -LATENT_RANGE, LATENT_RANGE, "added to each latent dimension, in spread units", L),
+        Param("latent", 0.0, -LATENT_RANGE, LATENT_RANGE, "added to each latent dimension, in spread units", L),
         Param("target", 0.0, -LATENT_RANGE, LATENT_RANGE, "the performer's point in latent space (spread units)", L),
         Param("mix", 0.0, 0.0, 1.0, "0: the model's own latent, 1: the target point"),
         Param("drift", 0.9, 0.0, 0.999, "how slowly the sampled latent wanders (per hop, AR(1))"),

@@ -173,16 +173,16 @@ def test_controls_move_the_sound_and_are_clamped(bundle):
     assert not np.array_equal(base, hot)
     params = Params(bundle.latent_dim)
     assert params.set("temperature", 99) == 4.0
-    assert params.set("offset", 9.0, 2) == 4.0
-    assert params.get("offset")[2] == 4.0 and params.get("offset")[0] == 0.0
+    assert params.set("latent", 9.0, 2) == 4.0
+    assert params.get("latent")[2] == 4.0 and params.get("latent")[0] == 0.0
     assert params.set("target", [1.0] * bundle.latent_dim) == [1.0] * bundle.latent_dim
     for name, value, index in [
         ("nope", 1, None),
         ("gain", float("nan"), None),
         ("gain", "loud", None),
         ("gain", 1.0, 0),
-        ("offset", 1.0, bundle.latent_dim),
-        ("offset", [1.0, 2.0], None),
+        ("latent", 1.0, bundle.latent_dim),
+        ("latent", [1.0, 2.0], None),
     ]:
         with pytest.raises(ParamError):
             params.set(name, value, index)
@@ -197,7 +197,7 @@ def test_automation_applies_at_its_times_and_bad_lines_are_refused(bundle, tmp_p
             for e in [
                 {"time": 1.0, "name": "gain", "value": 0.0},
                 {"time": 2.0, "name": "gain", "value": 1.0},
-                {"time": 2.0, "name": "offset", "index": 0, "value": 2.5},
+                {"time": 2.0, "name": "latent", "index": 0, "value": 2.5},
             ]
         )
     )
@@ -208,7 +208,7 @@ def test_automation_applies_at_its_times_and_bad_lines_are_refused(bundle, tmp_p
     assert np.all(x[int((1.0 + FADE_S) * RATE) : int((2.0 - engine.latency_s) * RATE)] == 0.0)
     assert rms_db(x[int(0.5 * RATE) : int(0.9 * RATE)]) > -45
     assert rms_db(x[int(2.3 * RATE) :]) > -45
-    assert engine.params.get("offset")[0] == 2.5
+    assert engine.params.get("latent")[0] == 2.5
     for text, expected in [
         ("{not json", ":1: not JSON"),
         ('{"time": -1, "name": "gain", "value": 1}', "time must be"),

@@ -149,7 +149,7 @@ def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
             if len(args.latent) > bundle.latent_dim:
                 raise ParamError(f"the model has {bundle.latent_dim} latent dimensions, got {len(args.latent)}")
             for i, v in enumerate(args.latent):
-                params.set("offset", v, i)
+                params.set("latent", v, i)
     except ParamError as exc:
         raise ConfigError(str(exc)) from None
     schedule = load_schedule(args.controls, params) if args.controls is not None else None
