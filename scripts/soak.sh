@@ -20,6 +20,6 @@ trap 'kill "$busy_pid" "$jack_pid" 2>/dev/null || true; wait "$jack_pid" 2>/dev/
 for _ in $(seq 100); do jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
 
 /usr/bin/time -f "wall %e s, peak RSS %M KB" "$bin/liveshtr" serve "$model" --audio-device system \
-  --seconds "$seconds" --status-every 60 --stats-json "$stats"
+  --seconds "$seconds" --status-every 60 --stats-json "$stats" --osc-port 0
 cat "$stats"; echo
 echo "JACK server xrun reports: $(grep -ci xrun "$jacklog" || true) (log: $jacklog)"

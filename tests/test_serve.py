@@ -20,6 +20,8 @@ from liveshtr.safety import SafetyStage
 
 
 def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    if args and args[0] == "serve":  # any free OSC port: tests must not depend on 9000 being free
+        args = (*args, "--osc-port", "0")
     cmd = [sys.executable, "-m", "liveshtr", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
@@ -113,7 +115,7 @@ def test_device_errors_are_one_line(jack, tmp_path):
 def test_serve_stops_cleanly_on_sigterm_and_keeps_the_file(tmp_path):
     out = tmp_path / "live.wav"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liveshtr", "serve", "--sink", f"file:{out}"],
+        [sys.executable, "-m", "liveshtr", "serve", "--sink", f"file:{out}", "--osc-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -241,6 +243,8 @@ def test_a_closed_terminal_does_not_stop_the_music(tmp_path):
             "0.2",
             "--stats-json",
             str(stats),
+            "--osc-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

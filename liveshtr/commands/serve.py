@@ -19,6 +19,8 @@ from pathlib import Path
 
 from liveshtr.commands.common import add_engine_arguments, add_model_argument, build_engine, describe_model
 
+OSC_PORT = 9000
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, optional=True)
@@ -53,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="testing aid: sleep MS in the producer after every hop, as a slower machine would",
     )
+    p.add_argument(
+        "--osc-port",
+        type=int,
+        default=OSC_PORT,
+        help="UDP port of the OSC server on 127.0.0.1 (0: any free port, printed at start)",
+    )
+    p.add_argument("--no-osc", action="store_true", help="no OSC server")
     add_engine_arguments(p, "output rate in Hz (default: the device's rate; 48000 for file and null sinks)")
 
 
@@ -128,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
+    osc = None
+    if not args.no_osc:
+        from liveshtr.osc import OscServer
+        from liveshtr.protocol import OscProtocol
+
+        osc = OscServer(OscProtocol(engine.params), "127.0.0.1", args.osc_port)
+        automation = f"OSC udp://{osc.host}:{osc.port} (/liveshtr/list names them); {automation}"
 
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -141,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             file=out,
         )
         print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
+        if osc is not None:
+            osc.start()
         sink.start()
         next_status = args.status_every
         while not stop.is_set():
@@ -158,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     finally:
+        if osc is not None:
+            osc.stop()
         sink.stop()
         engine.stop()
         for s, handler in previous.items():
@@ -167,6 +187,13 @@ def run(args: argparse.Namespace) -> int:
     summary["torch_loaded"] = "torch" in sys.modules
     summary["provider"] = provider
     summary["precision"] = model.precision
+    if osc is not None:
+        summary["osc"] = {
+            "port": osc.port,
+            "received": osc.received,
+            "errors": osc.protocol.errors,
+            "unparsable": osc.unparsable,
+        }
     if getattr(sink, "error", ""):
         summary["sink_error"] = sink.error
     print(
