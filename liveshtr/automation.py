@@ -49,6 +49,7 @@ def load_schedule(path: str | Path, params: Params) -> Schedule:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LiveshtrError(f"--controls {path}: cannot read it ({exc.__class__.__name__})") from None
+    scratch = Params(params.table["latent"].size)  # every line is checked on a table of its own
     events = []
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -66,12 +67,8 @@ def load_schedule(path: str | Path, params: Params) -> Schedule:
             raise LiveshtrError(f"{where}: time must be a number of seconds >= 0, got {when!r}")
         event = Event(float(when), str(obj["name"]), obj.get("value", 1.0), obj.get("index"))
         try:
-            Params(params_latent_dim(params)).set(event.name, event.value, event.index)  # check on a scratch table
+            scratch.set(event.name, event.value, event.index)
         except ParamError as exc:
             raise LiveshtrError(f"{where}: {exc}") from None
         events.append(event)
     return Schedule(events)
-
-
-def params_latent_dim(params: Params) -> int:
-    return params.table["latent"].size

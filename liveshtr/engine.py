@@ -194,7 +194,7 @@ class Engine:
         written = self.ring.write(self._pending[: self._pending_n])
         if written:
             left = self._pending_n - written
-            self._pending[:left] = self._pending[written : self._pending_n].copy()
+            self._pending[:left] = self._pending[written : self._pending_n]  # numpy handles the overlap
             self._pending_n = left
 
     def fill(self) -> None:

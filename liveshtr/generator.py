@@ -163,7 +163,7 @@ class Generator:
 
     def next_hop(self, controls: Controls) -> np.ndarray:
         """One hop of audio (hop,) at the model's rate. The array is reused: copy it out."""
-        self._previous[:] = self._denorm
+        self._previous, self._denorm = self._denorm, self._previous  # keep last hop's frame for a freeze
         if self.frozen:
             self._denorm[:] = self._freeze.next()
         else:

@@ -7,12 +7,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
+
+from tests.test_serve import start_serve
 
 
 def message(address: str, *args) -> bytes:
@@ -25,25 +26,7 @@ def message(address: str, *args) -> bytes:
 @pytest.fixture
 def served(tmp_path):
     stats = tmp_path / "stats.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liveshtr",
-            "serve",
-            "--sink",
-            "null",
-            "--osc-port",
-            "0",
-            "--status-every",
-            "0",
-            "--stats-json",
-            str(stats),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve("--sink", "null", "--status-every", "0", "--stats-json", str(stats))
     port = None
     deadline = time.monotonic() + 60
     while port is None and time.monotonic() < deadline:

@@ -26,6 +26,12 @@ def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> su
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
+def start_serve(*args: str, text: bool = True) -> subprocess.Popen:
+    """`serve` in the background on any free OSC port, its output piped; stop it by its PID."""
+    cmd = [sys.executable, "-m", "liveshtr", "serve", *args, "--osc-port", "0"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+
+
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -114,12 +120,7 @@ def test_device_errors_are_one_line(jack, tmp_path):
 
 def test_serve_stops_cleanly_on_sigterm_and_keeps_the_file(tmp_path):
     out = tmp_path / "live.wav"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "liveshtr", "serve", "--sink", f"file:{out}", "--osc-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve("--sink", f"file:{out}")
     time.sleep(6)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
@@ -229,25 +230,8 @@ def test_bench_reports_step_engine_and_render(tmp_path):
 def test_a_closed_terminal_does_not_stop_the_music(tmp_path):
     """Status lines into a pipe nobody reads any more (a closed terminal, `| head`): serve plays on to the end."""
     stats = tmp_path / "stats.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liveshtr",
-            "serve",
-            "--sink",
-            "null",
-            "--seconds",
-            "3",
-            "--status-every",
-            "0.2",
-            "--stats-json",
-            str(stats),
-            "--osc-port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = start_serve(
+        "--sink", "null", "--seconds", "3", "--status-every", "0.2", "--stats-json", str(stats), text=False
     )
     proc.stdout.close()  # the reader goes away before the first line
     _, stderr = proc.communicate(timeout=60)
