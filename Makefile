@@ -8,9 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on our machines; for an NVIDIA GPU see "CUDA" in the README.
 TORCH ?= torch==2.13.0
-# Debian packages: PortAudio for sounddevice; the tests add a JACK server, OSC tools, Pure Data and Chromium.
+# Debian packages: PortAudio for sounddevice; the tests add a JACK server, OSC tools, Pure Data, Chromium, and
+# iproute2 (`ip`, to bring up loopback in the private network namespace oscdump runs in).
 APT_RUN := libportaudio2
-APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium
+APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium iproute2
 
 DEMO_SECONDS ?= 30
 
@@ -27,8 +28,8 @@ test: setup-dev
 	$(BIN)/python -m pytest -q
 
 lint: setup-dev
-	$(BIN)/ruff check liveshtr tests
-	$(BIN)/ruff format --check liveshtr tests
+	$(BIN)/ruff check liveshtr tests scripts
+	$(BIN)/ruff format --check liveshtr tests scripts
 
 format: setup-dev
 	$(BIN)/ruff format liveshtr tests

@@ -1,7 +1,7 @@
 """The real-time engine: a producer thread runs the model ahead of playback, the audio callback only copies.
 
     params snapshot --(once per hop, smoothed)--> Generator: step -> denormalise -> inverse FFT/DCT -> overlap-add
-        -> safety (DC blocker, limiter) -> streaming soxr resampler (model rate -> device rate, when they differ)
+        -> safety (DC blocker, limiter) -> streaming resampler (model rate -> device rate, when they differ)
         -> RingBuffer (preallocated, single producer / single consumer) -> callback: copy, gain ramp -> outdata
 
 The producer keeps the ring filled to the look-ahead (milliseconds of audio ahead of the speaker), which is the
@@ -16,17 +16,19 @@ engine plays with that seed, sample for sample.
 from __future__ import annotations
 
 import math
+import os
+import select
 import sys
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
 from liveshtr.automation import Schedule
 from liveshtr.generator import Controls, Generator
 from liveshtr.params import Params
+from liveshtr.resample import make_resampler
 from liveshtr.ring import RingBuffer
 
 FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
@@ -34,8 +36,19 @@ SMOOTH_S = 0.03  # time constant of the producer's smoothing of temperature, lat
 SWITCH_INTERVAL_S = 0.0005  # how long the callback can wait for the GIL while the producer runs Python code
 LOOKAHEAD_MS = 40.0
 BLOCKSIZE = 256
-RESAMPLE_QUALITY = "LQ"
-MAX_BURST_HOPS = 8  # the most model hops soxr returns at once, with margin
+MAX_BURST_HOPS = 8  # the most model hops a resampler returns at once (soxr on some ratios), with margin
+WAKE = b"\x00"
+PRODUCER_PRIORITY = 10  # SCHED_FIFO priority of the producer where allowed: above every normal thread, below audio
+SCOPE_BLOCKS = 32  # the callback keeps this many of its last blocks for meters and the spectrogram (~170 ms)
+
+
+def _make_realtime(priority: int) -> bool:
+    """Give the calling thread real-time scheduling if the system allows it (root, or an rtprio limit)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 @dataclass
@@ -75,13 +88,8 @@ class Engine:
         self.stats = EngineStats()
         self.last_error = ""
         hop = generator.hop
-        # soxr works in internal blocks and returns audio in bursts (LQ: ~2 hops' worth at 24 -> 48 kHz; HQ: ~3.3);
-        # LQ has HQ's passband with 16-bit precision, far below the model's own noise, and half the delay.
-        self.resampler = (
-            soxr.ResampleStream(self.model_rate, self.samplerate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
-            if self.samplerate != self.model_rate
-            else None
-        )
+        # Steady output with a ~2 ms delay for integer ratios (24 -> 48 kHz); soxr, under 1 ms, for most others.
+        self.resampler = make_resampler(self.model_rate, self.samplerate, probe_hop=hop)
         self._ceiling = generator.safety.ceiling
         self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
         # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
@@ -109,10 +117,17 @@ class Engine:
         self._gain_step = self.blocksize / (FADE_S * self.samplerate)
         self._gain = float(params.snapshot[self._gain_index])
         self._last = 0.0
+        # What the callback played last, for meters and the spectrogram (read by the telemetry thread, never here).
+        self._scope = np.zeros(SCOPE_BLOCKS * self.blocksize, dtype=np.float32)
+        self._scope_blocks = [self._scope[i * self.blocksize : (i + 1) * self.blocksize] for i in range(SCOPE_BLOCKS)]
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._switch_interval = sys.getswitchinterval()
+        # While the producer thread runs, the callback wakes it through a pipe: one non-blocking write of a
+        # preallocated byte, no lock.
+        self._wake_r = self._wake_w = -1
+        self.realtime = False  # whether the producer thread got real-time scheduling
 
     # -- producer ------------------------------------------------------------------------------------
 
@@ -170,7 +185,7 @@ class Engine:
         self._sync_controls(self.params.snapshot)
         hop = self.generator.next_hop(self.controls)
         if self.resampler is not None:
-            out = self.resampler.resample_chunk(hop)
+            out = self.resampler.process(hop)
             # Resampling can put a peak between the safe samples (up to ~2% over); hold the ceiling here too.
             if len(out) and (out.max() > self._ceiling or out.min() < -self._ceiling):
                 self.stats.resampler_overs += 1
@@ -207,17 +222,33 @@ class Engine:
             self.produce_hop()
 
     @property
+    def buffered_s(self) -> float:
+        """Audio made and not yet played: the ring plus what waits for room in it."""
+        return (self.ring.available + self._pending_n) / self.samplerate
+
+    @property
     def latency_s(self) -> float:
-        """How long a control change takes to be heard, the device's own buffer aside: the look-ahead plus the
-        largest burst the resampler has held back so far (measured)."""
-        return (self.target_fill + self._max_burst) / self.samplerate
+        """How long a control change can take to leave the callback, the device's own buffer aside: it waits for
+        the next hop (at most one), which plays after the look-ahead, the resampler's delay and the largest burst
+        it has held back so far (measured; 0 for steady resamplers)."""
+        hop_out = self.generator.hop * self.samplerate / self.model_rate
+        delay = self.resampler.delay if self.resampler is not None else 0
+        burst = max(self._max_burst - hop_out, 0)
+        return (self.target_fill + hop_out + delay + burst) / self.samplerate
 
     def _run(self) -> None:
-        poll = min(self.blocksize / self.samplerate / 2, 0.002)
+        self.realtime = _make_realtime(PRODUCER_PRIORITY)
+        poll_ms = max(1, round(self.blocksize / self.samplerate * 1000 / 2))
+        wake = select.poll()
+        wake.register(self._wake_r, select.POLLIN)
         failures = 0
         while not self._stop.is_set():
             if self.ring.available >= self.target_fill:
-                time.sleep(poll)
+                wake.poll(poll_ms)  # the callback wakes us as soon as it has taken a block
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
                 continue
             try:
                 self.fill()
@@ -230,12 +261,15 @@ class Engine:
                     self.generator.prime(self.generator.position)
                 except Exception:
                     pass
-                time.sleep(min(0.5, poll * failures))  # a persistent fault plays silence rather than spin
+                time.sleep(min(0.5, poll_ms / 1000 * failures))  # a persistent fault plays silence rather than spin
 
     def start(self) -> None:
         """Fill the look-ahead, then keep it filled from a producer thread."""
         self.fill()
         self._stop.clear()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         sys.setswitchinterval(SWITCH_INTERVAL_S)  # the callback must not wait 5 ms for the GIL
         self._thread = threading.Thread(target=self._run, name="liveshtr-producer", daemon=True)
         self._thread.start()
@@ -245,6 +279,10 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
         sys.setswitchinterval(self._switch_interval)
 
     # -- consumer: the audio callback ----------------------------------------------------------------
@@ -278,6 +316,12 @@ class Engine:
             if peak > self.stats.peak:
                 self.stats.peak = peak
             self.stats.energy += float(np.dot(block, block))
+            np.copyto(self._scope_blocks[self.stats.blocks % SCOPE_BLOCKS], block)
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, WAKE)
+                except OSError:  # full: the producer has wake-ups pending already
+                    pass
             if frames == self.blocksize:
                 np.copyto(outdata.T, block)  # every channel (a transposed view broadcasts without a buffer)
             else:
@@ -286,6 +330,19 @@ class Engine:
         except Exception:  # an exception would stop the stream: play silence and count it instead
             self.stats.callback_errors += 1
             outdata.fill(0.0)
+
+    def recent_output(self, n: int) -> tuple[np.ndarray, int]:
+        """The last `n` samples the callback played (a copy, oldest first) and the block count they end at.
+
+        For meters and displays, from another thread: at most the scope minus two blocks, so the callback's next
+        write cannot land in what is being copied."""
+        bs = self.blocksize
+        n = min(int(n), (SCOPE_BLOCKS - 2) * bs)
+        blocks = self.stats.blocks
+        end = (blocks % SCOPE_BLOCKS) * bs
+        if n <= end:
+            return self._scope[end - n : end].copy(), blocks
+        return np.concatenate([self._scope[end - n :], self._scope[:end]]), blocks
 
     # -- offline ---------------------------------------------------------------------------------------
 

@@ -3,11 +3,15 @@
 One thread reads datagrams one at a time (a flood cannot spawn threads), decodes them with python-osc and hands
 every message to the protocol at once: bundles are applied on arrival whatever their timetag (TouchDesigner
 stamps everything; sleeping until a timetag would stall every later message). Datagrams that are not OSC at all
-are counted and dropped; anything parsable but wrong gets `/liveshtr/error` from the protocol.
+are counted and dropped; anything parsable but wrong gets `/liveshtr/error` from the protocol. Datagrams from a
+host outside the allow-list are dropped unanswered (an answer could be aimed at a spoofed address).
+
+Subscribers (`/liveshtr/subscribe`) get the feedback thread's changes and telemetry from the same socket.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 
@@ -28,8 +32,11 @@ def encode(reply: Reply) -> bytes:
 
 
 class OscServer:
-    def __init__(self, protocol: OscProtocol, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, protocol: OscProtocol, host: str = "127.0.0.1", port: int = 0, allow: list | None = None):
         self.protocol = protocol
+        # Loopback is always allowed; other senders only from the allow-list's networks.
+        self.allow = [ipaddress.ip_network("127.0.0.0/8"), *(allow or [])]
+        self.refused = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.bind((host, port))
@@ -58,7 +65,14 @@ class OscServer:
                     break
                 continue
             self.received += 1
+            if not self.allowed(sender[0]):
+                self.refused += 1
+                continue
             self.handle_datagram(data, sender)
+
+    def allowed(self, host: str) -> bool:
+        address = ipaddress.ip_address(host)
+        return any(address in network for network in self.allow if network.version == address.version)
 
     def handle_datagram(self, data: bytes, sender) -> None:
         try:
@@ -69,14 +83,37 @@ class OscServer:
         for timed in messages:
             message = timed.message
             try:
-                replies = self.protocol.handle(message.address, list(message.params))
+                replies = self.protocol.handle(message.address, list(message.params), sender[:2])
             except Exception as exc:  # a protocol bug must not take the control surface down
                 replies = [Reply("/liveshtr/error", (str(message.address), f"internal error: {exc}"))]
             for reply in replies:
+                self._send(reply, reply.to or sender)
+
+    def _send(self, reply: Reply, peer) -> None:
+        try:
+            self.sock.sendto(encode(reply), peer)
+        except OSError:
+            pass  # the peer went away (or its port is closed): nothing to tell
+
+    # -- feedback (called from the feedback thread) --------------------------------------------------------
+
+    def publish_changes(self, changes: dict) -> None:
+        self._send_subscribers(self.protocol.state(changes))
+
+    def publish_telemetry(self, telemetry: dict) -> None:
+        self._send_subscribers(self.protocol.telemetry(telemetry))
+
+    def _send_subscribers(self, replies: list[Reply]) -> None:
+        peers = list(self.protocol.subscribers)
+        if not peers:
+            return
+        datagrams = [encode(r) for r in replies]
+        for peer in peers:
+            for data in datagrams:
                 try:
-                    self.sock.sendto(encode(reply), sender)
+                    self.sock.sendto(data, peer)
                 except OSError:
-                    pass  # the sender went away: nothing to tell
+                    pass
 
     def stop(self) -> None:
         self._stop.set()

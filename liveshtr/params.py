@@ -115,6 +115,22 @@ class Params:
             self._publish(values)
         return float(clamped[0]) if clamped.size == 1 else clamped.tolist()
 
+    def values(self, snapshot: np.ndarray | None = None, names=None) -> dict[str, float | list[float]]:
+        """Plain values by name (vectors as lists, action counters as counts), for replies and broadcasts."""
+        snap = self.snapshot if snapshot is None else snapshot
+        out = {}
+        for name in self.table if names is None else names:
+            value = snap[self.slots[name]]
+            out[name] = float(value[0]) if self.table[name].size == 1 else value.tolist()
+        return out
+
+    def changed(self, old: np.ndarray, new: np.ndarray) -> dict[str, float | list[float]]:
+        """What differs between two snapshots, by name (a vector whole)."""
+        if old is new:
+            return {}
+        names = [n for n, slot in self.slots.items() if not np.array_equal(old[slot], new[slot])]
+        return self.values(new, names)
+
     def describe(self) -> list[dict]:
         """The table as plain data (for help texts and control surfaces)."""
         return [

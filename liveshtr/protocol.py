@@ -8,6 +8,11 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
     /liveshtr/<action>             reset, panic (any arguments are ignored)
     /liveshtr/get [control]        replies /liveshtr/<control> with the current value(s), for one or all
     /liveshtr/list                 replies /liveshtr/param name min max default size action doc, per control
+    /liveshtr/subscribe [port]     feedback to the sender's address (at `port`, or the port it sent from):
+                                   every change by anyone as /liveshtr/<control> value(s), and telemetry as
+                                   /liveshtr/telemetry played_s fill_ms underruns device_xruns resets step_us load
+                                   peak_db rms_db errors; replies /liveshtr/subscribed port, then the whole state
+    /liveshtr/unsubscribe [port]   stop it
 
 Numbers may arrive as ints or floats (Max sends `i` for integers, Pd `f` for everything). A value outside its
 range is clamped and the reply `/liveshtr/clamped address applied` says so. Anything that cannot be applied gets
@@ -22,11 +27,25 @@ from typing import NamedTuple
 from liveshtr.params import ParamError, Params
 
 PREFIX = "/liveshtr"
+MAX_SUBSCRIBERS = 16  # feedback is sent to the sender's own host only, and to this many ports at most
+TELEMETRY_FIELDS = (
+    "played_s",
+    "fill_ms",
+    "underruns",
+    "device_xruns",
+    "resets",
+    "step_us",
+    "load",
+    "peak_db",
+    "rms_db",
+    "errors",
+)
 
 
 class Reply(NamedTuple):
     address: str
     args: tuple
+    to: tuple[str, int] | None = None  # None: back to the sender
 
 
 def error(address: str, problem: str) -> Reply:
@@ -37,13 +56,15 @@ class OscProtocol:
     def __init__(self, params: Params):
         self.params = params
         self.errors = 0  # malformed messages answered with an error
+        self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
 
-    def handle(self, address: str, args: tuple | list) -> list[Reply]:
-        replies = self._handle(address, tuple(args))
+    def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list[Reply]:
+        """Apply one message from `sender` (host, port); returns the replies for the sender."""
+        replies = self._handle(address, tuple(args), sender)
         self.errors += sum(r.address == f"{PREFIX}/error" for r in replies)
         return replies
 
-    def _handle(self, address: str, args: tuple) -> list[Reply]:
+    def _handle(self, address: str, args: tuple, sender) -> list[Reply]:
         if not address.startswith(PREFIX + "/"):
             return [error(address, f"not under {PREFIX}/")]
         parts = address[len(PREFIX) + 1 :].split("/")
@@ -52,6 +73,8 @@ class OscProtocol:
             return [self._describe(p) for p in self.params.describe()]
         if name == "get" and len(parts) == 1:
             return self._get(address, args)
+        if name in ("subscribe", "unsubscribe") and len(parts) == 1:
+            return self._subscribe(address, args, sender, name == "subscribe")
         param = self.params.table.get(name)
         if param is None or len(parts) > 2:
             return [error(address, "unknown address; /liveshtr/list names the controls")]
@@ -88,19 +111,49 @@ class OscProtocol:
             return [Reply(f"{PREFIX}/clamped", (address, *applied))]
         return []
 
+    def _subscribe(self, address: str, args: tuple, sender, on: bool) -> list[Reply]:
+        if sender is None:
+            return [error(address, "no sender address to reply to")]
+        if len(args) > 1 or (args and (isinstance(args[0], bool) or not isinstance(args[0], (int, float)))):
+            return [error(address, "expected no argument or one port number")]
+        port = sender[1]
+        if args:  # Pd sends every number as a float
+            if not math.isfinite(args[0]) or args[0] != int(args[0]) or not 1 <= args[0] <= 65535:
+                return [error(address, f"port {args[0]!r} is not 1..65535")]
+            port = int(args[0])
+        peer = (sender[0], port)  # never another host: a spoofed subscribe cannot aim feedback elsewhere
+        if not on:
+            if peer in self.subscribers:
+                self.subscribers.remove(peer)
+            return [Reply(f"{PREFIX}/unsubscribed", (port,))]
+        if peer not in self.subscribers:
+            if len(self.subscribers) >= MAX_SUBSCRIBERS:
+                return [error(address, f"already {MAX_SUBSCRIBERS} subscribers; unsubscribe one first")]
+            self.subscribers.append(peer)
+        state = [r._replace(to=peer) for r in self.state(self.params.values())]
+        return [Reply(f"{PREFIX}/subscribed", (port,)), *state]
+
+    def state(self, values: dict) -> list[Reply]:
+        """Values by name as the messages a client also sends: /liveshtr/<control> value(s)."""
+        return [
+            Reply(f"{PREFIX}/{name}", tuple(value) if isinstance(value, list) else (value,))
+            for name, value in values.items()
+        ]
+
+    @staticmethod
+    def telemetry(t: dict) -> list[Reply]:
+        """Telemetry as two messages: the numbers in TELEMETRY_FIELDS order, and the spectrum's band levels."""
+        return [
+            Reply(f"{PREFIX}/telemetry", tuple(float(t[f]) for f in TELEMETRY_FIELDS)),
+            Reply(f"{PREFIX}/spectrum", tuple(t["spectrum"])),
+        ]
+
     def _get(self, address: str, args: tuple) -> list[Reply]:
         if len(args) > 1 or (args and not isinstance(args[0], str)):
             return [error(address, "expected no argument or one control name")]
-        names = [args[0]] if args else list(self.params.table)
-        replies = []
-        for name in names:
-            param = self.params.table.get(name)
-            if param is None:
-                return [error(address, f"unknown control {name!r}")]
-            value = self.params.get(name)
-            values = (value,) if param.size == 1 else tuple(float(v) for v in value)
-            replies.append(Reply(f"{PREFIX}/{name}", values))
-        return replies
+        if args and args[0] not in self.params.table:
+            return [error(address, f"unknown control {args[0]!r}")]
+        return self.state(self.params.values(names=args or None))
 
     @staticmethod
     def _describe(p: dict) -> Reply:

@@ -1,7 +1,12 @@
-"""Shared fixtures: the real recordings in ../shared/audio, decoded once per session."""
+"""Shared fixtures: the real recordings in ../shared/audio decoded once per session, the demo model, a JACK server."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +34,46 @@ def song_files() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def bundle():
+    """The committed demo model."""
+    from liveshtr.bundle import load_bundle
+    from liveshtr.commands.common import DEMO_MODEL
+
+    return load_bundle(DEMO_MODEL)
+
+
+@pytest.fixture(scope="session")
 def songs(song_files):
     """Every shared recording decoded at the default AudioConfig."""
     return [load_song(p, AudioConfig()) for p in song_files]
+
+
+@pytest.fixture(scope="session")
+def jack():
+    """A JACK server with the dummy driver: a real audio clock at 48 kHz / 256-frame periods, no sound card."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is missing (Debian package jackd2; `make test` installs it)")
+    name = f"liveshtr-test-{os.getpid()}"
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
+    proc = subprocess.Popen(
+        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            if subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"jackd exited: {proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.1)
+        else:
+            pytest.fail("jackd did not come up in 10 s")
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)  # by PID, never by name
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 
 from liveshtr.automation import load_schedule
-from liveshtr.bundle import load_bundle
-from liveshtr.commands.common import DEMO_MODEL
 from liveshtr.engine import FADE_S, Engine
 from liveshtr.errors import LiveshtrError
 from liveshtr.generator import Generator
 from liveshtr.params import ParamError, Params
 
 RATE, BLOCK = 48000, 256
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle(DEMO_MODEL)
 
 
 def make_engine(bundle, seed=0, samplerate=RATE, **params) -> Engine:

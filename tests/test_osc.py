@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from tests.test_serve import start_serve
+from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
 
 
 def message(address: str, *args) -> bytes:
@@ -27,20 +30,10 @@ def message(address: str, *args) -> bytes:
 def served(tmp_path):
     stats = tmp_path / "stats.json"
     proc = start_serve("--sink", "null", "--status-every", "0", "--stats-json", str(stats))
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"serve ended early: {proc.stderr.read()}")
-        if line.startswith("controls") and "udp://127.0.0.1:" in line:
-            port = int(line.split("udp://127.0.0.1:")[1].split()[0])
     try:
-        yield port, proc, stats
+        yield osc_port(wait_started(proc)), proc, stats
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # by PID
-            proc.wait(timeout=30)
+        stop_serve(proc)
 
 
 def ask(port: int, data: bytes, timeout: float = 2.0) -> list:
@@ -80,3 +73,109 @@ def test_oscsend_changes_the_engine_and_errors_are_answered(served):
     summary = json.loads(stats.read_text())
     assert summary["osc"]["errors"] == 1 and summary["osc"]["unparsable"] == 1
     assert summary["underruns"] == 0 and summary["non_finite_blocks"] == 0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_pure_data_plays_and_hears_the_feedback(served):
+    """A headless Pd patch: [oscformat] -> [netsend -u -b] to play, [netreceive -u -b] -> [oscparse] to listen."""
+    port, proc, stats = served
+    if shutil.which("pd") is None:
+        pytest.fail("pd is missing (Debian package puredata-core; `make test` installs it)")
+    listen = free_udp_port()
+    patch = Path(__file__).parent / "pd" / "control.pd"
+    sends = f"liveshtr-connect {port}; liveshtr-subscribe {listen}; liveshtr-temperature 2.5; liveshtr-latent3 -1.5"
+    pd = subprocess.Popen(
+        ["pd", "-nogui", "-noaudio", "-stderr", "-open", str(patch), "-send", sends],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    heard = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            line.startswith("feedback: list liveshtr telemetry") for line in heard
+        ):
+            heard.append(pd.stderr.readline().strip())
+    finally:
+        pd.send_signal(signal.SIGTERM)  # by PID
+        pd.wait(timeout=10)
+    state = dict(ask(port, message("/liveshtr/get")))
+    assert state["/liveshtr/temperature"] == [pytest.approx(2.5)]
+    assert state["/liveshtr/latent"][3] == pytest.approx(-1.5)
+    # The subscription first sends the whole state, then changes (Pd's own included) and telemetry.
+    assert "feedback: list liveshtr gain 1" in heard, heard
+    assert any(line.startswith("feedback: list liveshtr temperature 2.5") for line in heard), heard
+    assert any(line.startswith("feedback: list liveshtr latent 0 0 0 -1.5") for line in heard), heard
+
+
+def test_subscription_feedback_reaches_a_python_osc_client(served):
+    """Changes by another client and telemetry arrive at 10-30 Hz; unsubscribing stops them."""
+    port, proc, stats = served
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as me:
+        me.bind(("127.0.0.1", 0))
+        me.settimeout(2.0)
+        me.sendto(message("/liveshtr/subscribe"), ("127.0.0.1", port))  # no port: feedback to where it came from
+        subprocess.run(["oscsend", "localhost", str(port), "/liveshtr/mix", "f", "0.75"], check=True)
+        received = []
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            for m in OscPacket(me.recv(65535)).messages:
+                received.append((time.monotonic() - started, m.message.address, list(m.message.params)))
+        me.sendto(message("/liveshtr/unsubscribe"), ("127.0.0.1", port))
+        time.sleep(0.2)
+        me.settimeout(0.3)
+        after = []
+        try:
+            while True:
+                after.append(me.recv(65535))
+        except TimeoutError:
+            pass
+        me.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # nothing more once the last in-flight datagram has been read
+            me.recv(65535)
+    addresses = [a for _, a, _ in received]
+    assert addresses[0] == "/liveshtr/subscribed"
+    assert ["/liveshtr/mix", [pytest.approx(0.75)]] in [[a, p] for _, a, p in received]
+    telemetry = [(t, p) for t, a, p in received if a == "/liveshtr/telemetry"]
+    assert 10 <= len(telemetry) / 2.0 <= 30  # per second
+    assert all(len(p) == 10 for _, p in telemetry) and telemetry[-1][1][0] > 0  # played_s moves
+    assert all(len(p) == 96 for _, a, p in received if a == "/liveshtr/spectrum")
+
+
+OSCDUMP_SCRIPT = """
+set -e
+ip link set lo up
+oscdump -L 9100 > "$OUT/dump.txt" 2>&1 & DUMP=$!
+"$PYTHON" -m liveshtr serve --sink null --no-web --osc-port 9000 --seconds 5 --status-every 0 > "$OUT/serve.txt" 2>&1 &
+SERVE=$!
+for i in $(seq 300); do grep -q '^controls' "$OUT/serve.txt" && break; sleep 0.1; done
+oscsend localhost 9000 /liveshtr/subscribe i 9100
+oscsend localhost 9000 /liveshtr/drift f 0.5
+wait $SERVE
+kill $DUMP
+"""
+
+
+def test_oscdump_receives_the_feedback(tmp_path):
+    """liblo's oscdump as the subscriber. It binds every interface, so it and `serve` run in a network namespace
+    of their own, where every interface is a private loopback and the fixed ports are free."""
+    for tool in ("oscdump", "oscsend", "unshare", "ip"):
+        if shutil.which(tool) is None:
+            pytest.fail(
+                f"{tool} is missing (Debian packages liblo-tools, util-linux, iproute2; `make test` installs them)"
+            )
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", OSCDUMP_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [line.partition(" ")[2] for line in (tmp_path / "dump.txt").read_text().splitlines()]  # no timetag
+    assert result.returncode == 0, (result.stderr, (tmp_path / "serve.txt").read_text())
+    assert any(line.startswith("/liveshtr/gain f 1.0") for line in lines), lines[:5]  # the whole state first
+    assert any(line.startswith("/liveshtr/telemetry ffffffffff") for line in lines), lines[:5]
+    assert any(line.startswith("/liveshtr/drift f 0.5") for line in lines), lines[:5]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from liveshtr.params import Params
-from liveshtr.protocol import PREFIX, OscProtocol
+from liveshtr.protocol import PREFIX, TELEMETRY_FIELDS, OscProtocol
 
 L = 8
 
@@ -86,3 +86,39 @@ def test_malformed_messages_get_an_error_and_change_nothing(osc, address, args, 
     assert reply.args[0] == address and problem in reply.args[1], reply.args
     assert osc.params.snapshot is before
     assert osc.errors == 1
+
+
+def test_subscribe_aims_feedback_at_the_senders_host_only(osc):
+    replies = osc.handle("/liveshtr/subscribe", [9100.0], sender=("10.0.0.5", 5555))  # Pd sends the port as f
+    assert replies[0] == (f"{PREFIX}/subscribed", (9100,), None)  # the confirmation goes back to the sender
+    state = {r.address: r.args for r in replies[1:]}
+    assert all(r.to == ("10.0.0.5", 9100) for r in replies[1:])  # the whole state goes where feedback will go
+    assert state[f"{PREFIX}/latent"] == (0.0,) * L and state[f"{PREFIX}/temperature"] == (1.0,)
+    assert osc.subscribers == [("10.0.0.5", 9100)]
+    osc.handle("/liveshtr/subscribe", [], sender=("10.0.0.5", 5555))  # no port: the one it sends from
+    osc.handle("/liveshtr/subscribe", [9100], sender=("10.0.0.5", 5555))  # twice: still once
+    assert osc.subscribers == [("10.0.0.5", 9100), ("10.0.0.5", 5555)]
+    (reply,) = osc.handle("/liveshtr/unsubscribe", [9100], sender=("10.0.0.5", 1))
+    assert reply == (f"{PREFIX}/unsubscribed", (9100,), None)
+    assert osc.subscribers == [("10.0.0.5", 5555)]
+
+
+@pytest.mark.parametrize("args", [["9000"], [1.5], [0], [70000], [math.nan], [1, 2], [True]])
+def test_bad_subscriptions_are_errors(osc, args):
+    (reply,) = osc.handle("/liveshtr/subscribe", args, sender=("127.0.0.1", 5555))
+    assert reply.address == f"{PREFIX}/error" and reply.args[0] == "/liveshtr/subscribe"
+    assert osc.subscribers == []
+
+
+def test_subscribers_are_capped(osc):
+    for port in range(1000, 1000 + 64):
+        osc.handle("/liveshtr/subscribe", [port], sender=("127.0.0.1", 5555))
+    assert len(osc.subscribers) == 16
+    assert osc.errors == 64 - 16
+
+
+def test_telemetry_messages_keep_their_documented_order(osc):
+    t = {f: float(i) for i, f in enumerate(TELEMETRY_FIELDS)} | {"spectrum": [0, 128, 255]}
+    numbers, spectrum = osc.telemetry(t)
+    assert numbers.address == f"{PREFIX}/telemetry" and numbers.args == tuple(float(i) for i in range(10))
+    assert spectrum == (f"{PREFIX}/spectrum", (0, 128, 255), None)

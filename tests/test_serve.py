@@ -20,16 +20,45 @@ from liveshtr.safety import SafetyStage
 
 
 def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    if args and args[0] == "serve":  # any free OSC port: tests must not depend on 9000 being free
-        args = (*args, "--osc-port", "0")
+    if args and args[0] == "serve":  # any free ports: tests must not depend on 9000 and 9001 being free
+        args = ("serve", "--osc-port", "0", "--web-port", "0", *args[1:])  # a test's own ports come later and win
     cmd = [sys.executable, "-m", "liveshtr", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
-def start_serve(*args: str, text: bool = True) -> subprocess.Popen:
-    """`serve` in the background on any free OSC port, its output piped; stop it by its PID."""
-    cmd = [sys.executable, "-m", "liveshtr", "serve", *args, "--osc-port", "0"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+def start_serve(*args: str, text: bool = True, env: dict | None = None) -> subprocess.Popen:
+    """`serve` in the background on any free ports, its output piped; stop it by its PID."""
+    cmd = [sys.executable, "-m", "liveshtr", "serve", "--osc-port", "0", "--web-port", "0", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, env=env)
+
+
+def wait_started(proc: subprocess.Popen, timeout: float = 60) -> dict:
+    """Read `serve`'s start-up lines until it plays; returns them by their first word (osc, page, ...)."""
+    lines = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"serve ended early: {proc.stderr.read()}")
+        key, _, rest = line.partition(" ")
+        lines[key] = rest.strip()
+        if key == "controls":
+            return lines
+    pytest.fail("serve did not start in time")
+
+
+def osc_port(lines: dict) -> int:
+    return int(lines["osc"].split("udp://127.0.0.1:")[1].split()[0])
+
+
+def web_url(lines: dict) -> str:
+    return lines["page"].split()[0]
+
+
+def stop_serve(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # by PID
+    return proc.wait(timeout=30)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -41,37 +70,6 @@ def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
 
 
 CEILING = SafetyStage(24000, 256).ceiling
-
-
-@pytest.fixture(scope="module")
-def jack():
-    """A JACK server with the dummy driver: a real audio clock at 48 kHz / 256-frame periods, no sound card."""
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd is missing (Debian package jackd2; `make test` installs it)")
-    name = f"liveshtr-test-{os.getpid()}"
-    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
-    proc = subprocess.Popen(
-        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            if subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"jackd exited: {proc.stderr.read().decode()[-500:]}")
-            time.sleep(0.1)
-        else:
-            pytest.fail("jackd did not come up in 10 s")
-        yield env
-    finally:
-        proc.send_signal(signal.SIGTERM)  # by PID, never by name
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def serve_stats(tmp_path: Path, *args: str, env=None, cwd=None) -> tuple[dict, subprocess.CompletedProcess]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from liveshtr.commands.common import add_engine_arguments, add_model_argument, build_engine, describe_model
 
 OSC_PORT = 9000
+WEB_PORT = 9001
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,13 +56,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="testing aid: sleep MS in the producer after every hop, as a slower machine would",
     )
-    p.add_argument(
-        "--osc-port",
-        type=int,
-        default=OSC_PORT,
-        help="UDP port of the OSC server on 127.0.0.1 (0: any free port, printed at start)",
+    c = p.add_argument_group("control surfaces")
+    c.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address both servers listen on (default: %(default)s, this machine only; 0.0.0.0: every network, "
+        "which needs --token and --osc-allow, or --insecure)",
     )
-    p.add_argument("--no-osc", action="store_true", help="no OSC server")
+    c.add_argument("--osc-port", type=int, default=OSC_PORT, help="OSC UDP port (default: %(default)s; 0: any free)")
+    c.add_argument(
+        "--web-port", type=int, default=WEB_PORT, help="page and WebSocket port (default: %(default)s; 0: any free)"
+    )
+    c.add_argument("--no-osc", action="store_true", help="no OSC server")
+    c.add_argument("--no-web", action="store_true", help="no page and WebSocket server")
+    c.add_argument("--token", default=None, help="secret the page and WebSocket clients must present (?token=...)")
+    c.add_argument(
+        "--osc-allow",
+        nargs="+",
+        default=None,
+        metavar="CIDR",
+        help="networks that may send OSC when --host is not loopback (this machine always may)",
+    )
+    c.add_argument(
+        "--insecure", action="store_true", help="allow --host beyond this machine without a token or allow-list"
+    )
+    c.add_argument(
+        "--telemetry-hz",
+        type=float,
+        default=20.0,
+        help="meters and counters sent to subscribers and pages, per second (default: %(default)s)",
+    )
     add_engine_arguments(p, "output rate in Hz (default: the device's rate; 48000 for file and null sinks)")
 
 
@@ -82,6 +106,123 @@ class Terminal:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
+def check_surfaces(args: argparse.Namespace):
+    """The control surfaces' flags, checked before anything starts: ports, rates and who may connect."""
+    from liveshtr.access import Exposure, check_exposure, parse_host, parse_networks
+    from liveshtr.errors import ConfigError
+
+    for flag, port in (("--osc-port", args.osc_port), ("--web-port", args.web_port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{flag} {port}: choose 1..65535, or 0 for any free port")
+    if not 0 <= args.telemetry_hz <= 60:
+        raise ConfigError(f"--telemetry-hz {args.telemetry_hz}: choose 0..60 (0: none)")
+    exposure = Exposure(
+        host=parse_host(args.host),
+        osc=not args.no_osc,
+        web=not args.no_web,
+        token=args.token,
+        osc_allow=parse_networks(args.osc_allow),
+        insecure=args.insecure,
+    )
+    check_exposure(exposure)
+    return exposure
+
+
+class Surfaces:
+    """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
+
+    def __init__(self, args: argparse.Namespace, engine, exposure):
+        from liveshtr.access import check_exposure
+
+        self.args, self.engine, self.exposure = args, engine, exposure
+        self.exposed = check_exposure(exposure)
+        self.osc = self.web = self.feedback = None
+
+    def open(self) -> None:
+        """Bind the ports (a port in use is a one-line error before any sound)."""
+        try:
+            self._open()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _open(self) -> None:
+        e, args, engine = self.exposure, self.args, self.engine
+        if e.osc:
+            from liveshtr.osc import OscServer
+            from liveshtr.protocol import OscProtocol
+
+            self.osc = OscServer(OscProtocol(engine.params), e.host, args.osc_port, list(e.osc_allow))
+        if e.web:
+            from liveshtr.commands.common import model_info
+            from liveshtr.telemetry import Spectrum
+            from liveshtr.web import WebServer
+            from liveshtr.webprotocol import WebProtocol
+
+            protocol = WebProtocol(
+                engine.params,
+                model_info(engine.generator.bundle),
+                args.telemetry_hz,
+                Spectrum(engine.samplerate).describe(),
+            )
+            self.web = WebServer(protocol, e.host, args.web_port, e.token)
+            self.web.start()
+
+    def describe(self) -> list[str]:
+        from liveshtr.access import reachable_address
+
+        lines = []
+        if self.osc is not None:
+            lines.append(f"osc       udp://{self.osc.host}:{self.osc.port}  (/liveshtr/list names the controls)")
+        if self.web is not None:
+            address = reachable_address(self.exposure.host)
+            query = f"?token={self.exposure.token}" if self.exposure.token else ""
+            lines.append(f"page      http://{address}:{self.web.port}/{query}  (WebSocket at /ws)")
+        lines += [f"exposed   {line}" for line in self.exposed]
+        return lines
+
+    def start(self) -> None:
+        from liveshtr.telemetry import Feedback
+
+        listeners = [s for s in (self.osc, self.web) if s is not None]
+        if self.osc is not None:
+            self.osc.start()
+        if listeners:
+            self.feedback = Feedback(self.engine, self.engine.params, listeners, self.args.telemetry_hz, self.errors)
+            self.feedback.start()
+
+    def errors(self) -> int:
+        return sum(s.protocol.errors for s in (self.osc, self.web) if s is not None)
+
+    def stop(self) -> None:
+        for part in (self.feedback, self.osc, self.web):
+            if part is not None:
+                part.stop()
+
+    def summary(self) -> dict:
+        out = {}
+        if self.osc is not None:
+            o = self.osc
+            out["osc"] = {
+                "port": o.port,
+                "received": o.received,
+                "errors": o.protocol.errors,
+                "unparsable": o.unparsable,
+                "refused": o.refused,
+                "subscribers": len(o.protocol.subscribers),
+            }
+        if self.web is not None:
+            w = self.web
+            out["web"] = {
+                "port": w.port,
+                "received": w.received,
+                "errors": w.protocol.errors,
+                "refused": w.refused,
+                "skipped": w.skipped,
+            }
+        return out
+
+
 def run(args: argparse.Namespace) -> int:
     from liveshtr.errors import ConfigError
     from liveshtr.sinks import (
@@ -99,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--channels {args.channels}: choose 1..64")
     if args.simulate_load_ms < 0:
         raise ConfigError("--simulate-load-ms must be >= 0")
+    exposure = check_surfaces(args)
     spec = parse_sink(args.sink)
     device, note = None, ""
     if spec.kind in ("device", "auto"):
@@ -137,13 +279,10 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
-    osc = None
-    if not args.no_osc:
-        from liveshtr.osc import OscServer
-        from liveshtr.protocol import OscProtocol
-
-        osc = OscServer(OscProtocol(engine.params), "127.0.0.1", args.osc_port)
-        automation = f"OSC udp://{osc.host}:{osc.port} (/liveshtr/list names them); {automation}"
+    surfaces = Surfaces(args, engine, exposure)
+    surfaces.open()
+    for line in surfaces.describe():
+        print(line, file=out)
 
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -157,8 +296,7 @@ def run(args: argparse.Namespace) -> int:
             file=out,
         )
         print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
-        if osc is not None:
-            osc.start()
+        surfaces.start()
         sink.start()
         next_status = args.status_every
         while not stop.is_set():
@@ -176,8 +314,7 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     finally:
-        if osc is not None:
-            osc.stop()
+        surfaces.stop()
         sink.stop()
         engine.stop()
         for s, handler in previous.items():
@@ -187,13 +324,7 @@ def run(args: argparse.Namespace) -> int:
     summary["torch_loaded"] = "torch" in sys.modules
     summary["provider"] = provider
     summary["precision"] = model.precision
-    if osc is not None:
-        summary["osc"] = {
-            "port": osc.port,
-            "received": osc.received,
-            "errors": osc.protocol.errors,
-            "unparsable": osc.unparsable,
-        }
+    summary.update(surfaces.summary())
     if getattr(sink, "error", ""):
         summary["sink_error"] = sink.error
     print(

@@ -1,0 +1,108 @@
+"""The WebSocket messages, as plain logic over the parameter table: one JSON text in, replies for its sender out.
+
+No sockets here (the server in `web.py` only moves text), so every rule is tested directly. Every message is a
+JSON object with a "type":
+
+    {"type": "set", "name": "temperature", "value": 1.2}
+    {"type": "set", "name": "latent", "index": 3, "value": 0.5}       one dimension of a vector
+    {"type": "set", "name": "latent", "value": [0.1, ...]}             a whole vector, or one number for all
+    {"type": "action", "name": "reset"}                                reset, panic
+    {"type": "get"}                                                    the whole state again
+    {"type": "get", "name": "temperature"}                             {"type": "state", "values": {...}}
+
+The server answers with "state" (on connect with "full": true, the table and the model; then only what changed,
+broadcast to everyone whoever changed it), "telemetry", and "error" for anything it cannot apply (with the
+request's "id" when it had one). Values out of range are clamped: the broadcast state carries what was applied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from liveshtr.params import ParamError, Params
+
+MAX_MESSAGE_BYTES = 16 * 1024  # a whole latent vector is well under 1 KiB; the server refuses bigger frames
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class WebProtocol:
+    def __init__(self, params: Params, model: dict, telemetry_hz: float, spectrum: dict):
+        self.params = params
+        self.model = model
+        self.telemetry_hz = telemetry_hz
+        self.spectrum = spectrum
+        self.errors = 0  # messages answered with an error
+
+    def full_state(self) -> dict:
+        table = [dict(p, max=p["max"] if math.isfinite(p["max"]) else None) for p in self.params.describe()]
+        return {
+            "type": "state",
+            "full": True,
+            "model": self.model,
+            "params": table,
+            "values": self.params.values(),
+            "telemetry_hz": self.telemetry_hz,
+            "spectrum": self.spectrum,
+        }
+
+    def handle(self, text: str | bytes) -> list[dict]:
+        """Apply one message; returns the replies for its sender (changes reach everyone by broadcast)."""
+        try:
+            message = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return [self._error(f"not JSON: {exc}", None)]
+        if not isinstance(message, dict):
+            return [self._error('expected a JSON object with a "type"', message)]
+        try:
+            replies = self._handle(message)
+        except ParamError as exc:
+            return [self._error(str(exc), message)]
+        return replies
+
+    def _handle(self, m: dict) -> list[dict]:
+        kind, name = m.get("type"), m.get("name")
+        if kind == "get":
+            if name is None:
+                return [self._with_id(self.full_state(), m)]
+            if not isinstance(name, str) or name not in self.params.table:
+                return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
+            return [self._with_id({"type": "state", "values": self.params.values(names=[name])}, m)]
+        if kind not in ("set", "action"):
+            return [self._error(f"unknown type {kind!r}; expected set, action or get", m)]
+        if not isinstance(name, str) or name not in self.params.table:
+            return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
+        param = self.params.table[name]
+        if kind == "action" or param.action:
+            if not param.action:
+                return [self._error(f'{name} is not an action; send {{"type": "set", ...}}', m)]
+            self.params.set(name)
+            return []
+        value, index = m.get("value"), m.get("index")
+        if index is not None and not (isinstance(index, int) and not isinstance(index, bool)):
+            return [self._error(f"{name}: index must be an integer, got {index!r}", m)]
+        if isinstance(value, list):
+            if not value or len(value) > param.size or not all(_number(v) for v in value):
+                return [self._error(f"{name}: expected {param.size} finite numbers", m)]
+        elif not _number(value):
+            return [self._error(f"{name}: value must be a finite number, got {value!r}", m)]
+        self.params.set(name, value, index)
+        return []
+
+    def _error(self, problem: str, message) -> dict:
+        self.errors += 1
+        try:  # echo the request, unless it holds what strict JSON (a browser) cannot read back: NaN, Infinity
+            json.dumps(message, allow_nan=False)
+        except ValueError:
+            message = None
+        reply = {"type": "error", "error": problem, "message": message}
+        return self._with_id(reply, message)
+
+    @staticmethod
+    def _with_id(reply: dict, message) -> dict:
+        if isinstance(message, dict) and "id" in message:
+            reply["id"] = message["id"]
+        return reply

@@ -1,0 +1,185 @@
+"""Control latency: from an OSC datagram leaving the sender to the first output sample computed with it leaving the
+audio callback, through a real audio device (the JACK dummy server in `scripts/control_latency.sh`).
+
+It runs `serve`'s own parts in this process (engine, device sink, OSC and WebSocket servers, feedback thread) and
+watches two places without changing them: every hop records which parameter snapshot it was made with and where its
+first sample lands in the output stream (the resampler's delay included); every callback records when it returned.
+A probe sender sends `/liveshtr/temperature v` over UDP at --probe-hz with a new value each time, stamping the
+moment before `sendto`. A probe's latency is the return time of the callback that played the first sample made
+with its value, minus its send time. --flood N adds a second process sending N messages a second of other controls
+(latent and target dimensions, mix) to the same port.
+
+    .venv/bin/python scripts/control_latency.py --seconds 30 [--flood 5000] [serve's flags: --audio-device system ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from liveshtr.commands import serve
+from liveshtr.commands.common import build_engine
+from liveshtr.sinks import DeviceSink, find_output_device
+
+FLOODER = """
+import random, socket, sys, time
+from pythonosc.osc_message_builder import OscMessageBuilder
+port, rate, latent = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+def dgram(address, value):
+    b = OscMessageBuilder(address); b.add_arg(value); return b.build().dgram
+rng = random.Random(1)
+names = [f"/liveshtr/latent/{i}" for i in range(latent)] + [f"/liveshtr/target/{i}" for i in range(latent)]
+names.append("/liveshtr/mix")
+pool = [dgram(rng.choice(names), rng.uniform(0, 1)) for _ in range(4096)]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+batch, sent, start = max(1, int(rate / 200)), 0, time.monotonic()
+while True:
+    for _ in range(batch):
+        s.sendto(pool[sent % len(pool)], ("127.0.0.1", port)); sent += 1
+    ahead = sent / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def message(address: str, value: float) -> bytes:
+    builder = OscMessageBuilder(address)
+    builder.add_arg(value)
+    return builder.build().dgram
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    serve.add_arguments(p)
+    p.add_argument("--probe-hz", type=float, default=20.0, help="probe messages per second")
+    p.add_argument("--flood", type=float, default=0.0, help="other OSC messages per second from a second process")
+    p.add_argument("--json", type=str, default=None, help="also write the results to this file")
+    args = p.parse_args(argv)
+    args.seconds = args.seconds or 30.0
+
+    device = find_output_device(args.audio_device)
+    engine, _ = build_engine(args, args.samplerate or device["samplerate"])
+    exposure = serve.check_surfaces(args)
+    surfaces = serve.Surfaces(args, engine, exposure)
+
+    # Where each hop's first sample lands, and which snapshot made it (read back after the run).
+    ratio = engine.samplerate / engine.model_rate
+    delay = engine.resampler.delay if engine.resampler is not None else 0
+    hop = engine.generator.hop
+    hop_marks: list[tuple[int, np.ndarray, float]] = []
+    produce = engine.produce_hop
+
+    def traced_hop() -> int:
+        position = round(engine.stats.hops * hop * ratio) + delay
+        n = produce()
+        hop_marks.append((position, engine._snap, time.monotonic()))
+        return n
+
+    engine.produce_hop = traced_hop
+    returned = np.zeros(int(args.seconds * engine.samplerate / engine.blocksize) + 4096)
+    callback = engine.callback
+
+    def traced_callback(outdata, frames, time_info, status) -> None:
+        read = engine.ring._read
+        callback(outdata, frames, time_info, status)
+        if engine.ring._read != read:  # a block of the stream was played (not an underrun's silence)
+            returned[(engine.ring._read // engine.blocksize - 1) % len(returned)] = time.monotonic()
+
+    engine.callback = traced_callback
+    sink = DeviceSink(engine, device, min(2, device["channels"]))
+
+    surfaces.open()
+    engine.start()
+    surfaces.start()
+    sink.start()
+    port = surfaces.osc.port
+    flooder = None
+    if args.flood:
+        flooder = subprocess.Popen(
+            [sys.executable, "-c", FLOODER, str(port), str(args.flood), str(engine.generator.bundle.latent_dim)]
+        )
+    probes: list[tuple[float, float]] = []  # (value, send time)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    temperature = engine.params.slots["temperature"].start
+    try:
+        time.sleep(1.0)  # settle
+        i = 0
+        started = time.monotonic()
+        while time.monotonic() - started < args.seconds:
+            value = round(0.5 + (i % 100) * 0.01, 2)
+            data = message("/liveshtr/temperature", value)
+            sent = time.monotonic()
+            sender.sendto(data, ("127.0.0.1", port))
+            probes.append((float(np.float32(value)), sent))  # OSC carries float32
+            i += 1
+            time.sleep(max(0.0, started + i / args.probe_hz - time.monotonic()))
+        time.sleep(0.5)
+    finally:
+        if flooder is not None:
+            flooder.terminate()  # by its PID
+            flooder.wait()
+        sink.stop()
+        surfaces.stop()
+        engine.stop()
+        sender.close()
+
+    # A probe has been applied once a hop's snapshot no longer holds the previous probe's value (a later probe's
+    # value counts too: two probes can land between hops while the ring is full). Match each probe with that hop.
+    latencies = []
+    missed = 0
+    mark = 0
+    played = engine.ring._read // engine.blocksize
+    previous = float(np.float32(engine.params.table["temperature"].default))
+    for value, sent in probes:
+        while mark < len(hop_marks) and (
+            hop_marks[mark][2] < sent or float(hop_marks[mark][1][temperature]) == previous
+        ):
+            mark += 1
+        previous = value
+        if mark == len(hop_marks):
+            missed += 1
+            continue
+        block = hop_marks[mark][0] // engine.blocksize
+        if block >= played:
+            missed += 1  # made, never played (the run ended)
+            continue
+        latencies.append((returned[block % len(returned)] - sent) * 1000)
+    ms = np.array(latencies)
+    s = engine.summary()
+    result = {
+        "probes": len(probes),
+        "matched": len(ms),
+        "missed": missed,
+        "median_ms": round(float(np.median(ms)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "min_ms": round(float(ms.min()), 2),
+        "flood_per_s": args.flood,
+        "osc_received": surfaces.osc.received,
+        "osc_errors": surfaces.osc.protocol.errors,
+        "lookahead_ms": engine.lookahead_ms,
+        "engine_latency_ms": round(engine.latency_s * 1000, 2),
+        "samplerate": engine.samplerate,
+        "blocksize": engine.blocksize,
+        "underruns": s["underruns"],
+        "device_xruns": s["device_xruns"],
+        "producer_load": s["producer_load"],
+        "producer_realtime": engine.realtime,
+        "played_s": s["played_s"],
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The browser page in a real Chromium (system package, driven by Playwright): it plays the engine, and it follows
+changes made elsewhere (another page, OSC) within a frame or two."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.test_serve import osc_port, start_serve, stop_serve, wait_started, web_url
+from tests.test_web import osc
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("chromium is missing (Debian package chromium; `make test` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    stats = tmp_path / "stats.json"
+    proc = start_serve("--sink", "null", "--status-every", "0", "--stats-json", str(stats), "--token", "page-token-1")
+    try:
+        yield wait_started(proc), proc, stats
+    finally:
+        stop_serve(proc)
+
+
+def open_page(browser, url: str):
+    # The page's CSP forbids eval; Playwright's wait_for_function needs it, so the test context bypasses the CSP.
+    page = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True).new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    page.wait_for_function("document.querySelector('#status').textContent.includes('connected')")
+    page.wait_for_function("window.liveshtr && window.liveshtr.telemetryCount > 2")
+    return page, errors
+
+
+def get(lines: dict, name: str):
+    from tests.test_osc import ask, message
+
+    return dict(ask(osc_port(lines), message("/liveshtr/get", name)))[f"/liveshtr/{name}"]
+
+
+def test_the_page_plays_the_engine_and_every_surface_sees_it(browser, served):
+    lines, proc, stats = served
+    url = web_url(lines)
+    one, errors_one = open_page(browser, url)
+    two, errors_two = open_page(browser, url)
+
+    # A slider on page one: the engine changes, page two follows.
+    slider = one.locator('input[type=range][data-param="temperature"]')
+    slider.fill("2.5")
+    deadline = time.monotonic() + 5
+    while get(lines, "temperature") != [pytest.approx(2.5)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert get(lines, "temperature") == [pytest.approx(2.5)]
+    two.wait_for_function(
+        "document.querySelector('input[type=range][data-param=\"temperature\"]').valueAsNumber === 2.5", timeout=2000
+    )
+
+    # The XY pad on page one moves two latent dimensions; a drag to the top-right corner is the range's maximum.
+    one.select_option("#xy-x", "0")
+    one.select_option("#xy-y", "1")
+    pad = one.locator("#xy").bounding_box()
+    one.mouse.move(pad["x"] + pad["width"] / 2, pad["y"] + pad["height"] / 2)
+    one.mouse.down()
+    one.mouse.move(pad["x"] + pad["width"] - 1, pad["y"] + 1, steps=8)
+    one.mouse.up()
+    time.sleep(0.3)
+    latent = get(lines, "latent")
+    assert latent[0] > 3.5 and latent[1] > 3.5, latent  # right is +x, up is +y
+    two.wait_for_function("window.liveshtr.state.latent[0] > 3.5 && window.liveshtr.state.latent[1] > 3.5")
+
+    # OSC moves a latent dimension: both pages' sliders follow within a frame or two.
+    started = time.monotonic()
+    osc(osc_port(lines), "/liveshtr/latent/5", -2.0)
+    for page in (one, two):
+        page.wait_for_function(
+            'document.querySelector(\'input[type=range][data-param="latent"][data-index="5"]\').valueAsNumber === -2',
+            timeout=2000,
+        )
+    assert time.monotonic() - started < 1.0
+
+    # Buttons: freeze on and off, reset counts, panic silences (gain 0) and the meters fall.
+    one.locator('[data-param="freeze"]').click()
+    time.sleep(0.2)
+    assert get(lines, "freeze") == [1.0]
+    one.locator('[data-param="freeze"]').click()
+    one.locator('[data-action="reset"]').click()
+    time.sleep(0.2)
+    assert get(lines, "freeze") == [0.0] and get(lines, "reset") == [1.0]
+
+    # The meters and counters move with the sound; the spectrogram draws.
+    peaks = set()
+    for _ in range(10):
+        peaks.add(one.locator("#peak-db").text_content())
+        time.sleep(0.1)
+    assert len(peaks) > 2  # live meters
+    assert float(one.locator("#peak-db").text_content()) > -60
+    assert int(one.locator("#underruns").text_content()) == 0
+    drawn = one.evaluate(
+        """() => { const c = document.querySelector('#spectrogram');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let lit = 0; for (let i = 0; i < d.length; i += 4) lit += (d[i] + d[i+1] + d[i+2]) > 60;
+                   return lit / (d.length / 4); }"""
+    )
+    assert drawn > 0.05  # a live spectrogram, not a blank canvas
+    one.locator('[data-action="panic"]').click()
+    two.wait_for_function("window.liveshtr.state.gain === 0", timeout=2000)
+    two.wait_for_function("parseFloat(document.querySelector('#peak-db').textContent) < -60", timeout=3000)
+
+    assert errors_one == [] and errors_two == []
+    one.close()
+    two.close()
+    assert stop_serve(proc) == 0
+    summary = json.loads(stats.read_text())
+    assert summary["underruns"] == 0 and summary["web"]["errors"] == 0
+
+
+def test_the_page_without_its_token_is_refused(browser, served):
+    lines, proc, stats = served
+    page = browser.new_page()
+    response = page.goto(web_url(lines).split("?")[0])
+    assert response.status == 403
+    page.close()

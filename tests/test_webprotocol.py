@@ -1,0 +1,99 @@
+"""The WebSocket messages over the parameter table, without sockets: every request either applies or is answered."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from liveshtr.params import Params
+from liveshtr.webprotocol import WebProtocol
+
+L = 8
+
+
+@pytest.fixture
+def web():
+    return WebProtocol(Params(L), {"name": "demo", "latent_dim": L}, 20.0, {"bands": 96})
+
+
+def send(web, message) -> list[dict]:
+    return web.handle(json.dumps(message))
+
+
+def test_full_state_carries_the_table_the_values_and_json_has_no_infinity(web):
+    state = web.full_state()
+    assert state["type"] == "state" and state["full"] is True
+    table = {p["name"]: p for p in state["params"]}
+    assert table["latent"]["size"] == L and table["panic"]["action"] is True and table["panic"]["max"] is None
+    assert state["values"]["latent"] == [0.0] * L and state["values"]["temperature"] == 1.0
+    json.loads(json.dumps(state, allow_nan=False))  # strict JSON: a browser's JSON.parse rejects Infinity
+
+
+def test_set_scalars_vectors_dimensions_and_actions(web):
+    assert send(web, {"type": "set", "name": "temperature", "value": 2}) == []
+    assert send(web, {"type": "set", "name": "latent", "index": 3, "value": 1.5}) == []
+    assert send(web, {"type": "set", "name": "target", "value": [0.5] * L}) == []
+    assert send(web, {"type": "set", "name": "mix", "value": 9}) == []  # clamped; the broadcast says 1.0
+    assert send(web, {"type": "action", "name": "panic"}) == []
+    p = web.params
+    assert p.get("temperature") == 2.0 and p.get("latent")[3] == 1.5 and list(p.get("target")) == [0.5] * L
+    assert p.get("mix") == 1.0 and p.get("panic") == 1 and p.get("gain") == 0.0
+    assert web.errors == 0
+
+
+def test_get_returns_state_with_the_request_id(web):
+    (reply,) = send(web, {"type": "get", "name": "gain", "id": 7})
+    assert reply == {"type": "state", "values": {"gain": 1.0}, "id": 7}
+    (reply,) = send(web, {"type": "get"})
+    assert reply["full"] is True
+
+
+BAD = [
+    "not json",
+    "[1, 2]",
+    '"set"',
+    "{}",
+    '{"type": "launch"}',
+    '{"type": "set"}',
+    '{"type": "set", "name": "volume", "value": 1}',
+    '{"type": "set", "name": "gain"}',
+    '{"type": "set", "name": "gain", "value": "loud"}',
+    '{"type": "set", "name": "gain", "value": true}',
+    '{"type": "set", "name": "gain", "value": NaN}',
+    '{"type": "set", "name": "gain", "value": Infinity}',
+    '{"type": "set", "name": "gain", "value": 1e999}',
+    '{"type": "set", "name": "gain", "value": [1, 2]}',
+    '{"type": "set", "name": "gain", "index": 0, "value": 1}',
+    '{"type": "set", "name": "latent", "index": 8, "value": 1}',
+    '{"type": "set", "name": "latent", "index": "3", "value": 1}',
+    '{"type": "set", "name": "latent", "index": 1.0, "value": 1}',
+    '{"type": "set", "name": "latent", "value": [1, 2, 3]}',
+    '{"type": "set", "name": "latent", "value": []}',
+    '{"type": "set", "name": "latent", "value": [1, 2, 3, 4, 5, 6, 7, 8, 9]}',
+    '{"type": "set", "name": "latent", "value": [null, 1, 1, 1, 1, 1, 1, 1]}',
+    '{"type": "action", "name": "gain"}',
+    '{"type": "action", "name": ["panic"]}',
+    '{"type": "get", "name": "volume"}',
+    '{"type": "get", "name": {"a": 1}}',
+]
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_malformed_messages_get_one_error_and_change_nothing(web, text):
+    before = web.params.snapshot
+    (reply,) = web.handle(text)
+    assert reply["type"] == "error" and reply["error"]
+    assert web.params.snapshot is before and web.errors == 1
+    json.dumps(reply, allow_nan=False)
+
+
+def test_random_garbage_never_raises(web):
+    rng = random.Random(5)
+    pieces = ['{"type":', '"set"', '"name":', '"latent"', '"index":', "3", '"value":', "[", "]", "1e308", ",", "}", "-"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        for reply in web.handle(text):
+            assert reply["type"] in ("error", "state")
+    assert web.params.get("latent").max() <= 4.0
