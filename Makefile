@@ -15,7 +15,7 @@ APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium iproute2
 
 DEMO_SECONDS ?= 30
 
-.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak quality-report
+.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak latency quality-report
 
 demo: setup
 	$(BIN)/liveshtr serve --sink auto $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
@@ -54,6 +54,14 @@ SOAK_MODEL ?= models/demo
 SOAK_SECONDS ?= 600
 soak: setup-dev
 	BIN=$(BIN) scripts/soak.sh $(SOAK_MODEL) $(SOAK_SECONDS)
+
+# Control latency: OSC datagram -> first sample made with it leaving the audio callback, through a real-time JACK
+# dummy server (48 kHz / 256), 30 s of probes at 20 Hz; then the same under a flood of 5,000 other messages a second.
+latency: setup-dev
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
+	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
+	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --flood 5000
 
 # Trains every shared song with the defaults and prints the quality figures the README quotes.
 quality-report: setup

@@ -30,25 +30,17 @@ from liveshtr.generator import Controls, Generator
 from liveshtr.params import Params
 from liveshtr.resample import make_resampler
 from liveshtr.ring import RingBuffer
+from liveshtr.sched import PRODUCER_PRIORITY, make_realtime
 
 FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
 SMOOTH_S = 0.03  # time constant of the producer's smoothing of temperature, latent offsets, target and mix
 SWITCH_INTERVAL_S = 0.0005  # how long the callback can wait for the GIL while the producer runs Python code
-LOOKAHEAD_MS = 40.0
+LOOKAHEAD_MS = 10.0  # where the look-ahead starts: a control change leaves the callback within ~25 ms
+MAX_LOOKAHEAD_MS = 40.0  # how far underruns may raise it (one block per underrun)
 BLOCKSIZE = 256
 MAX_BURST_HOPS = 8  # the most model hops a resampler returns at once (soxr on some ratios), with margin
 WAKE = b"\x00"
-PRODUCER_PRIORITY = 10  # SCHED_FIFO priority of the producer where allowed: above every normal thread, below audio
 SCOPE_BLOCKS = 32  # the callback keeps this many of its last blocks for meters and the spectrogram (~170 ms)
-
-
-def _make_realtime(priority: int) -> bool:
-    """Give the calling thread real-time scheduling if the system allows it (root, or an rtprio limit)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        return True
-    except (AttributeError, OSError):
-        return False
 
 
 @dataclass
@@ -76,6 +68,7 @@ class Engine:
         lookahead_ms: float = LOOKAHEAD_MS,
         schedule: Schedule | None = None,
         simulate_load_ms: float = 0.0,
+        max_lookahead_ms: float = MAX_LOOKAHEAD_MS,
     ):
         self.generator = generator
         self.params = params
@@ -91,13 +84,17 @@ class Engine:
         # Steady output with a ~2 ms delay for integer ratios (24 -> 48 kHz); soxr, under 1 ms, for most others.
         self.resampler = make_resampler(self.model_rate, self.samplerate, probe_hop=hop)
         self._ceiling = generator.safety.ceiling
+        # The look-ahead adapts: it starts low for a quick response to the controls, and every underrun raises it
+        # by one block, up to max_fill, so a machine that cannot keep up clicks once, not on and on.
         self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
+        self.max_fill = max(self.target_fill, round(max_lookahead_ms * self.samplerate / 1000))
+        self._underruns_seen = 0
         # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
         burst = math.ceil(MAX_BURST_HOPS * hop * self.samplerate / self.model_rate) + 64
         self._pending = np.zeros(2 * burst, dtype=np.float32)
         self._pending_n = 0
         self._max_burst = 0
-        self.ring = RingBuffer(self.blocksize, math.ceil((self.target_fill + burst) / self.blocksize) + 1)
+        self.ring = RingBuffer(self.blocksize, math.ceil((self.max_fill + burst) / self.blocksize) + 1)
 
         # Producer state: controls as played (smoothed towards the snapshot) and the last actions seen.
         self.controls = Controls(generator.bundle.latent_dim)
@@ -215,6 +212,9 @@ class Engine:
     def fill(self) -> None:
         """Produce until the ring holds the look-ahead."""
         while self.ring.available < self.target_fill:
+            if self.stats.underruns != self._underruns_seen:  # the callback ran dry: keep more ahead from now on
+                self._underruns_seen = self.stats.underruns
+                self.target_fill = min(self.target_fill + self.blocksize, self.max_fill)
             if self._pending_n:
                 self._flush()
                 if self.ring.available >= self.target_fill:
@@ -237,7 +237,7 @@ class Engine:
         return (self.target_fill + hop_out + delay + burst) / self.samplerate
 
     def _run(self) -> None:
-        self.realtime = _make_realtime(PRODUCER_PRIORITY)
+        self.realtime = make_realtime(PRODUCER_PRIORITY)
         poll_ms = max(1, round(self.blocksize / self.samplerate * 1000 / 2))
         wake = select.poll()
         wake.register(self._wake_r, select.POLLIN)
@@ -361,6 +361,7 @@ class Engine:
         n = st.blocks * self.blocksize
         return {
             "played_s": round(self.played_s, 3),
+            "lookahead_ms": round(self.target_fill / self.samplerate * 1000, 2),
             "underruns": st.underruns,
             "device_xruns": st.device_xruns,
             "resets": g.resets,

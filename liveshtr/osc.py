@@ -20,6 +20,7 @@ from pythonosc.osc_packet import OscPacket, ParseError
 
 from liveshtr.errors import LiveshtrError
 from liveshtr.protocol import OscProtocol, Reply
+from liveshtr.sched import CONTROL_PRIORITY, make_realtime
 
 MAX_DATAGRAM = 65535
 
@@ -55,6 +56,7 @@ class OscServer:
         self._thread.start()
 
     def _run(self) -> None:
+        make_realtime(CONTROL_PRIORITY)
         while not self._stop.is_set():
             try:
                 data, sender = self.sock.recvfrom(MAX_DATAGRAM)

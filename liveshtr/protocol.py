@@ -56,12 +56,16 @@ class OscProtocol:
     def __init__(self, params: Params):
         self.params = params
         self.errors = 0  # malformed messages answered with an error
+        self.last_error = ""  # the latest of them, for the log
         self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
 
     def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list[Reply]:
         """Apply one message from `sender` (host, port); returns the replies for the sender."""
         replies = self._handle(address, tuple(args), sender)
-        self.errors += sum(r.address == f"{PREFIX}/error" for r in replies)
+        for r in replies:
+            if r.address == f"{PREFIX}/error":
+                self.errors += 1
+                self.last_error = f"{r.args[0]}: {r.args[1]}"
         return replies
 
     def _handle(self, address: str, args: tuple, sender) -> list[Reply]:

@@ -21,6 +21,7 @@ import scipy.fft
 
 from liveshtr.engine import Engine
 from liveshtr.params import Params
+from liveshtr.sched import CONTROL_PRIORITY, make_realtime
 
 CHANGES_HZ = 60.0  # how often the snapshot is compared: a change reaches every surface within ~17 ms
 TELEMETRY_HZ = 20.0
@@ -103,15 +104,19 @@ class Feedback:
             self._thread.join()
 
     def _run(self) -> None:
+        make_realtime(CONTROL_PRIORITY)
         period = 1.0 / CHANGES_HZ
         telemetry_every = 1.0 / self.telemetry_hz if self.telemetry_hz > 0 else math.inf
         next_telemetry = time.monotonic()
         while not self._stop.wait(period):
-            self._tell("publish_changes", self.changes())
-            now = time.monotonic()
-            if now >= next_telemetry:
-                next_telemetry = max(next_telemetry + telemetry_every, now)
-                self._tell("publish_telemetry", self.telemetry())
+            try:
+                self._tell("publish_changes", self.changes())
+                now = time.monotonic()
+                if now >= next_telemetry:
+                    next_telemetry = max(next_telemetry + telemetry_every, now)
+                    self._tell("publish_telemetry", self.telemetry())
+            except Exception:  # feedback is never worth a silent surface: count it and go on
+                self.failures += 1
 
     def _tell(self, method: str, message: dict) -> None:
         if not message:

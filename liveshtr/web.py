@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from liveshtr.errors import LiveshtrError
+from liveshtr.sched import CONTROL_PRIORITY, make_realtime
 from liveshtr.webprotocol import MAX_MESSAGE_BYTES, WebProtocol
 
 PAGES = {
@@ -73,7 +74,7 @@ class WebServer:
     # -- lifecycle (called from the main thread) -------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop.run_forever, name="liveshtr-web", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="liveshtr-web", daemon=True)
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._open(), self._loop)
         try:
@@ -84,6 +85,10 @@ class WebServer:
                 f"--web-port {self._requested_port}: cannot listen on {self.host}:{self._requested_port} "
                 f"({exc.strerror or exc})"
             ) from None
+
+    def _run(self) -> None:
+        make_realtime(CONTROL_PRIORITY)
+        self._loop.run_forever()
 
     async def _open(self) -> None:
         self._server = await serve(

@@ -36,6 +36,7 @@ class WebProtocol:
         self.telemetry_hz = telemetry_hz
         self.spectrum = spectrum
         self.errors = 0  # messages answered with an error
+        self.last_error = ""  # the latest of them, for the log
 
     def full_state(self) -> dict:
         table = [dict(p, max=p["max"] if math.isfinite(p["max"]) else None) for p in self.params.describe()]
@@ -94,6 +95,7 @@ class WebProtocol:
 
     def _error(self, problem: str, message) -> dict:
         self.errors += 1
+        self.last_error = problem
         try:  # echo the request, unless it holds what strict JSON (a browser) cannot read back: NaN, Infinity
             json.dumps(message, allow_nan=False)
         except ValueError:

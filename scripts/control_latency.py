@@ -74,12 +74,15 @@ def main(argv=None) -> int:
     delay = engine.resampler.delay if engine.resampler is not None else 0
     hop = engine.generator.hop
     hop_marks: list[tuple[int, np.ndarray, float]] = []
+    hop_times: list[float] = []  # how long each hop took to make (GIL waits included)
     produce = engine.produce_hop
 
     def traced_hop() -> int:
         position = round(engine.stats.hops * hop * ratio) + delay
+        started = time.monotonic()
         n = produce()
         hop_marks.append((position, engine._snap, time.monotonic()))
+        hop_times.append(hop_marks[-1][2] - started)
         return n
 
     engine.produce_hop = traced_hop
@@ -165,12 +168,16 @@ def main(argv=None) -> int:
         "osc_received": surfaces.osc.received,
         "osc_errors": surfaces.osc.protocol.errors,
         "lookahead_ms": engine.lookahead_ms,
+        "lookahead_ms_at_end": s["lookahead_ms"],
         "engine_latency_ms": round(engine.latency_s * 1000, 2),
         "samplerate": engine.samplerate,
         "blocksize": engine.blocksize,
         "underruns": s["underruns"],
         "device_xruns": s["device_xruns"],
         "producer_load": s["producer_load"],
+        "hop_ms_median": round(float(np.median(hop_times)) * 1000, 3),
+        "hop_ms_p99": round(float(np.percentile(hop_times, 99)) * 1000, 3),
+        "hop_ms_max": round(float(np.max(hop_times)) * 1000, 3),
         "producer_realtime": engine.realtime,
         "played_s": s["played_s"],
     }

@@ -15,7 +15,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 from websockets.sync.client import connect
 
-from tests.test_serve import osc_port, start_serve, stop_serve, wait_started, web_url
+from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started, web_url
 
 L = 8
 
@@ -104,7 +104,17 @@ def good_ws(rng: random.Random) -> str:
 def test_fuzzed_controls_never_stop_the_music(jack, tmp_path):
     stats = tmp_path / "stats.json"
     proc = start_serve(
-        "--audio-device", "system", "--status-every", "0", "--stats-json", str(stats), "--telemetry-hz", "30", env=jack
+        "--audio-device",
+        "system",
+        "--status-every",
+        "0",
+        "--stats-json",
+        str(stats),
+        "--telemetry-hz",
+        "30",
+        "--lookahead-ms",
+        SAFE_LOOKAHEAD_MS,
+        env=jack,
     )
     try:
         lines = wait_started(proc)

@@ -55,8 +55,8 @@ def test_oscsend_changes_the_engine_and_errors_are_answered(served):
     port, proc, stats = served
     if shutil.which("oscsend") is None:
         pytest.fail("oscsend is missing (Debian package liblo-tools; `make test` installs it)")
-    subprocess.run(["oscsend", "localhost", str(port), "/liveshtr/temperature", "f", "2.5"], check=True)
-    subprocess.run(["oscsend", "localhost", str(port), "/liveshtr/latent/3", "i", "2"], check=True)  # Max-style int
+    subprocess.run(["oscsend", "127.0.0.1", str(port), "/liveshtr/temperature", "f", "2.5"], check=True)
+    subprocess.run(["oscsend", "127.0.0.1", str(port), "/liveshtr/latent/3", "i", "2"], check=True)  # Max-style int
     time.sleep(0.3)
     state = dict(ask(port, message("/liveshtr/get")))
     assert state["/liveshtr/temperature"] == [pytest.approx(2.5)]
@@ -72,6 +72,7 @@ def test_oscsend_changes_the_engine_and_errors_are_answered(served):
     assert proc.wait(timeout=30) == 0
     summary = json.loads(stats.read_text())
     assert summary["osc"]["errors"] == 1 and summary["osc"]["unparsable"] == 1
+    assert "osc error: /liveshtr/gain: expected numbers" in proc.stderr.read()  # logged, not only counted
     assert summary["underruns"] == 0 and summary["non_finite_blocks"] == 0
 
 
@@ -121,7 +122,7 @@ def test_subscription_feedback_reaches_a_python_osc_client(served):
         me.bind(("127.0.0.1", 0))
         me.settimeout(2.0)
         me.sendto(message("/liveshtr/subscribe"), ("127.0.0.1", port))  # no port: feedback to where it came from
-        subprocess.run(["oscsend", "localhost", str(port), "/liveshtr/mix", "f", "0.75"], check=True)
+        subprocess.run(["oscsend", "127.0.0.1", str(port), "/liveshtr/mix", "f", "0.75"], check=True)
         received = []
         started = time.monotonic()
         while time.monotonic() - started < 2.0:
@@ -155,8 +156,8 @@ oscdump -L 9100 > "$OUT/dump.txt" 2>&1 & DUMP=$!
 "$PYTHON" -m liveshtr serve --sink null --no-web --osc-port 9000 --seconds 5 --status-every 0 > "$OUT/serve.txt" 2>&1 &
 SERVE=$!
 for i in $(seq 300); do grep -q '^controls' "$OUT/serve.txt" && break; sleep 0.1; done
-oscsend localhost 9000 /liveshtr/subscribe i 9100
-oscsend localhost 9000 /liveshtr/drift f 0.5
+oscsend 127.0.0.1 9000 /liveshtr/subscribe i 9100
+oscsend 127.0.0.1 9000 /liveshtr/drift f 0.5
 wait $SERVE
 kill $DUMP
 """

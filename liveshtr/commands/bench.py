@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from liveshtr.params import Params
     from liveshtr.runtime import StepModel
 
-    args.lookahead_ms = 40.0
+    args.lookahead_ms, args.max_lookahead_ms = 40.0, 40.0
     check_engine_settings(args)
     if args.steps < 100:
         raise ConfigError("--steps: time at least 100 steps")

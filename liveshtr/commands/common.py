@@ -60,7 +60,7 @@ def add_model_argument(p: argparse.ArgumentParser, optional: bool) -> None:
 
 
 def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> None:
-    from liveshtr.engine import BLOCKSIZE, LOOKAHEAD_MS
+    from liveshtr.engine import BLOCKSIZE, LOOKAHEAD_MS, MAX_LOOKAHEAD_MS
 
     g = p.add_argument_group("engine")
     g.add_argument(
@@ -77,7 +77,15 @@ def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> No
         "--lookahead-ms",
         type=float,
         default=LOOKAHEAD_MS,
-        help="how far the model runs ahead of the speaker (the main term of control latency)",
+        help="how far the model runs ahead of the speaker at the start, the main term of control latency "
+        "(default: %(default)s ms); each underrun raises it by one block, up to --max-lookahead-ms",
+    )
+    g.add_argument(
+        "--max-lookahead-ms",
+        type=float,
+        default=None,
+        help=f"the most underruns may raise the look-ahead to (default: {MAX_LOOKAHEAD_MS:g} ms, or --lookahead-ms "
+        "if that is more)",
     )
     c = p.add_argument_group("controls at the start")
     c.add_argument("--seed", type=int, default=0, help="seed of the latent noise (same seed, same sound)")
@@ -112,6 +120,7 @@ def add_precision_argument(g) -> None:
 
 
 def check_engine_settings(args: argparse.Namespace) -> None:
+    from liveshtr.engine import MAX_LOOKAHEAD_MS
     from liveshtr.errors import ConfigError
 
     if args.samplerate is not None and not 8000 <= args.samplerate <= 384000:
@@ -120,6 +129,10 @@ def check_engine_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--blocksize {args.blocksize}: choose 16..8192 samples")
     if not 0 < args.lookahead_ms <= 2000:
         raise ConfigError(f"--lookahead-ms {args.lookahead_ms}: choose more than 0 and at most 2000 ms")
+    if args.max_lookahead_ms is None:
+        args.max_lookahead_ms = max(args.lookahead_ms, MAX_LOOKAHEAD_MS)
+    if not args.lookahead_ms <= args.max_lookahead_ms <= 2000:
+        raise ConfigError(f"--max-lookahead-ms {args.max_lookahead_ms}: choose --lookahead-ms .. 2000 ms")
     if args.threads is not None and not 1 <= args.threads <= 64:
         raise ConfigError(f"--threads {args.threads}: choose 1..64")
 
@@ -155,7 +168,16 @@ def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
     schedule = load_schedule(args.controls, params) if args.controls is not None else None
     model = StepModel(bundle, device=args.device, threads=args.threads, precision=args.precision)
     generator = Generator(bundle, model, seed=args.seed)
-    engine = Engine(generator, params, samplerate, args.blocksize, args.lookahead_ms, schedule, **engine_options)
+    engine = Engine(
+        generator,
+        params,
+        samplerate,
+        args.blocksize,
+        args.lookahead_ms,
+        schedule,
+        max_lookahead_ms=args.max_lookahead_ms,
+        **engine_options,
+    )
     return engine, model.device
 
 

@@ -90,20 +90,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class Terminal:
-    """stdout for the performer's status lines: a closed terminal or pipe must not stop the music."""
+    """stdout (or stderr) for the performer's status lines: a closed terminal or pipe must not stop the music."""
+
+    def __init__(self, name: str = "stdout"):
+        self.name = name
 
     def write(self, text: str) -> int:
         try:
-            return sys.stdout.write(text)
-        except OSError:  # from now on, status lines go nowhere
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
+            return getattr(sys, self.name).write(text)
+        except OSError:  # from now on, these lines go nowhere
+            setattr(sys, self.name, open(os.devnull, "w"))  # noqa: SIM115  (lives as long as the process)
             return 0
 
     def flush(self) -> None:
         try:
-            sys.stdout.flush()
+            getattr(sys, self.name).flush()
         except OSError:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            setattr(sys, self.name, open(os.devnull, "w"))  # noqa: SIM115
 
 
 def check_surfaces(args: argparse.Namespace):
@@ -137,6 +140,7 @@ class Surfaces:
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
         self.osc = self.web = self.feedback = None
+        self._logged: dict[str, int] = {}
 
     def open(self) -> None:
         """Bind the ports (a port in use is a one-line error before any sound)."""
@@ -193,6 +197,20 @@ class Surfaces:
 
     def errors(self) -> int:
         return sum(s.protocol.errors for s in (self.osc, self.web) if s is not None)
+
+    def error_lines(self) -> list[str]:
+        """New malformed-message errors since the last call, one line per surface (the log, at most once a call)."""
+        lines = []
+        for name, server in (("osc", self.osc), ("web", self.web)):
+            if server is None:
+                continue
+            count = server.protocol.errors
+            new = count - self._logged.get(name, 0)
+            if new:
+                self._logged[name] = count
+                more = f" (+{new - 1} more)" if new > 1 else ""
+                lines.append(f"{name} error: {server.protocol.last_error}{more}")
+        return lines
 
     def stop(self) -> None:
         for part in (self.feedback, self.osc, self.web):
@@ -264,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = engine.generator.bundle
     provider = engine.generator.model.session.get_providers()[0]
-    out = Terminal()
+    out, log = Terminal(), Terminal("stderr")
     if note:
         print(f"note: {note}", file=out)
     if args.device == "auto" and used == "cpu":
@@ -288,20 +306,25 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         engine.start()
-        lookahead_ms, engine_ms = engine.lookahead_ms, engine.latency_s * 1000
+        engine_ms, output_ms = engine.latency_s * 1000, sink.latency_s * 1000
         print(
-            f"latency   look-ahead {lookahead_ms:.0f} ms, with the resampler's bursts {engine_ms:.0f} ms, + output "
-            f"{sink.latency_s * 1000:.1f} ms: a control change is heard within "
-            f"~{engine_ms + sink.latency_s * 1000:.0f} ms",
+            f"latency   a control change leaves the engine within ~{engine_ms:.0f} ms (look-ahead "
+            f"{engine.lookahead_ms:g} ms, raised by underruns up to {engine.max_fill / engine.samplerate * 1000:g} ms; "
+            f"one hop; resampler), + output {output_ms:.1f} ms",
             file=out,
         )
         print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
         surfaces.start()
         sink.start()
         next_status = args.status_every
+        next_log = 0.0
         while not stop.is_set():
             stop.wait(0.05)
             played = engine.played_s
+            if played >= next_log:  # malformed messages: logged at most once a second, with a count
+                next_log = played + 1.0
+                for line in surfaces.error_lines():
+                    print(line, file=log, flush=True)
             if args.seconds is not None and played >= args.seconds:
                 break
             if args.status_every and played >= next_status:
@@ -309,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
                 s = engine.summary()
                 print(
                     f"{played:8.1f} s  underruns {s['underruns']}  device xruns {s['device_xruns']}  "
-                    f"resets {s['resets']}  producer load {s['producer_load'] * 100:.1f}%",
+                    f"resets {s['resets']}  producer load {s['producer_load'] * 100:.1f}%  "
+                    f"look-ahead {s['lookahead_ms']:g} ms",
                     file=out,
                     flush=True,
                 )

@@ -1,0 +1,28 @@
+"""Real-time scheduling for the threads that share the interpreter lock with the audio path.
+
+The producer must never wait long for the GIL. When a thread holding it (the OSC server under a flood of messages,
+the WebSocket loop, the feedback thread) is preempted by some other program, the producer waits a whole scheduler
+slice, several milliseconds, and with a look-ahead of 10 ms that is an underrun: a real-time producer alone does
+not help. So where the system allows it (root, or an rtprio limit from the audio group) every thread of ours that
+takes the GIL runs SCHED_FIFO: the producer above the control threads, all below the audio server's own threads.
+Elsewhere they run as normal threads and the look-ahead has to cover the difference. LIVESHTR_REALTIME=0 in the
+environment keeps every thread normal (for comparisons, or a machine where it misbehaves).
+"""
+
+from __future__ import annotations
+
+import os
+
+PRODUCER_PRIORITY = 10  # JACK runs its threads around 70-80, so the audio callback stays above us
+CONTROL_PRIORITY = 5  # OSC, WebSocket and feedback threads: above every normal process, below the producer
+
+
+def make_realtime(priority: int) -> bool:
+    """Give the calling thread SCHED_FIFO at `priority` if allowed; returns whether it got it."""
+    if os.environ.get("LIVESHTR_REALTIME", "1") == "0":
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return True
+    except (AttributeError, OSError):
+        return False
