@@ -190,7 +190,11 @@ class WebServer:
             await connection.send(json.dumps(self.protocol.full_state()))
             async for text in connection:
                 self.received += 1
-                for reply in self.protocol.handle(text):
+                try:
+                    replies = self.protocol.handle(text)
+                except Exception as exc:  # a protocol bug must not take the page down
+                    replies = [{"type": "error", "error": f"internal error: {exc}", "message": None}]
+                for reply in replies:
                     await connection.send(json.dumps(reply))
         except ConnectionClosed:
             pass
