@@ -12,6 +12,7 @@ Subscribers (`/liveshtr/subscribe`) get the feedback thread's changes and teleme
 from __future__ import annotations
 
 import ipaddress
+import selectors
 import socket
 import threading
 
@@ -36,7 +37,7 @@ class OscServer:
     def __init__(self, protocol: OscProtocol, host: str = "127.0.0.1", port: int = 0, allow: list | None = None):
         self.protocol = protocol
         # Loopback is always allowed; other senders only from the allow-list's networks.
-        self.allow = [ipaddress.ip_network("127.0.0.0/8"), *(allow or [])]
+        self.allow = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"), *(allow or [])]
         self.refused = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -44,8 +45,16 @@ class OscServer:
         except OSError as exc:
             self.sock.close()
             raise LiveshtrError(f"--osc-port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
-        self.sock.settimeout(0.2)  # lets stop() end the thread
         self.host, self.port = self.sock.getsockname()
+        self.sockets = [self.sock]
+        self.sock6 = None
+        if ipaddress.ip_address(self.host).is_loopback:
+            # Clients that resolve "localhost" to ::1 first (common on macOS) would otherwise send into the void.
+            self.sock6 = _loopback6(self.port)
+            if self.sock6 is not None:
+                self.sockets.append(self.sock6)
+        for sock in self.sockets:
+            sock.setblocking(False)
         self.received = 0
         self.unparsable = 0
         self._stop = threading.Event()
@@ -57,20 +66,20 @@ class OscServer:
 
     def _run(self) -> None:
         make_realtime(CONTROL_PRIORITY)
-        while not self._stop.is_set():
-            try:
-                data, sender = self.sock.recvfrom(MAX_DATAGRAM)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    break
-                continue
-            self.received += 1
-            if not self.allowed(sender[0]):
-                self.refused += 1
-                continue
-            self.handle_datagram(data, sender)
+        with selectors.DefaultSelector() as selector:
+            for sock in self.sockets:
+                selector.register(sock, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.2):  # the timeout lets stop() end the thread
+                    try:
+                        data, sender = key.fileobj.recvfrom(MAX_DATAGRAM)
+                    except OSError:  # nothing after all, or closing
+                        continue
+                    self.received += 1
+                    if not self.allowed(sender[0]):
+                        self.refused += 1
+                        continue
+                    self.handle_datagram(data, sender[:2])
 
     def allowed(self, host: str) -> bool:
         address = ipaddress.ip_address(host)
@@ -85,17 +94,21 @@ class OscServer:
         for timed in messages:
             message = timed.message
             try:
-                replies = self.protocol.handle(message.address, list(message.params), sender[:2])
+                replies = self.protocol.handle(message.address, list(message.params), sender)
             except Exception as exc:  # a protocol bug must not take the control surface down
                 replies = [Reply("/liveshtr/error", (str(message.address), f"internal error: {exc}"))]
             for reply in replies:
                 self._send(reply, reply.to or sender)
 
     def _send(self, reply: Reply, peer) -> None:
+        self._sendto(encode(reply), peer)
+
+    def _sendto(self, data: bytes, peer) -> None:
+        sock = self.sock6 if ":" in peer[0] and self.sock6 is not None else self.sock
         try:
-            self.sock.sendto(encode(reply), peer)
+            sock.sendto(data, peer)
         except OSError:
-            pass  # the peer went away (or its port is closed): nothing to tell
+            pass  # the peer went away (or its port is closed, or its buffer is full): nothing to tell
 
     # -- feedback (called from the feedback thread) --------------------------------------------------------
 
@@ -112,13 +125,26 @@ class OscServer:
         datagrams = [encode(r) for r in replies]
         for peer in peers:
             for data in datagrams:
-                try:
-                    self.sock.sendto(data, peer)
-                except OSError:
-                    pass
+                self._sendto(data, peer)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def _loopback6(port: int) -> socket.socket | None:
+    """A socket on [::1]:port beside the IPv4 one, or None where IPv6 is off or the port is taken there."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::1", port))
+        return sock
+    except OSError:
+        sock.close()
+        return None

@@ -180,3 +180,26 @@ def test_oscdump_receives_the_feedback(tmp_path):
     assert any(line.startswith("/liveshtr/gain f 1.0") for line in lines), lines[:5]  # the whole state first
     assert any(line.startswith("/liveshtr/telemetry ffffffffff") for line in lines), lines[:5]
     assert any(line.startswith("/liveshtr/drift f 0.5") for line in lines), lines[:5]
+
+
+def test_localhost_as_ipv6_reaches_the_server_too(tmp_path):
+    """Clients that resolve "localhost" to ::1 first (macOS does) get answered on [::1] at the same port."""
+    proc = start_serve("--sink", "null", "--status-every", "0", "--no-web")
+    try:
+        lines = wait_started(proc)
+        port = osc_port(lines)
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+                probe.bind(("::1", 0))
+        except OSError:  # this machine has no IPv6 loopback: serve must not claim one
+            assert "[::1]" not in lines["osc"]
+            return
+        assert f"udp://[::1]:{port}" in lines["osc"]
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.settimeout(2.0)
+            s.sendto(message("/liveshtr/gain", 0.5), ("::1", port))
+            s.sendto(message("/liveshtr/get", "gain"), ("::1", port))
+            reply = OscPacket(s.recv(65535)).messages[0].message
+            assert (reply.address, list(reply.params)) == ("/liveshtr/gain", [0.5])
+    finally:
+        stop_serve(proc)

@@ -177,7 +177,8 @@ class Surfaces:
 
         lines = []
         if self.osc is not None:
-            lines.append(f"osc       udp://{self.osc.host}:{self.osc.port}  (/liveshtr/list names the controls)")
+            also = f" and udp://[::1]:{self.osc.port}" if self.osc.sock6 is not None else ""
+            lines.append(f"osc       udp://{self.osc.host}:{self.osc.port}{also}  (/liveshtr/list names the controls)")
         if self.web is not None:
             address = reachable_address(self.exposure.host)
             query = f"?token={self.exposure.token}" if self.exposure.token else ""
