@@ -13,7 +13,16 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started, web_url
+from tests.test_serve import (
+    SAFE_LOOKAHEAD_MS,
+    cli,
+    one_line_error,
+    osc_port,
+    start_serve,
+    stop_serve,
+    wait_started,
+    web_url,
+)
 
 TOKEN = "stage-secret-42"
 
@@ -22,7 +31,9 @@ TOKEN = "stage-secret-42"
 def served(tmp_path, request):
     stats = tmp_path / "stats.json"
     extra = getattr(request, "param", ())
-    proc = start_serve("--sink", "null", "--status-every", "0", "--stats-json", str(stats), *extra)
+    proc = start_serve(
+        "--sink", "null", "--status-every", "0", "--stats-json", str(stats), "--lookahead-ms", SAFE_LOOKAHEAD_MS, *extra
+    )
     try:
         lines = wait_started(proc)
         yield lines, proc, stats
