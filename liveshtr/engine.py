@@ -331,18 +331,17 @@ class Engine:
             self.stats.callback_errors += 1
             outdata.fill(0.0)
 
-    def recent_output(self, n: int) -> tuple[np.ndarray, int]:
-        """The last `n` samples the callback played (a copy, oldest first) and the block count they end at.
+    def recent_output(self, n: int) -> np.ndarray:
+        """The last `n` samples the callback played (a copy, oldest first).
 
         For meters and displays, from another thread: at most the scope minus two blocks, so the callback's next
         write cannot land in what is being copied."""
         bs = self.blocksize
         n = min(int(n), (SCOPE_BLOCKS - 2) * bs)
-        blocks = self.stats.blocks
-        end = (blocks % SCOPE_BLOCKS) * bs
+        end = (self.stats.blocks % SCOPE_BLOCKS) * bs
         if n <= end:
-            return self._scope[end - n : end].copy(), blocks
-        return np.concatenate([self._scope[end - n :], self._scope[:end]]), blocks
+            return self._scope[end - n : end].copy()
+        return np.concatenate([self._scope[end - n :], self._scope[:end]])
 
     # -- offline ---------------------------------------------------------------------------------------
 

@@ -110,6 +110,16 @@ class OscServer:
         except OSError:
             pass  # the peer went away (or its port is closed, or its buffer is full): nothing to tell
 
+    def summary(self) -> dict:
+        return {
+            "port": self.port,
+            "received": self.received,
+            "errors": self.protocol.errors,
+            "unparsable": self.unparsable,
+            "refused": self.refused,
+            "subscribers": len(self.protocol.subscribers),
+        }
+
     # -- feedback (called from the feedback thread) --------------------------------------------------------
 
     def publish_changes(self, changes: dict) -> None:

@@ -139,7 +139,7 @@ class Feedback:
         e, st = self.engine, self.engine.stats
         played = st.blocks - self._blocks
         self._blocks = st.blocks
-        recent, _ = e.recent_output(max(played * e.blocksize, SPECTRUM_SIZE))
+        recent = e.recent_output(max(played * e.blocksize, SPECTRUM_SIZE))
         window = recent[-max(played * e.blocksize, 1) :]
         busy, hops = st.producer_busy_s - self._busy[0], st.hops - self._busy[1]
         self._busy = (st.producer_busy_s, st.hops)

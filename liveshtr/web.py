@@ -64,9 +64,7 @@ class WebServer:
         self.skipped = 0  # messages a slow client did not get
         self.received = 0
         self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._server = None
         self._requested_port = port
         self.port = port
@@ -127,10 +125,14 @@ class WebServer:
         if not self._loop.is_running():
             self._loop.close()
 
-    @property
-    def url(self) -> str:
-        query = f"?token={self.token}" if self.token else ""
-        return f"http://{self.host}:{self.port}/{query}"
+    def summary(self) -> dict:
+        return {
+            "port": self.port,
+            "received": self.received,
+            "errors": self.protocol.errors,
+            "refused": self.refused,
+            "skipped": self.skipped,
+        }
 
     # -- feedback (called from the feedback thread) --------------------------------------------------------
 

@@ -189,7 +189,7 @@ class Surfaces:
     def start(self) -> None:
         from liveshtr.telemetry import Feedback
 
-        listeners = [s for s in (self.osc, self.web) if s is not None]
+        listeners = [server for _, server in self._servers()]
         if self.osc is not None:
             self.osc.start()
         if listeners:
@@ -197,14 +197,12 @@ class Surfaces:
             self.feedback.start()
 
     def errors(self) -> int:
-        return sum(s.protocol.errors for s in (self.osc, self.web) if s is not None)
+        return sum(server.protocol.errors for _, server in self._servers())
 
     def error_lines(self) -> list[str]:
         """New malformed-message errors since the last call, one line per surface (the log, at most once a call)."""
         lines = []
-        for name, server in (("osc", self.osc), ("web", self.web)):
-            if server is None:
-                continue
+        for name, server in self._servers():
             count = server.protocol.errors
             new = count - self._logged.get(name, 0)
             if new:
@@ -219,27 +217,10 @@ class Surfaces:
                 part.stop()
 
     def summary(self) -> dict:
-        out = {}
-        if self.osc is not None:
-            o = self.osc
-            out["osc"] = {
-                "port": o.port,
-                "received": o.received,
-                "errors": o.protocol.errors,
-                "unparsable": o.unparsable,
-                "refused": o.refused,
-                "subscribers": len(o.protocol.subscribers),
-            }
-        if self.web is not None:
-            w = self.web
-            out["web"] = {
-                "port": w.port,
-                "received": w.received,
-                "errors": w.protocol.errors,
-                "refused": w.refused,
-                "skipped": w.skipped,
-            }
-        return out
+        return {name: server.summary() for name, server in self._servers()}
+
+    def _servers(self) -> list[tuple[str, object]]:
+        return [(name, server) for name, server in (("osc", self.osc), ("web", self.web)) if server is not None]
 
 
 def run(args: argparse.Namespace) -> int:
