@@ -28,12 +28,12 @@ test: setup-dev
 	$(BIN)/python -m pytest -q
 
 lint: setup-dev
-	$(BIN)/ruff check liveshtr tests scripts
-	$(BIN)/ruff format --check liveshtr tests scripts
+	$(BIN)/ruff check liveshtr tests scripts patches
+	$(BIN)/ruff format --check liveshtr tests scripts patches
 
 format: setup-dev
-	$(BIN)/ruff format liveshtr tests
-	$(BIN)/ruff check --fix liveshtr tests
+	$(BIN)/ruff format liveshtr tests scripts patches
+	$(BIN)/ruff check --fix liveshtr tests scripts patches
 
 # The seed's reference run (1 layer x 128, 5 epochs) on the 3:42 guitar recording, three times.
 bench-train: setup

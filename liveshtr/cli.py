@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "render": "render a model to a file through the live engine, as fast as possible",
     "bench": "measure step, engine and render speed of a model on this machine",
     "devices": "list audio outputs",
+    "controls": "print the OSC address table of a model (what patches send and receive)",
     "inspect": "decode songs as training sees them and check the frame round trip",
 }
 

@@ -14,6 +14,10 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
                                    peak_db rms_db errors; replies /liveshtr/subscribed port, then the whole state
     /liveshtr/unsubscribe [port]   stop it
 
+Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
+feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
+one port and listen on another.
+
 Numbers may arrive as ints or floats (Max sends `i` for integers, Pd `f` for everything). A value outside its
 range is clamped and the reply `/liveshtr/clamped address applied` says so. Anything that cannot be applied gets
 `/liveshtr/error address problem`, and nothing is changed.
@@ -27,6 +31,9 @@ from typing import NamedTuple
 from liveshtr.params import ParamError, Params
 
 PREFIX = "/liveshtr"
+SPECTRUM_BANDS = 96  # /liveshtr/spectrum: log-spaced bands from SPECTRUM_LOW_HZ to Nyquist,
+SPECTRUM_LOW_HZ = 30.0  # each 0 (FLOOR_DB) .. 255 (0 dBFS)
+FLOOR_DB = -100.0  # also the meters' reading for silence
 MAX_SUBSCRIBERS = 16  # feedback is sent to the sender's own host only, and to this many ports at most
 TELEMETRY_FIELDS = (
     "played_s",
@@ -40,6 +47,84 @@ TELEMETRY_FIELDS = (
     "rms_db",
     "errors",
 )
+
+
+class Address(NamedTuple):
+    """One row of the address table (README, patches/README.md, `liveshtr controls`)."""
+
+    address: str  # `<i>` stands for a dimension index
+    args: str  # OSC type tags: f = number (int or float), s = string, ... = repeated; [ ] = optional
+    range: str
+    doc: str
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+def client_addresses(params: Params) -> list[Address]:
+    """Every address a client may send, built from the parameter table so that no list of them can drift."""
+    rows = []
+    for p in params.table.values():
+        address = f"{PREFIX}/{p.name}"
+        if p.action:
+            rows.append(Address(address, "", "action", p.doc))
+            continue
+        span = f"{_number(p.low)}..{_number(p.high)} ({_number(p.default)})"
+        if p.size == 1:
+            rows.append(Address(address, "f", span, p.doc))
+        else:
+            rows.append(Address(address, f"f x{p.size}", span, f"{p.doc}; all {p.size} dimensions, or one for all"))
+            rows.append(Address(f"{address}/<i>", "f", span, f"one dimension, i = 0..{p.size - 1}"))
+    return rows + [
+        Address(f"{PREFIX}/get", "[s]", "", "reply with the value(s) of one control, or of all"),
+        Address(f"{PREFIX}/list", "", "", f"reply with {PREFIX}/param for each control"),
+        Address(f"{PREFIX}/subscribe", "[i]", "port", "feedback (below) to this host at port, default the sender's"),
+        Address(f"{PREFIX}/unsubscribe", "[i]", "port", "stop the feedback"),
+    ]
+
+
+def feedback_addresses(params: Params) -> list[Address]:
+    """Every address the server sends: replies, and the feedback a subscriber gets."""
+    sizes = {p.name: p.size for p in params.table.values() if not p.action}
+    return [
+        Address(
+            f"{PREFIX}/<control>",
+            "f (x size)",
+            "",
+            f"state of one control ({', '.join(sizes)}): the whole state on subscribe or get, then every change",
+        ),
+        Address(
+            f"{PREFIX}/telemetry",
+            f"f x{len(TELEMETRY_FIELDS)}",
+            "",
+            f"{' '.join(TELEMETRY_FIELDS)} (to subscribers, --telemetry-hz)",
+        ),
+        Address(
+            f"{PREFIX}/spectrum",
+            f"i x{SPECTRUM_BANDS}",
+            "0..255",
+            f"band levels {FLOOR_DB:g}..0 dBFS, log-spaced {SPECTRUM_LOW_HZ:g} Hz..Nyquist",
+        ),
+        Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
+        Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
+        Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
+        Address(f"{PREFIX}/clamped", "s f ...", "", "a value was out of range: address, value(s) applied"),
+        Address(f"{PREFIX}/error", "s s", "", "a message could not be applied (nothing changed): address, problem"),
+    ]
+
+
+def is_client_address(params: Params, address: str) -> bool:
+    """Whether `address` is in the client table (a `<i>` row matches each valid index)."""
+    for row in client_addresses(params):
+        if row.address == address:
+            return True
+        stem = row.address.removesuffix("/<i>")
+        if stem != row.address and address.startswith(stem + "/"):
+            index = address[len(stem) + 1 :]
+            if index.isdigit() and int(index) < params.table[stem.rsplit("/", 1)[1]].size:
+                return True
+    return False
 
 
 class Reply(NamedTuple):
@@ -58,15 +143,24 @@ class OscProtocol:
         self.errors = 0  # malformed messages answered with an error
         self.last_error = ""  # the latest of them, for the log
         self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
+        self.reply_to: dict[tuple[str, int], list[tuple[str, int]]] = {}  # sender -> subscribers it asked for
 
     def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list[Reply]:
-        """Apply one message from `sender` (host, port); returns the replies for the sender."""
+        """Apply one message from `sender` (host, port); returns the replies (to the sender unless `to` says)."""
         replies = self._handle(address, tuple(args), sender)
         for r in replies:
             if r.address == f"{PREFIX}/error":
                 self.errors += 1
                 self.last_error = f"{r.args[0]}: {r.args[1]}"
-        return replies
+        # Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out never read what comes back to the port they
+        # send from, so errors and clamps also go to the feedback port that sender subscribed from it.
+        peers = self.reply_to.get(sender, ())
+        return replies + [
+            r._replace(to=peer)
+            for r in replies
+            if r.to is None and r.address in (f"{PREFIX}/error", f"{PREFIX}/clamped")
+            for peer in peers
+        ]
 
     def _handle(self, address: str, args: tuple, sender) -> list[Reply]:
         if not address.startswith(PREFIX + "/"):
@@ -129,11 +223,20 @@ class OscProtocol:
         if not on:
             if peer in self.subscribers:
                 self.subscribers.remove(peer)
+            for peers in self.reply_to.values():
+                if peer in peers:
+                    peers.remove(peer)
+            self.reply_to = {s: peers for s, peers in self.reply_to.items() if peers}
             return [Reply(f"{PREFIX}/unsubscribed", (port,))]
         if peer not in self.subscribers:
             if len(self.subscribers) >= MAX_SUBSCRIBERS:
                 return [error(address, f"already {MAX_SUBSCRIBERS} subscribers; unsubscribe one first")]
             self.subscribers.append(peer)
+        if peer != sender:
+            peers = self.reply_to.pop(sender, [])  # re-inserted last: the oldest senders are forgotten first
+            self.reply_to[sender] = peers + [peer] if peer not in peers else peers
+            while len(self.reply_to) > 4 * MAX_SUBSCRIBERS:  # clients that reconnect from new ports
+                del self.reply_to[next(iter(self.reply_to))]
         state = [r._replace(to=peer) for r in self.state(self.params.values())]
         return [Reply(f"{PREFIX}/subscribed", (port,)), *state]
 

@@ -21,14 +21,12 @@ import scipy.fft
 
 from liveshtr.engine import Engine
 from liveshtr.params import Params
+from liveshtr.protocol import FLOOR_DB, SPECTRUM_BANDS, SPECTRUM_LOW_HZ
 from liveshtr.sched import CONTROL_PRIORITY, make_realtime
 
 CHANGES_HZ = 60.0  # how often the snapshot is compared: a change reaches every surface within ~17 ms
 TELEMETRY_HZ = 20.0
-SPECTRUM_BANDS = 96
-SPECTRUM_LOW_HZ = 30.0
 SPECTRUM_SIZE = 2048  # FFT length: ~43 ms at 48 kHz
-FLOOR_DB = -100.0
 
 
 class Listener(Protocol):

@@ -1,4 +1,6 @@
-"""A running `serve` controlled over OSC by real clients: liblo's oscsend, and a python-osc client reading replies."""
+"""A running `serve` controlled over OSC by real clients: liblo's oscsend, and a python-osc client reading replies.
+
+Pure Data plays it through the patch performers use, in tests/test_patches.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -83,39 +84,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def test_pure_data_plays_and_hears_the_feedback(served):
-    """A headless Pd patch: [oscformat] -> [netsend -u -b] to play, [netreceive -u -b] -> [oscparse] to listen."""
-    port, proc, stats = served
-    if shutil.which("pd") is None:
-        pytest.fail("pd is missing (Debian package puredata-core; `make test` installs it)")
-    listen = free_udp_port()
-    patch = Path(__file__).parent / "pd" / "control.pd"
-    sends = f"liveshtr-connect {port}; liveshtr-subscribe {listen}; liveshtr-temperature 2.5; liveshtr-latent3 -1.5"
-    pd = subprocess.Popen(
-        ["pd", "-nogui", "-noaudio", "-stderr", "-open", str(patch), "-send", sends],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    heard = []
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(
-            line.startswith("feedback: list liveshtr telemetry") for line in heard
-        ):
-            heard.append(pd.stderr.readline().strip())
-    finally:
-        pd.send_signal(signal.SIGTERM)  # by PID
-        pd.wait(timeout=10)
-    state = dict(ask(port, message("/liveshtr/get")))
-    assert state["/liveshtr/temperature"] == [pytest.approx(2.5)]
-    assert state["/liveshtr/latent"][3] == pytest.approx(-1.5)
-    # The subscription first sends the whole state, then changes (Pd's own included) and telemetry.
-    assert "feedback: list liveshtr gain 1" in heard, heard
-    assert any(line.startswith("feedback: list liveshtr temperature 2.5") for line in heard), heard
-    assert any(line.startswith("feedback: list liveshtr latent 0 0 0 -1.5") for line in heard), heard
 
 
 def test_subscription_feedback_reaches_a_python_osc_client(served):

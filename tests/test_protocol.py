@@ -103,6 +103,20 @@ def test_subscribe_aims_feedback_at_the_senders_host_only(osc):
     assert osc.subscribers == [("10.0.0.5", 5555)]
 
 
+def test_errors_and_clamps_also_reach_the_feedback_port_the_sender_subscribed(osc):
+    """Max, Pd and TouchDesigner send from one port and listen on another: they would never see an error."""
+    pd, listen = ("127.0.0.1", 40001), ("127.0.0.1", 9003)
+    osc.handle("/liveshtr/subscribe", [9003], sender=pd)
+    error = osc.handle("/liveshtr/latent/9", [1.0], sender=pd)
+    assert [r.to for r in error] == [None, listen] and error[0].args == error[1].args
+    clamped = osc.handle("/liveshtr/gain", [3.0], sender=pd)
+    assert [(r.address, r.to) for r in clamped] == [(f"{PREFIX}/clamped", None), (f"{PREFIX}/clamped", listen)]
+    assert len(osc.handle("/liveshtr/gain", ["x"], sender=("127.0.0.1", 40002))) == 1  # another sender: its own
+    assert osc.errors == 2  # counted once each
+    osc.handle("/liveshtr/unsubscribe", [9003], sender=pd)
+    assert len(osc.handle("/liveshtr/gain", ["x"], sender=pd)) == 1 and osc.reply_to == {}
+
+
 @pytest.mark.parametrize("args", [["9000"], [1.5], [0], [70000], [math.nan], [1, 2], [True]])
 def test_bad_subscriptions_are_errors(osc, args):
     (reply,) = osc.handle("/liveshtr/subscribe", args, sender=("127.0.0.1", 5555))
