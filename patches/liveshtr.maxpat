@@ -2248,23 +2248,95 @@
      "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 1,
-     "numoutlets": 2,
+     "numoutlets": 4,
      "outlettype": [
       "int",
-      "int"
+      "int",
+      "int",
+      "bang"
      ],
      "patching_rect": [
       1120.0,
       100.0,
-      45.0,
+      73.0,
       22.0
      ],
-     "text": "t i i"
+     "text": "t i i i b"
     }
    },
    {
     "box": {
      "id": "obj-123",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      1120.0,
+      255.0,
+      40.0,
+      22.0
+     ],
+     "text": "i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-124",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      1120.0,
+      285.0,
+      45.0,
+      22.0
+     ],
+     "text": "sel 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-125",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1120.0,
+      315.0,
+      213.0,
+      22.0
+     ],
+     "text": "prepend /liveshtr/unsubscribe"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-126",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      1120.0,
+      345.0,
+      66.0,
+      22.0
+     ],
+     "text": "s ---osc"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-127",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2282,7 +2354,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2301,7 +2373,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-129",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2319,7 +2391,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-130",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2337,7 +2409,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-131",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2355,7 +2427,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2370,7 +2442,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2389,7 +2461,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-134",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2407,7 +2479,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-135",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2425,7 +2497,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-136",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3682,8 +3754,68 @@
    {
     "patchline": {
      "destination": [
+      "obj-127",
+      0
+     ],
+     "source": [
+      "obj-122",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-123",
       0
+     ],
+     "source": [
+      "obj-122",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-124",
+      0
+     ],
+     "source": [
+      "obj-123",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-125",
+      0
+     ],
+     "source": [
+      "obj-124",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-126",
+      0
+     ],
+     "source": [
+      "obj-125",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-123",
+      1
      ],
      "source": [
       "obj-122",
@@ -3698,7 +3830,7 @@
       0
      ],
      "source": [
-      "obj-123",
+      "obj-127",
       0
      ]
     }
@@ -3706,7 +3838,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-126",
+      "obj-130",
       0
      ],
      "source": [
@@ -3718,11 +3850,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-127",
+      "obj-131",
       0
      ],
      "source": [
-      "obj-126",
+      "obj-130",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-132",
+      0
+     ],
+     "source": [
+      "obj-131",
       0
      ]
     }
@@ -3734,18 +3878,6 @@
       0
      ],
      "source": [
-      "obj-127",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-124",
-      0
-     ],
-     "source": [
       "obj-85",
       0
      ]
@@ -3754,11 +3886,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-125",
+      "obj-129",
       0
      ],
      "source": [
-      "obj-124",
+      "obj-128",
       1
      ]
     }
@@ -3770,7 +3902,7 @@
       0
      ],
      "source": [
-      "obj-125",
+      "obj-129",
       0
      ]
     }
@@ -3778,11 +3910,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-126",
+      "obj-130",
       0
      ],
      "source": [
-      "obj-124",
+      "obj-128",
       0
      ]
     }
@@ -3862,7 +3994,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-126",
+      "obj-130",
       0
      ],
      "source": [
@@ -3934,7 +4066,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-129",
+      "obj-133",
       0
      ],
      "source": [
@@ -3946,11 +4078,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-130",
+      "obj-134",
       0
      ],
      "source": [
-      "obj-129",
+      "obj-133",
       1
      ]
     }
@@ -3962,7 +4094,7 @@
       0
      ],
      "source": [
-      "obj-130",
+      "obj-134",
       0
      ]
     }
@@ -3970,11 +4102,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-131",
+      "obj-135",
       0
      ],
      "source": [
-      "obj-129",
+      "obj-133",
       0
      ]
     }
@@ -3986,7 +4118,7 @@
       0
      ],
      "source": [
-      "obj-131",
+      "obj-135",
       0
      ]
     }
@@ -3994,11 +4126,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-132",
+      "obj-136",
       0
      ],
      "source": [
-      "obj-129",
+      "obj-133",
       0
      ]
     }
@@ -4010,7 +4142,7 @@
       0
      ],
      "source": [
-      "obj-132",
+      "obj-136",
       0
      ]
     }

@@ -32,7 +32,7 @@ from liveshtr.commands.controls import BEGIN, END, tables
 from liveshtr.params import LATENT_RANGE, Params
 from liveshtr.protocol import TELEMETRY_FIELDS, OscProtocol, client_addresses, feedback_addresses, is_client_address
 from tests.test_osc import ask, free_udp_port, message
-from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started
+from tests.test_serve import SAFE_LOOKAHEAD_MS, cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
 
 PATCHES = Path(__file__).resolve().parents[1] / "patches"
 HARNESS = Path(__file__).parent / "pd" / "listen.pd"
@@ -263,6 +263,22 @@ def test_the_address_table_in_patches_readme_is_the_generated_one():
     )
     for row in client_addresses(Params(LATENT)):
         assert f"`{row.address}`" in committed
+
+
+def test_controls_prints_a_models_table_and_updates_a_readme(tmp_path):
+    shown = cli("controls")
+    assert shown.returncode == 0 and "8 latent dimensions" in shown.stdout
+    assert "/liveshtr/latent/<i>" in shown.stdout and "i = 0..7" in shown.stdout
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# mine\n\n{BEGIN}\nstale table\n{END}\nkept\n")
+    assert cli("controls", "--update", str(readme)).stdout.strip().endswith("updated")
+    text = readme.read_text()
+    assert text.startswith("# mine") and text.endswith(f"{END}\nkept\n") and "stale" not in text
+    assert cli("controls", "--update", str(readme)).stdout.strip().endswith("already up to date")
+    readme.write_text("no markers\n")
+    one_line_error(cli("controls", "--update", str(readme)), "README.md", BEGIN)
+    assert readme.read_text() == "no markers\n"
+    one_line_error(cli("controls", str(tmp_path / "nowhere")), "no such model folder")
 
 
 def test_touchdesigner_channel_names_are_the_servers_addresses():
