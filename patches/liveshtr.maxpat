@@ -2192,6 +2192,46 @@
    {
     "box": {
      "id": "obj-119",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      940.0,
+      820.0,
+      52.0,
+      22.0
+     ],
+     "text": "change"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-120",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      940.0,
+      850.0,
+      59.0,
+      22.0
+     ],
+     "text": "sel 0 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-121",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2200,7 +2240,7 @@
      ],
      "patching_rect": [
       880.0,
-      850.0,
+      880.0,
       90.0,
       22.0
      ],
@@ -2209,7 +2249,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-122",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2218,7 +2258,7 @@
      ],
      "patching_rect": [
       980.0,
-      850.0,
+      880.0,
       100.0,
       22.0
      ],
@@ -2227,7 +2267,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-123",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2245,7 +2285,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -2266,7 +2306,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-125",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2284,7 +2324,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-126",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2303,7 +2343,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-127",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2321,7 +2361,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2336,7 +2376,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-129",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2354,7 +2394,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-130",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2373,7 +2413,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-131",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2391,7 +2431,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2409,7 +2449,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2427,7 +2467,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-134",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2442,7 +2482,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-135",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2461,7 +2501,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-136",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2479,7 +2519,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2497,7 +2537,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-138",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3742,7 +3782,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-122",
+      "obj-124",
       0
      ],
      "source": [
@@ -3754,36 +3794,12 @@
    {
     "patchline": {
      "destination": [
-      "obj-127",
+      "obj-129",
       0
      ],
      "source": [
-      "obj-122",
-      2
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-123",
-      0
-     ],
-     "source": [
-      "obj-122",
-      3
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
       "obj-124",
-      0
-     ],
-     "source": [
-      "obj-123",
-      0
+      2
      ]
     }
    },
@@ -3795,7 +3811,7 @@
      ],
      "source": [
       "obj-124",
-      1
+      3
      ]
     }
    },
@@ -3814,11 +3830,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-123",
-      1
+      "obj-127",
+      0
      ],
      "source": [
-      "obj-122",
+      "obj-126",
       1
      ]
     }
@@ -3826,7 +3842,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-103",
+      "obj-128",
       0
      ],
      "source": [
@@ -3838,23 +3854,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-130",
-      0
+      "obj-125",
+      1
      ],
      "source": [
-      "obj-122",
-      0
+      "obj-124",
+      1
      ]
     }
    },
    {
     "patchline": {
      "destination": [
-      "obj-131",
+      "obj-103",
       0
      ],
      "source": [
-      "obj-130",
+      "obj-129",
       0
      ]
     }
@@ -3866,7 +3882,7 @@
       0
      ],
      "source": [
-      "obj-131",
+      "obj-124",
       0
      ]
     }
@@ -3874,11 +3890,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-128",
+      "obj-133",
       0
      ],
      "source": [
-      "obj-85",
+      "obj-132",
       0
      ]
     }
@@ -3886,23 +3902,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-129",
+      "obj-134",
       0
      ],
      "source": [
-      "obj-128",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "destination": [
-      "obj-102",
-      0
-     ],
-     "source": [
-      "obj-129",
+      "obj-133",
       0
      ]
     }
@@ -3914,7 +3918,43 @@
       0
      ],
      "source": [
-      "obj-128",
+      "obj-85",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-131",
+      0
+     ],
+     "source": [
+      "obj-130",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-102",
+      0
+     ],
+     "source": [
+      "obj-131",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-132",
+      0
+     ],
+     "source": [
+      "obj-130",
       0
      ]
     }
@@ -3982,7 +4022,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-119",
+      "obj-132",
       0
      ],
      "source": [
@@ -3994,11 +4034,23 @@
    {
     "patchline": {
      "destination": [
-      "obj-130",
+      "obj-119",
       0
      ],
      "source": [
-      "obj-118",
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-119",
+      0
+     ],
+     "source": [
+      "obj-123",
       0
      ]
     }
@@ -4010,7 +4062,31 @@
       0
      ],
      "source": [
-      "obj-118",
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-121",
+      0
+     ],
+     "source": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-122",
+      0
+     ],
+     "source": [
+      "obj-120",
       1
      ]
     }
@@ -4022,7 +4098,7 @@
       0
      ],
      "source": [
-      "obj-119",
+      "obj-121",
       0
      ]
     }
@@ -4034,7 +4110,7 @@
       0
      ],
      "source": [
-      "obj-120",
+      "obj-122",
       0
      ]
     }
@@ -4042,7 +4118,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-121",
+      "obj-123",
       0
      ],
      "source": [
@@ -4058,7 +4134,7 @@
       1
      ],
      "source": [
-      "obj-121",
+      "obj-123",
       0
      ]
     }
@@ -4066,7 +4142,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-133",
+      "obj-135",
       0
      ],
      "source": [
@@ -4078,11 +4154,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-134",
+      "obj-136",
       0
      ],
      "source": [
-      "obj-133",
+      "obj-135",
       1
      ]
     }
@@ -4094,7 +4170,7 @@
       0
      ],
      "source": [
-      "obj-134",
+      "obj-136",
       0
      ]
     }
@@ -4102,11 +4178,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-135",
+      "obj-137",
       0
      ],
      "source": [
-      "obj-133",
+      "obj-135",
       0
      ]
     }
@@ -4118,7 +4194,7 @@
       0
      ],
      "source": [
-      "obj-135",
+      "obj-137",
       0
      ]
     }
@@ -4126,11 +4202,11 @@
    {
     "patchline": {
      "destination": [
-      "obj-136",
+      "obj-138",
       0
      ],
      "source": [
-      "obj-133",
+      "obj-135",
       0
      ]
     }
@@ -4142,7 +4218,7 @@
       0
      ],
      "source": [
-      "obj-136",
+      "obj-138",
       0
      ]
     }

@@ -217,8 +217,10 @@ def max_io(box: dict) -> tuple[int, int]:
         return 1, len(args)
     if name == "route":
         return len(args) + 1, len(args) + 1
-    if name == "sel":
-        return (2 if len(args) == 1 else len(args) + 1), len(args) + 1
+    if name == "sel":  # a right inlet sets the value to match, with one argument only
+        return (2 if len(args) == 1 else 1), len(args) + 1
+    if name == "change":
+        return 1, 3
     if name == "pack":
         return len(args), 1
     if name == "gate":
