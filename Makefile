@@ -15,7 +15,7 @@ APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium iproute2
 
 DEMO_SECONDS ?= 30
 
-.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak latency quality-report
+.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak latency patch-check quality-report
 
 demo: setup
 	$(BIN)/liveshtr serve --sink auto $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
@@ -62,6 +62,10 @@ latency: setup-dev
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --flood 5000
+
+# The Pure Data patch against serve: Pd's CPU while it plays, and how soon it finds a restarted server.
+patch-check: setup-dev
+	$(BIN)/python scripts/pd_patch_check.py --seconds 30 --restarts 10
 
 # Trains every shared song with the defaults and prints the quality figures the README quotes.
 quality-report: setup

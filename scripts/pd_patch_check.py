@@ -102,8 +102,8 @@ def main() -> int:
             stop(server)
             wait_for("heard-status: symbol waiting")
             time.sleep(random.uniform(0, 2))  # not in step with the patch's 2 s watchdog
-            started = time.monotonic()
             server = serve(port)
+            started = time.monotonic()  # it prints `controls` once its OSC port is open
             found.append(wait_for("heard-status: symbol connected") - started)
         if found:
             print(
