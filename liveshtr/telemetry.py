@@ -78,14 +78,16 @@ class Feedback:
         listeners: list[Listener],
         telemetry_hz: float = TELEMETRY_HZ,
         errors: Callable[[], int] = lambda: 0,
+        since=None,
     ):
+        """`since`: the snapshot the surfaces started from (default: now); changes after it are published."""
         self.engine = engine
         self.params = params
         self.listeners = listeners
         self.telemetry_hz = telemetry_hz
         self.errors = errors
         self.spectrum = Spectrum(engine.samplerate)
-        self._sent = params.snapshot
+        self._sent = params.snapshot if since is None else since
         self._blocks = engine.stats.blocks
         self._busy = (engine.stats.producer_busy_s, engine.stats.hops)
         self._stop = threading.Event()

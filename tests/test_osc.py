@@ -115,7 +115,8 @@ def test_subscription_feedback_reaches_a_python_osc_client(served):
     assert addresses[0] == "/liveshtr/subscribed"
     assert ["/liveshtr/mix", [pytest.approx(0.75)]] in [[a, p] for _, a, p in received]
     telemetry = [(t, p) for t, a, p in received if a == "/liveshtr/telemetry"]
-    assert 10 <= len(telemetry) / 2.0 <= 30  # per second
+    # per second, once steady: what queued while oscsend started (slow on a busy machine) all arrives at t = 0
+    assert 10 <= len([t for t, _ in telemetry if t >= 0.5]) / 1.5 <= 30
     assert all(len(p) == 10 for _, p in telemetry) and telemetry[-1][1][0] > 0  # played_s moves
     assert all(len(p) == 96 for _, a, p in received if a == "/liveshtr/spectrum")
 

@@ -65,3 +65,13 @@ def test_changes_are_diffed_and_telemetry_follows_the_callback(bundle):
     assert feedback.telemetry()["peak_db"] == FLOOR_DB  # nothing played since: the meters fall
     feedback._tell("publish_telemetry", t)
     assert recorder.telemetries == [t] and feedback.failures == 1  # a broken listener does not stop the others
+
+
+def test_a_change_made_before_the_feedback_thread_exists_is_still_published(bundle):
+    """serve's surfaces take in messages before the feedback thread starts: a subscriber that got the state
+    first must still hear what changed next (a race a busy machine made visible)."""
+    engine = make_engine(bundle)
+    since = engine.params.snapshot  # when the servers opened
+    engine.params.set("mix", 0.75)  # an early datagram
+    assert Feedback(engine, engine.params, []).changes() == {}  # measured from now: lost
+    assert Feedback(engine, engine.params, [], since=since).changes() == {"mix": 0.75}

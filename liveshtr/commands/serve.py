@@ -140,6 +140,7 @@ class Surfaces:
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
         self.osc = self.web = self.feedback = None
+        self._since = engine.params.snapshot
         self._logged: dict[str, int] = {}
 
     def open(self) -> None:
@@ -152,6 +153,9 @@ class Surfaces:
 
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
+        # What clients can first have seen: a change made after this (even before the feedback thread exists, by a
+        # page that connects early or a datagram that waited in the OSC socket) is published to everyone.
+        self._since = engine.params.snapshot
         if e.osc:
             from liveshtr.osc import OscServer
             from liveshtr.protocol import OscProtocol
@@ -193,7 +197,9 @@ class Surfaces:
         if self.osc is not None:
             self.osc.start()
         if listeners:
-            self.feedback = Feedback(self.engine, self.engine.params, listeners, self.args.telemetry_hz, self.errors)
+            self.feedback = Feedback(
+                self.engine, self.engine.params, listeners, self.args.telemetry_hz, self.errors, since=self._since
+            )
             self.feedback.start()
 
     def errors(self) -> int:
