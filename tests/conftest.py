@@ -77,3 +77,19 @@ def jack():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`serve` on a null sink and free ports: yields (OSC port, process, path of its --stats-json)."""
+    from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started
+
+    stats = tmp_path / "stats.json"
+    # Tests using it assert no underrun: at the look-ahead the default adapts to on a shared two-core machine.
+    proc = start_serve(
+        "--sink", "null", "--status-every", "0", "--stats-json", str(stats), "--lookahead-ms", SAFE_LOOKAHEAD_MS
+    )
+    try:
+        yield osc_port(wait_started(proc)), proc, stats
+    finally:
+        stop_serve(proc)

@@ -17,7 +17,7 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started
+from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
 
 
 def message(address: str, *args) -> bytes:
@@ -25,19 +25,6 @@ def message(address: str, *args) -> bytes:
     for arg in args:
         builder.add_arg(arg)
     return builder.build().dgram
-
-
-@pytest.fixture
-def served(tmp_path):
-    stats = tmp_path / "stats.json"
-    # Asserts no underrun below: at the look-ahead the default adapts to on a shared two-core machine.
-    proc = start_serve(
-        "--sink", "null", "--status-every", "0", "--stats-json", str(stats), "--lookahead-ms", SAFE_LOOKAHEAD_MS
-    )
-    try:
-        yield osc_port(wait_started(proc)), proc, stats
-    finally:
-        stop_serve(proc)
 
 
 def ask(port: int, data: bytes, timeout: float = 2.0) -> list:

@@ -32,7 +32,7 @@ from liveshtr.commands.controls import BEGIN, END, tables
 from liveshtr.params import LATENT_RANGE, Params
 from liveshtr.protocol import TELEMETRY_FIELDS, OscProtocol, client_addresses, feedback_addresses, is_client_address
 from tests.test_osc import ask, free_udp_port, message
-from tests.test_serve import SAFE_LOOKAHEAD_MS, cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
+from tests.test_serve import cli, one_line_error, start_serve, stop_serve, wait_started
 
 PATCHES = Path(__file__).resolve().parents[1] / "patches"
 HARNESS = Path(__file__).parent / "pd" / "listen.pd"
@@ -344,15 +344,17 @@ class Pd:
         for line in self.proc.stderr:
             self.lines.put(line.strip())
 
+    def _keep(self, line: str) -> None:
+        if not line.startswith("heard-telemetry"):
+            self.heard.append(line)
+
     def wait_for(self, done, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while not done(self.heard) and time.monotonic() < deadline:
             try:
-                line = self.lines.get(timeout=0.1)
+                self._keep(self.lines.get(timeout=0.1))
             except queue.Empty:
-                continue
-            if not line.startswith("heard-telemetry"):
-                self.heard.append(line)
+                pass
         assert done(self.heard), self.heard
 
     def stop(self) -> None:
@@ -361,23 +363,9 @@ class Pd:
         self.proc.wait(timeout=10)
         time.sleep(0.1)  # the reader's last lines
         while not self.lines.empty():
-            line = self.lines.get()
-            if not line.startswith("heard-telemetry"):
-                self.heard.append(line)
+            self._keep(self.lines.get())
         problems = [h for h in self.heard if re.search(r"error|couldn't create|connection failed|bad arguments", h)]
         assert problems == [], problems
-
-
-@pytest.fixture
-def served(tmp_path):
-    stats = tmp_path / "stats.json"
-    proc = start_serve(
-        "--sink", "null", "--status-every", "0", "--stats-json", str(stats), "--lookahead-ms", SAFE_LOOKAHEAD_MS
-    )
-    try:
-        yield osc_port(wait_started(proc)), proc, stats
-    finally:
-        stop_serve(proc)
 
 
 def test_the_pd_patch_plays_every_control_and_follows_the_server(served):

@@ -140,6 +140,8 @@ class Surfaces:
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
         self.osc = self.web = self.feedback = None
+        # What clients can first see: any change after this (even before the feedback thread exists, by a page
+        # that connects early or a datagram that waited in the OSC socket) is published to everyone.
         self._since = engine.params.snapshot
         self._logged: dict[str, int] = {}
 
@@ -153,9 +155,6 @@ class Surfaces:
 
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
-        # What clients can first have seen: a change made after this (even before the feedback thread exists, by a
-        # page that connects early or a datagram that waited in the OSC socket) is published to everyone.
-        self._since = engine.params.snapshot
         if e.osc:
             from liveshtr.osc import OscServer
             from liveshtr.protocol import OscProtocol
