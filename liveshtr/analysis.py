@@ -92,7 +92,7 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
 
     `songs` maps song names to their signals at `samplerate` (the bundle's own song among them).
     """
-    from liveshtr.generator import Controls, Generator
+    from liveshtr.live.generator import Controls, Generator
 
     def render(seed: int = 0, **controls) -> np.ndarray:
         generator = Generator(bundle, seed=seed)
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m liveshtr.analysis MODEL... --songs DIR`: the quality figures of trained bundles as a table."""
     import argparse
 
-    from liveshtr.audio import load_songs
     from liveshtr.bundle import load_bundle
+    from liveshtr.sound.audio import load_songs
 
     parser = argparse.ArgumentParser(prog="python -m liveshtr.analysis", description=main.__doc__)
     parser.add_argument("models", nargs="+", help="bundle folders")

@@ -24,7 +24,7 @@ import numpy as np
 from liveshtr.atomic import atomic_path
 from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.errors import LiveshtrError
-from liveshtr.frames import FrameStats
+from liveshtr.sound.frames import FrameStats
 
 FORMAT_VERSION = 1
 MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"

@@ -26,7 +26,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from liveshtr.commands import serve
 from liveshtr.commands.common import build_engine
-from liveshtr.sinks import DeviceSink, find_output_device
+from liveshtr.live.sinks import DeviceSink, find_output_device
 
 FLOODER = """
 import random, socket, sys, time

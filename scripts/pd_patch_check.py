@@ -60,7 +60,7 @@ def main() -> int:
 
     port = free_udp_port()
     server = serve(port)
-    patch, harness = ROOT / "patches" / "liveshtr.pd", ROOT / "tests" / "pd" / "listen.pd"
+    patch, harness = ROOT / "patches" / "liveshtr.pd", ROOT / "tests" / "control" / "pd" / "listen.pd"
     sends = f"liveshtr-listen {free_udp_port()}; liveshtr-connect {port}"
     pd = subprocess.Popen(
         ["pd", "-nogui", "-noaudio", "-stderr", "-open", str(patch), "-open", str(harness), "-send", sends],

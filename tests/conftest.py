@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from liveshtr.audio import load_song
 from liveshtr.config import AudioConfig
+from liveshtr.sound.audio import load_song
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = REPO.parent / "shared" / "audio"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from liveshtr.bundle import BundleError, load_bundle
-from tests.test_train import trained  # noqa: F401  (module fixture: one short training run)
+from tests.training.test_train import trained  # noqa: F401  (module fixture: one short training run)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_tampered_int8_graph_is_refused(bundle_copy):
 def test_int8_step_tracks_the_float_step(trained):  # noqa: F811
     """The int8 graph (the CPU default) predicts the same next frames as the float graph, to ~1e-3 relative error
     at worst, from the song's own frames and with the state fed back."""
-    from liveshtr.runtime import StepModel
+    from liveshtr.live.runtime import StepModel
 
     bundle = load_bundle(trained[0])
     models = [StepModel(bundle, precision=p) for p in ("float32", "int8")]

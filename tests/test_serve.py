@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from liveshtr.commands.common import DEMO_MODEL
-from liveshtr.safety import SafetyStage
+from liveshtr.live.safety import SafetyStage
 
 
 def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:

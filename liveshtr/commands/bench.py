@@ -62,7 +62,7 @@ def torch_eager(bundle, steps: int, threads: int) -> dict | str:
         import torch
 
         from liveshtr.config import ModelConfig
-        from liveshtr.model import SongModel, StepGraph
+        from liveshtr.training.model import SongModel, StepGraph
     except ImportError:
         return "PyTorch is not installed (pip install torch, then liveshtr[train])"
     torch.set_num_threads(threads)
@@ -84,11 +84,11 @@ def torch_eager(bundle, steps: int, threads: int) -> dict | str:
 
 def run(args: argparse.Namespace) -> int:
     from liveshtr.bundle import load_bundle
-    from liveshtr.engine import Engine
     from liveshtr.errors import ConfigError
-    from liveshtr.generator import Generator
-    from liveshtr.params import Params
-    from liveshtr.runtime import StepModel
+    from liveshtr.live.engine import Engine
+    from liveshtr.live.generator import Generator
+    from liveshtr.live.params import Params
+    from liveshtr.live.runtime import StepModel
 
     args.lookahead_ms, args.max_lookahead_ms = 40.0, 40.0
     check_engine_settings(args)

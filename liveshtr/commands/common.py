@@ -60,7 +60,7 @@ def add_model_argument(p: argparse.ArgumentParser, optional: bool) -> None:
 
 
 def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> None:
-    from liveshtr.engine import BLOCKSIZE, LOOKAHEAD_MS, MAX_LOOKAHEAD_MS
+    from liveshtr.live.engine import BLOCKSIZE, LOOKAHEAD_MS, MAX_LOOKAHEAD_MS
 
     g = p.add_argument_group("engine")
     g.add_argument(
@@ -120,8 +120,8 @@ def add_precision_argument(g) -> None:
 
 
 def check_engine_settings(args: argparse.Namespace) -> None:
-    from liveshtr.engine import MAX_LOOKAHEAD_MS
     from liveshtr.errors import ConfigError
+    from liveshtr.live.engine import MAX_LOOKAHEAD_MS
 
     if args.samplerate is not None and not 8000 <= args.samplerate <= 384000:
         raise ConfigError(f"--samplerate {args.samplerate}: choose a rate between 8000 and 384000 Hz")
@@ -141,13 +141,13 @@ def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
     """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags.
 
     Returns (engine, device actually used)."""
-    from liveshtr.automation import load_schedule
     from liveshtr.bundle import load_bundle
-    from liveshtr.engine import Engine
     from liveshtr.errors import ConfigError
-    from liveshtr.generator import Generator
-    from liveshtr.params import ParamError, Params
-    from liveshtr.runtime import StepModel
+    from liveshtr.live.automation import load_schedule
+    from liveshtr.live.engine import Engine
+    from liveshtr.live.generator import Generator
+    from liveshtr.live.params import ParamError, Params
+    from liveshtr.live.runtime import StepModel
 
     check_engine_settings(args)
     bundle = load_bundle(args.model or DEMO_MODEL)

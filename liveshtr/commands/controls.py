@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def tables(latent_dim: int, model_name: str, markdown: bool) -> str:
-    from liveshtr.params import Params
-    from liveshtr.protocol import client_addresses, feedback_addresses
+    from liveshtr.control.osc_protocol import client_addresses, feedback_addresses
+    from liveshtr.live.params import Params
 
     params = Params(latent_dim)
     sections = [

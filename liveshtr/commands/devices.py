@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from liveshtr.sinks import output_devices
+    from liveshtr.live.sinks import output_devices
 
     devices = output_devices()
     if args.json:

@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from liveshtr.audio import load_songs, write_audio
-    from liveshtr.frames import FrameCodec
+    from liveshtr.sound.audio import load_songs, write_audio
+    from liveshtr.sound.frames import FrameCodec
 
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)

@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liveshtr.audio import write_audio
     from liveshtr.errors import ConfigError
+    from liveshtr.sound.audio import write_audio
 
     if not 0 < args.seconds <= 24 * 3600:
         raise ConfigError(f"--seconds {args.seconds}: choose more than 0 and at most a day")

@@ -111,7 +111,7 @@ class Terminal:
 
 def check_surfaces(args: argparse.Namespace):
     """The control surfaces' flags, checked before anything starts: ports, rates and who may connect."""
-    from liveshtr.access import Exposure, check_exposure, parse_host, parse_networks
+    from liveshtr.control.access import Exposure, check_exposure, parse_host, parse_networks
     from liveshtr.errors import ConfigError
 
     for flag, port in (("--osc-port", args.osc_port), ("--web-port", args.web_port)):
@@ -135,7 +135,7 @@ class Surfaces:
     """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
 
     def __init__(self, args: argparse.Namespace, engine, exposure):
-        from liveshtr.access import check_exposure
+        from liveshtr.control.access import check_exposure
 
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
@@ -156,15 +156,15 @@ class Surfaces:
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
         if e.osc:
-            from liveshtr.osc import OscServer
-            from liveshtr.protocol import OscProtocol
+            from liveshtr.control.osc import OscServer
+            from liveshtr.control.osc_protocol import OscProtocol
 
             self.osc = OscServer(OscProtocol(engine.params), e.host, args.osc_port, list(e.osc_allow))
         if e.web:
             from liveshtr.commands.common import model_info
-            from liveshtr.telemetry import Spectrum
-            from liveshtr.web import WebServer
-            from liveshtr.webprotocol import WebProtocol
+            from liveshtr.control.telemetry import Spectrum
+            from liveshtr.control.web import WebServer
+            from liveshtr.control.web_protocol import WebProtocol
 
             protocol = WebProtocol(
                 engine.params,
@@ -176,7 +176,7 @@ class Surfaces:
             self.web.start()
 
     def describe(self) -> list[str]:
-        from liveshtr.access import reachable_address
+        from liveshtr.control.access import reachable_address
 
         lines = []
         if self.osc is not None:
@@ -190,7 +190,7 @@ class Surfaces:
         return lines
 
     def start(self) -> None:
-        from liveshtr.telemetry import Feedback
+        from liveshtr.control.telemetry import Feedback
 
         listeners = [server for _, server in self._servers()]
         if self.osc is not None:
@@ -230,7 +230,7 @@ class Surfaces:
 
 def run(args: argparse.Namespace) -> int:
     from liveshtr.errors import ConfigError
-    from liveshtr.sinks import (
+    from liveshtr.live.sinks import (
         FALLBACK_FILE,
         AudioDeviceError,
         DeviceSink,

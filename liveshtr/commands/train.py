@@ -46,10 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liveshtr.audio import expand_paths, load_songs
     from liveshtr.bundle import CHECKPOINT_FILE, BundleError, check_output_folder
-    from liveshtr.dataset import min_samples, prepare
-    from liveshtr.frames import FrameCodec
+    from liveshtr.sound.audio import expand_paths, load_songs
+    from liveshtr.sound.frames import FrameCodec
+    from liveshtr.training.dataset import min_samples, prepare
 
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and status == "new":
         raise BundleError(f"--resume: {out} holds no checkpoint to resume; train without --resume first")
 
-    from liveshtr.train import pick_device
+    from liveshtr.training.fit import pick_device
 
     pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
     started = time.perf_counter()
@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
     )
     data = prepare(songs, codec)
 
-    from liveshtr.export import export_bundle
-    from liveshtr.train import fit, load_checkpoint, run_signature
+    from liveshtr.training.export import export_bundle
+    from liveshtr.training.fit import fit, load_checkpoint, run_signature
 
     signature = run_signature(audio_cfg, frame_cfg, model_cfg, train_cfg, songs)
     checkpoint = out / CHECKPOINT_FILE

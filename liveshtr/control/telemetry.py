@@ -19,10 +19,10 @@ from typing import Protocol
 import numpy as np
 import scipy.fft
 
-from liveshtr.engine import Engine
-from liveshtr.params import Params
-from liveshtr.protocol import FLOOR_DB, SPECTRUM_BANDS, SPECTRUM_LOW_HZ
-from liveshtr.sched import CONTROL_PRIORITY, make_realtime
+from liveshtr.control.osc_protocol import FLOOR_DB, SPECTRUM_BANDS, SPECTRUM_LOW_HZ
+from liveshtr.live.engine import Engine
+from liveshtr.live.params import Params
+from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
 
 CHANGES_HZ = 60.0  # how often the snapshot is compared: a change reaches every surface within ~17 ms
 TELEMETRY_HZ = 20.0

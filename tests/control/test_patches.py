@@ -29,12 +29,18 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from liveshtr.commands.controls import BEGIN, END, tables
-from liveshtr.params import LATENT_RANGE, Params
-from liveshtr.protocol import TELEMETRY_FIELDS, OscProtocol, client_addresses, feedback_addresses, is_client_address
-from tests.test_osc import ask, free_udp_port, message
+from liveshtr.control.osc_protocol import (
+    TELEMETRY_FIELDS,
+    OscProtocol,
+    client_addresses,
+    feedback_addresses,
+    is_client_address,
+)
+from liveshtr.live.params import LATENT_RANGE, Params
+from tests.control.test_osc import ask, free_udp_port, message
 from tests.test_serve import cli, one_line_error, start_serve, stop_serve, wait_started
 
-PATCHES = Path(__file__).resolve().parents[1] / "patches"
+PATCHES = Path(__file__).resolve().parents[2] / "patches"
 HARNESS = Path(__file__).parent / "pd" / "listen.pd"
 LATENT = 8  # the demo model's latent dimensions, which the patches start with
 

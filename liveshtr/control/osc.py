@@ -19,9 +19,9 @@ import threading
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
+from liveshtr.control.osc_protocol import OscProtocol, Reply
 from liveshtr.errors import LiveshtrError
-from liveshtr.protocol import OscProtocol, Reply
-from liveshtr.sched import CONTROL_PRIORITY, make_realtime
+from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
 
 MAX_DATAGRAM = 65535
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from liveshtr.access import Exposure, check_exposure, parse_host, parse_networks
+from liveshtr.control.access import Exposure, check_exposure, parse_host, parse_networks
 from liveshtr.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from liveshtr.config import FrameConfig
 from liveshtr.errors import ConfigError
-from liveshtr.frames import STD_FLOOR, FrameCodec, FrameStats
+from liveshtr.sound.frames import STD_FLOOR, FrameCodec, FrameStats
 
 EXCERPT_S = 20  # seconds of each recording used per check, taken from its middle
 

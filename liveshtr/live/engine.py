@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liveshtr.automation import Schedule
-from liveshtr.generator import Controls, Generator
-from liveshtr.params import Params
-from liveshtr.resample import make_resampler
-from liveshtr.ring import RingBuffer
-from liveshtr.sched import PRODUCER_PRIORITY, make_realtime
+from liveshtr.live.automation import Schedule
+from liveshtr.live.generator import Controls, Generator
+from liveshtr.live.params import Params
+from liveshtr.live.ring import RingBuffer
+from liveshtr.live.sched import PRODUCER_PRIORITY, make_realtime
+from liveshtr.sound.resample import make_resampler
 
 FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
 SMOOTH_S = 0.03  # time constant of the producer's smoothing of temperature, latent offsets, target and mix

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from liveshtr.params import ParamError, Params
+from liveshtr.live.params import ParamError, Params
 
 PREFIX = "/liveshtr"
 SPECTRUM_BANDS = 96  # /liveshtr/spectrum: log-spaced bands from SPECTRUM_LOW_HZ to Nyquist,

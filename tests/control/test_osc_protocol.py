@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from liveshtr.params import Params
-from liveshtr.protocol import PREFIX, TELEMETRY_FIELDS, OscProtocol
+from liveshtr.control.osc_protocol import PREFIX, TELEMETRY_FIELDS, OscProtocol
+from liveshtr.live.params import Params
 
 L = 8
 

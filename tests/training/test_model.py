@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from liveshtr.config import FrameConfig, ModelConfig
-from liveshtr.export import export_onnx, stabilise_continuation
-from liveshtr.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
+from liveshtr.training.export import export_onnx, stabilise_continuation
+from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 
 STEPS = 200
 

@@ -8,11 +8,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from liveshtr.automation import load_schedule
-from liveshtr.engine import FADE_S, Engine
 from liveshtr.errors import LiveshtrError
-from liveshtr.generator import Generator
-from liveshtr.params import ParamError, Params
+from liveshtr.live.automation import load_schedule
+from liveshtr.live.engine import FADE_S, Engine
+from liveshtr.live.generator import Generator
+from liveshtr.live.params import ParamError, Params
 
 RATE, BLOCK = 48000, 256
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from liveshtr.params import Params
-from liveshtr.webprotocol import WebProtocol
+from liveshtr.control.web_protocol import WebProtocol
+from liveshtr.live.params import Params
 
 L = 8
 

@@ -6,7 +6,7 @@ import tracemalloc
 
 import numpy as np
 
-from liveshtr.ring import RingBuffer
+from liveshtr.live.ring import RingBuffer
 
 
 def test_samples_come_out_in_order_in_whole_blocks():

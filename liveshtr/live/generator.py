@@ -15,9 +15,9 @@ import numpy as np
 import scipy.fft
 
 from liveshtr.bundle import Bundle
-from liveshtr.frames import FrameCodec
-from liveshtr.runtime import StepModel
-from liveshtr.safety import SafetyStage
+from liveshtr.live.runtime import StepModel
+from liveshtr.live.safety import SafetyStage
+from liveshtr.sound.frames import FrameCodec
 
 # Per-step AR(1) coefficient of the latent noise (time constant ~50 frames, ~0.5 s at the default hop). Fresh noise
 # every frame averages out within a second and the render turns into stationary noise; slowly wandering noise

@@ -19,9 +19,9 @@ import torch
 
 from liveshtr.atomic import atomic_path
 from liveshtr.config import AudioConfig, FrameConfig, ModelConfig, TrainConfig
-from liveshtr.dataset import FrameData, baselines, streams
 from liveshtr.errors import ConfigError, LiveshtrError
-from liveshtr.model import SongModel
+from liveshtr.training.dataset import FrameData, baselines, streams
+from liveshtr.training.model import SongModel
 
 CHECKPOINT_VERSION = 1
 CONTINUATION_FIT_FRAMES = 16384  # frames used for the least-squares start of the continuation path

@@ -1,6 +1,6 @@
 """A running `serve` controlled over OSC by real clients: liblo's oscsend, and a python-osc client reading replies.
 
-Pure Data plays it through the patch performers use, in tests/test_patches.py."""
+Pure Data plays it through the patch performers use, in tests/control/test_patches.py."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from liveshtr.resample import PolyphaseResampler, SoxrResampler, make_resampler
+from liveshtr.sound.resample import PolyphaseResampler, SoxrResampler, make_resampler
 
 POLYPHASE = [(24000, 48000), (16000, 48000), (24000, 96000), (22050, 44100)]
 STEADY_SOXR = [(24000, 44100), (22050, 48000), (44100, 48000)]  # soxr LQ returns these without bursts

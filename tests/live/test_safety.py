@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveshtr.generator import Controls, Generator
-from liveshtr.safety import SafetyStage
-from tests.test_train import trained  # noqa: F401  (module fixture: one short training run)
+from liveshtr.live.generator import Controls, Generator
+from liveshtr.live.safety import SafetyStage
+from tests.training.test_train import trained  # noqa: F401  (module fixture: one short training run)
 
 
 def test_ceiling_holds_for_loud_bursts_and_quiet_audio_passes():

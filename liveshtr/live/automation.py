@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liveshtr.errors import LiveshtrError
-from liveshtr.params import ParamError, Params
+from liveshtr.live.params import ParamError, Params
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from tests.control.test_web import osc
 from tests.test_serve import osc_port, start_serve, stop_serve, wait_started, web_url
-from tests.test_web import osc
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -52,7 +52,7 @@ def open_page(browser, url: str):
 
 
 def get(lines: dict, name: str):
-    from tests.test_osc import ask, message
+    from tests.control.test_osc import ask, message
 
     return dict(ask(osc_port(lines), message("/liveshtr/get", name)))[f"/liveshtr/{name}"]
 

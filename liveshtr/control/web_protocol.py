@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 
-from liveshtr.params import ParamError, Params
+from liveshtr.live.params import ParamError, Params
 
 MAX_MESSAGE_BYTES = 16 * 1024  # a whole latent vector is well under 1 KiB; the server refuses bigger frames
 

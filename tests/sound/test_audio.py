@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from liveshtr.audio import expand_paths, load_song, load_songs, write_audio
 from liveshtr.config import AudioConfig
 from liveshtr.errors import AudioError, ConfigError
+from liveshtr.sound.audio import expand_paths, load_song, load_songs, write_audio
 from tests.conftest import SHARED_AUDIO, shared_song
 
 

@@ -20,14 +20,14 @@ import torch
 
 from liveshtr.analysis import third_octave_edges
 from liveshtr.atomic import atomic_path
-from liveshtr.audio import Song, write_audio
 from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
-from liveshtr.dataset import FrameData
-from liveshtr.frames import FrameStats
-from liveshtr.generator import DEFAULT_PRIME, Controls, Generator
-from liveshtr.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
-from liveshtr.train import TrainResult
+from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
+from liveshtr.sound.audio import Song, write_audio
+from liveshtr.sound.frames import FrameStats
+from liveshtr.training.dataset import FrameData
+from liveshtr.training.fit import TrainResult
+from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 
 ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liveshtr.audio import Song
-from liveshtr.frames import FrameCodec, FrameStats
+from liveshtr.sound.audio import Song
+from liveshtr.sound.frames import FrameCodec, FrameStats
 
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block

@@ -1,7 +1,7 @@
 """The WebSocket server and the browser page, on one port: `WebProtocol` replies out, feedback broadcast to all.
 
-    GET /, /app.js, /style.css      the page (package data in liveshtr/web/, nothing from the internet)
-    GET /ws (WebSocket upgrade)     JSON messages, see `webprotocol.py`
+    GET /, /app.js, /style.css      the page (package data in liveshtr/control/web/, nothing from the internet)
+    GET /ws (WebSocket upgrade)     JSON messages, see `web_protocol.py`
 
 It runs an asyncio loop in its own thread. The feedback thread hands it changes and telemetry through
 `call_soon_threadsafe`, so the engine and the OSC server never wait for a browser. A client whose socket stops
@@ -25,9 +25,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from liveshtr.control.web_protocol import MAX_MESSAGE_BYTES, WebProtocol
 from liveshtr.errors import LiveshtrError
-from liveshtr.sched import CONTROL_PRIORITY, make_realtime
-from liveshtr.webprotocol import MAX_MESSAGE_BYTES, WebProtocol
+from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
 
 PAGES = {
     "/": ("index.html", "text/html"),
@@ -43,7 +43,7 @@ SECURITY_HEADERS = [
 
 
 def load_pages() -> dict[str, tuple[bytes, str]]:
-    folder = resources.files("liveshtr") / "web"
+    folder = resources.files("liveshtr.control") / "web"
     try:
         return {path: ((folder / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
     except OSError as exc:
