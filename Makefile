@@ -8,6 +8,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on our machines; for an NVIDIA GPU see "CUDA" in the README.
 TORCH ?= torch==2.13.0
+# basic-pitch's note model (ONNX, inside the package) for the quality measures; --no-deps keeps TensorFlow out.
+BASIC_PITCH ?= basic-pitch==0.4.0
 # Debian packages: PortAudio for sounddevice; the tests add a JACK server, OSC tools, Pure Data, Chromium, and
 # iproute2 (`ip`, to bring up loopback in the private network namespace oscdump runs in).
 APT_RUN := libportaudio2
@@ -15,7 +17,7 @@ APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium iproute2
 
 DEMO_SECONDS ?= 30
 
-.PHONY: demo demo-model test setup setup-dev lint format clean bench bench-train soak latency patch-check quality-report
+.PHONY: demo demo-model test setup setup-quality setup-dev lint format clean bench bench-train soak latency patch-check quality-report
 
 demo: setup
 	$(BIN)/liveshtr serve --sink auto $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
@@ -67,13 +69,16 @@ latency: setup-dev
 patch-check: setup-dev
 	$(BIN)/python scripts/pd_patch_check.py --seconds 30 --restarts 10
 
-# Trains every shared song with the defaults and prints the quality figures the README quotes.
-quality-report: setup
+# Trains every shared song with the defaults and prints the quality figures the README quotes: the spectral table,
+# then beat, onsets, pitch classes, flatness, harmonic share and copying for each song, its two noises, the default
+# render and the temperature-0 render; each song's spectrograms go to out/quality-pictures.
+quality-report: setup-quality
 	for f in ../shared/audio/*.mp3 ../shared/audio/*.ogg; do \
 	  $(BIN)/liveshtr train "$$f" -o "out/quality/$$(basename "$${f%.*}")" --force >/dev/null || exit 1; done
-	$(BIN)/python -m liveshtr.analysis out/quality/* --songs ../shared/audio
+	$(BIN)/python -m liveshtr.analysis out/quality/* --songs ../shared/audio --pictures out/quality-pictures
 
 setup: $(VENV)/.stamp-run
+setup-quality: $(VENV)/.stamp-quality
 setup-dev: $(VENV)/.stamp-dev
 
 # Installs missing Debian packages when we can (root, or sudo); elsewhere names them and goes on.
@@ -99,7 +104,12 @@ $(VENV)/.stamp-run: pyproject.toml $(VENV)/.stamp-torch
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[train]"
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-run
+$(VENV)/.stamp-quality: pyproject.toml $(VENV)/.stamp-run
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[quality]"
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps "$(BASIC_PITCH)"
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-quality
 	$(call apt_install,$(APT_TEST))
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
 	touch $@

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from liveshtr.analysis import quality_report
+from liveshtr.analysis.report import quality_report
 from liveshtr.bundle import load_bundle
 
 

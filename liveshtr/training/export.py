@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from liveshtr.analysis import third_octave_edges
+from liveshtr.analysis.spectral import third_octave_edges
 from liveshtr.atomic import atomic_path
 from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig

@@ -1,0 +1,212 @@
+"""Quality reports: trained bundles rendered through ONNX, measured beside their songs and two noises per song.
+
+`quality_report` gives the figures the quality tests check (spectral measures, numpy and scipy only);
+`music_report` adds what noise cannot pass (the `quality` extra) for the song, its two noises, the default render
+and the temperature-0 render side by side. `python -m liveshtr.analysis MODEL... --songs DIR` prints both tables
+(`make quality-report`) and with `--pictures DIR` draws each song's spectrograms and long-term spectra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from liveshtr.analysis.spectral import (
+    band_spectrogram,
+    ltas_db,
+    max_repeat_correlation,
+    movement_db,
+    signature_distance_db,
+    window_rms_db,
+)
+
+SONG_STRETCH_S = 60.0  # the song's measures come from this long a stretch from its middle, as long as a render
+RENDER_SEED = 1
+
+
+def render(bundle, seconds: float, seed: int = 0, **controls) -> np.ndarray:
+    """`seconds` of the bundle at default controls through ONNX; `offset0` sets latent offset 0, other keywords
+    set the Controls field of that name."""
+    from liveshtr.live.generator import Controls, Generator
+
+    generator = Generator(bundle, seed=seed)
+    c = Controls(bundle.latent_dim)
+    for name, value in controls.items():
+        if name == "offset0":
+            c.latent_offset[0] = value
+        else:
+            setattr(c, name, value)
+    return generator.render(seconds, c)
+
+
+def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, seconds: float = 60.0) -> dict:
+    """The figures the quality tests check, for one bundle rendered at default controls through ONNX.
+
+    `songs` maps song names to their signals at `samplerate` (the bundle's own song among them).
+    """
+
+    def play(seed: int = 0, **controls) -> np.ndarray:
+        return render(bundle, seconds, seed, **controls)
+
+    def spectrum_change(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(np.abs(band_spectrogram(a, samplerate).mean(0) - band_spectrogram(b, samplerate).mean(0))))
+
+    own = bundle.meta["training"]["songs"][0]["name"]
+    x, greedy = play(), play(temperature=0.0)
+    rendered = ltas_db(x, samplerate)
+    distances = {name: signature_distance_db(rendered, ltas_db(s, samplerate)) for name, s in songs.items()}
+    training = bundle.meta["training"]
+    return {
+        "song": own,
+        "train_s": training["seconds"],
+        "val_mse": training["val_mse"],
+        "baseline_mse": min(training["baselines"].values()),
+        "min_rms_db": float(window_rms_db(x, samplerate).min()),
+        "peak": float(np.abs(x).max()),
+        "movement_db": movement_db(x, samplerate),
+        "song_movement_db": movement_db(songs[own], samplerate),
+        "repeat_corr": max_repeat_correlation(x, samplerate),
+        "own_distance_db": distances[own],
+        "nearest_other_db": min((d for name, d in distances.items() if name != own), default=float("nan")),
+        "temperature_db": spectrum_change(play(temperature=0.3), play(temperature=1.5)),
+        "offset_db": spectrum_change(play(offset0=-2.0), play(offset0=2.0)),
+        "seed_db": spectrum_change(x, play(seed=1)),
+        "t0_movement_db": movement_db(greedy, samplerate),
+        "t0_repeat_corr": max_repeat_correlation(greedy, samplerate),
+    }
+
+
+SIGNALS = ("song", "ltas noise", "envelope noise", "render", "render T=0")
+
+
+def middle(x: np.ndarray, samplerate: int, seconds: float = SONG_STRETCH_S) -> np.ndarray:
+    """`seconds` from the middle of a signal (all of it when shorter)."""
+    n = int(seconds * samplerate)
+    start = max(0, (len(x) - n) // 2)
+    return x[start : start + n]
+
+
+def music_signals(bundle, song: np.ndarray, samplerate: int, seconds: float = SONG_STRETCH_S) -> dict:
+    """The five signals a song's figures compare, all at the measures' rate: a stretch of the song, its two noises,
+    the default render and the temperature-0 render (seed RENDER_SEED)."""
+    from liveshtr.analysis import music
+
+    stretch = music.to_measure_rate(middle(song, samplerate, seconds), samplerate)
+    return {
+        "song": stretch,
+        "ltas noise": music.ltas_noise(stretch),
+        "envelope noise": music.envelope_noise(stretch),
+        "render": music.to_measure_rate(render(bundle, seconds, RENDER_SEED), samplerate),
+        "render T=0": music.to_measure_rate(render(bundle, seconds, RENDER_SEED, temperature=0.0), samplerate),
+    }
+
+
+def music_report(song: np.ndarray, samplerate: int, signals: dict) -> dict:
+    """Every measure of every signal; pitch classes and copying are compared with the whole song."""
+    from liveshtr.analysis import music
+
+    whole = music.to_measure_rate(song, samplerate)
+    reference = music.pitch_classes(whole)
+    rows = {}
+    for name, y in signals.items():
+        m = music.measure(y).to_dict()
+        m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
+        m["copy"] = music.copy_similarity(y, whole) if name.startswith("render") else None
+        rows[name] = m
+    return rows
+
+
+def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None:
+    """One spectrogram per signal, and their long-term spectra on one plot (levels aligned at their means)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from scipy import signal
+
+    from liveshtr.atomic import atomic_path
+
+    fig, axes = plt.subplots(len(signals) + 1, 1, figsize=(10, 2.2 * (len(signals) + 1)), dpi=90)
+    for ax, (name, y) in zip(axes, signals.items(), strict=False):
+        f, t, s = signal.spectrogram(y, fs=samplerate, nperseg=1024, noverlap=768)
+        db = 10 * np.log10(s + 1e-12)
+        top = float(np.percentile(db, 99.5))
+        ax.pcolormesh(t, f, db, shading="auto", vmin=top - 80, vmax=top, cmap="magma")
+        ax.set_ylim(0, 6000)
+        ax.set_ylabel("Hz")
+        ax.set_title(f"{title}: {name}", fontsize=9)
+    ax = axes[-1]
+    for name, y in signals.items():
+        f, p = signal.welch(y, fs=samplerate, nperseg=4096)
+        db = 10 * np.log10(p + 1e-20)
+        ax.semilogx(f[1:], db[1:] - db[1:].mean(), lw=0.8, label=name)
+    ax.set_xlim(30, samplerate / 2)
+    ax.set_xlabel("Hz")
+    ax.set_ylabel("dB (mean removed)")
+    ax.set_title("long-term spectrum", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m liveshtr.analysis MODEL... --songs DIR`: the quality figures of trained bundles as tables."""
+    import argparse
+
+    from liveshtr.bundle import load_bundle
+    from liveshtr.errors import LiveshtrError
+    from liveshtr.sound.audio import load_songs
+
+    parser = argparse.ArgumentParser(prog="python -m liveshtr.analysis", description=main.__doc__)
+    parser.add_argument("models", nargs="+", help="bundle folders")
+    parser.add_argument("--songs", required=True, help="folder (or files) of the songs to compare signatures with")
+    parser.add_argument("--seconds", type=float, default=60.0, help="render length (default %(default)s)")
+    parser.add_argument("--no-music", action="store_true", help="skip the beat, pitch and tone measures")
+    parser.add_argument("--pictures", type=Path, help="write each song's spectrograms to this folder")
+    args = parser.parse_args(argv)
+    try:
+        bundles = [load_bundle(m) for m in args.models]
+        songs = load_songs([args.songs], bundles[0].audio)
+    except LiveshtrError as exc:
+        parser.exit(2, f"liveshtr.analysis: {exc}\n")
+    if args.pictures:
+        args.pictures.mkdir(parents=True, exist_ok=True)
+    signals = {s.name: s.samples for s in songs}
+    rows = [quality_report(b, signals, b.audio.samplerate, args.seconds) for b in bundles]
+    print(
+        "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
+        "signature own / nearest other dB | T 0.3 vs 1.5 dB | offset0 -2 vs +2 dB | seed vs seed dB | "
+        "T=0: moving, loop corr |"
+    )
+    print("|---" * 12 + "|")
+    for r in rows:
+        print(
+            f"| {r['song']} | {r['train_s']:.1f} | {r['val_mse']:.3f} / {r['baseline_mse']:.3f} | "
+            f"{r['min_rms_db']:.1f} | {r['peak']:.2f} | {r['movement_db']:.2f} ({r['song_movement_db']:.2f}) | "
+            f"{r['repeat_corr']:.2f} | {r['own_distance_db']:.2f} / {r['nearest_other_db']:.2f} | "
+            f"{r['temperature_db']:.2f} | {r['offset_db']:.2f} | {r['seed_db']:.2f} | "
+            f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} |"
+        )
+    if args.no_music:
+        return 0
+    from liveshtr.analysis.music import SR
+
+    print()
+    print("| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | copy of song |")
+    print("|---" * 8 + "|")
+    for bundle, r in zip(bundles, rows, strict=True):
+        song = signals[r["song"]]
+        five = music_signals(bundle, song, bundle.audio.samplerate, args.seconds)
+        if args.pictures:
+            plot_signals(args.pictures / f"{r['song']}.png", r["song"], five, SR)
+        for name, m in music_report(song, bundle.audio.samplerate, five).items():
+            copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
+            print(
+                f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
+                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {copy} |",
+                flush=True,
+            )
+    return 0

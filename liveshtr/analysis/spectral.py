@@ -1,0 +1,87 @@
+"""Spectral measures: level, movement, repetition and spectral signature of a rendered or recorded signal.
+
+numpy and scipy only:
+- `window_rms_db`: level of consecutive windows (is it alive?);
+- `band_spectrogram`: log power in 1/3-octave bands over time, the basis of the rest;
+- `movement_db`: how much the spectrum changes from one second to the next (is it a drone?);
+- `max_repeat_correlation`: the highest normalised correlation between a 2 s stretch and any later one 2..20 s
+  away (is it a loop?);
+- `ltas_db` and `signature_distance_db`: long-term average spectrum and the distance between two of them,
+  levels aside (does it carry the song's signature?).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+FRAME_RATE = 10.0  # band-spectrogram frames per second
+
+
+def window_rms_db(x: np.ndarray, samplerate: int, window_s: float = 5.0) -> np.ndarray:
+    """RMS level in dBFS of each whole window of `window_s` seconds."""
+    n = int(window_s * samplerate)
+    windows = np.asarray(x, dtype=np.float64)[: len(x) // n * n].reshape(-1, n)
+    return 10 * np.log10(np.mean(windows**2, axis=1) + 1e-20)
+
+
+def third_octave_edges(samplerate: int, low_hz: float = 40.0) -> np.ndarray:
+    """Band edges in Hz: 1/3-octave bands from `low_hz` up to the Nyquist frequency."""
+    centres = low_hz * 2 ** (np.arange(0, 40) / 3)
+    centres = centres[centres * 2 ** (1 / 6) < samplerate / 2]
+    return np.concatenate([centres * 2 ** (-1 / 6), centres[-1:] * 2 ** (1 / 6)])
+
+
+def band_spectrogram(x: np.ndarray, samplerate: int, frame_rate: float = FRAME_RATE) -> np.ndarray:
+    """Log power (dB) in 1/3-octave bands: (frames, bands), `frame_rate` frames per second."""
+    hop = int(samplerate / frame_rate)
+    freqs, _, power = signal.spectrogram(
+        np.asarray(x, dtype=np.float64), fs=samplerate, nperseg=2 * hop, noverlap=hop, mode="psd"
+    )  # power (F, T)
+    edges = third_octave_edges(samplerate)
+    band = np.digitize(freqs, edges) - 1  # (F,) band index, -1 or n_bands outside
+    n_bands = len(edges) - 1
+    out = np.zeros((power.shape[1], n_bands))
+    for b in range(n_bands):
+        out[:, b] = power[band == b].sum(axis=0)
+    return 10 * np.log10(out + 1e-20)
+
+
+def ltas_db(x: np.ndarray, samplerate: int) -> np.ndarray:
+    """Long-term average spectrum in 1/3-octave bands (dB), from the mean power of the whole signal."""
+    spec = band_spectrogram(x, samplerate)
+    return 10 * np.log10(np.mean(10 ** (spec / 10), axis=0) + 1e-20)
+
+
+def signature_distance_db(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two LTAS curves after removing their overall levels."""
+    return float(np.mean(np.abs((a - a.mean()) - (b - b.mean()))))
+
+
+def movement_db(x: np.ndarray, samplerate: int) -> float:
+    """Mean absolute change (dB) of the 1/3-octave spectrum between consecutive one-second windows."""
+    spec = band_spectrogram(x, samplerate)
+    per_second = int(FRAME_RATE)
+    n = len(spec) // per_second
+    seconds = 10 * np.log10(np.mean(10 ** (spec[: n * per_second].reshape(n, per_second, -1) / 10), axis=1))
+    return float(np.mean(np.abs(np.diff(seconds, axis=0))))
+
+
+def max_repeat_correlation(
+    x: np.ndarray, samplerate: int, segment_s: float = 2.0, min_lag_s: float = 2.0, max_lag_s: float = 20.0
+) -> float:
+    """Highest Pearson correlation between any `segment_s` stretch of the (mean-removed) band spectrogram and
+    the stretch `lag` later, over every lag in [min_lag_s, max_lag_s]. Near 1 means the audio loops or drones."""
+    spec = band_spectrogram(x, samplerate)
+    spec = spec - spec.mean(axis=0)  # each band around its own mean: the song's average tilt is not repetition
+    seg = int(segment_s * FRAME_RATE)
+    windows = np.lib.stride_tricks.sliding_window_view(spec, seg, axis=0)  # (T - seg + 1, bands, seg)
+    flat = windows.reshape(len(windows), -1)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    flat = flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-12)
+    best = -1.0
+    for lag in range(int(min_lag_s * FRAME_RATE), int(max_lag_s * FRAME_RATE) + 1):
+        if lag >= len(flat):
+            break
+        best = max(best, float(np.max(np.sum(flat[:-lag] * flat[lag:], axis=1))))
+    return best

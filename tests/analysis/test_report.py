@@ -1,0 +1,42 @@
+"""`python -m liveshtr.analysis` end to end on the demo bundle: both tables, the five signals, the pictures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from liveshtr.analysis.report import SIGNALS
+from tests.conftest import REPO, SHARED_AUDIO
+
+DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
+
+
+def analysis(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "liveshtr.analysis", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_report_measures_song_noises_and_renders_side_by_side(tmp_path):
+    result = analysis(
+        str(REPO / "models" / "demo"), "--songs", str(DEMO_SONG), "--seconds", "12", "--pictures", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| hungarian")]
+    assert len(rows) == 1 + len(SIGNALS)  # the spectral row, then one row per signal
+    music = {cells[1].strip(): [c.strip() for c in cells[2:]] for cells in rows[1:]}
+    assert list(music) == list(SIGNALS)
+    for name, cells in music.items():
+        beat, onsets, pitch, flat, harmonic, copy = cells
+        assert 0 <= float(beat) <= 1 and float(onsets) >= 0 and -1 <= float(pitch) <= 1, name
+        assert 0 <= float(flat) <= 1 and 0 <= float(harmonic) <= 1, name
+        assert (copy != "") == name.startswith("render"), name  # copying is asked of renders only
+    assert float(music["song"][2]) > 0.5  # a stretch of the song shares the whole song's pitch classes
+    assert float(music["ltas noise"][0]) < 0.2  # stationary noise has no beat
+    picture = tmp_path / "hungarian_dance_5_brahms_us_army_strings.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_refuses_a_missing_model_in_one_line(tmp_path):
+    result = analysis(str(tmp_path / "nothing"), "--songs", str(DEMO_SONG))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no such model folder" in result.stderr
