@@ -219,6 +219,8 @@ def test_no_sound_card_names_the_alternatives_and_auto_writes_a_file(tmp_path):
     stats, out = serve_stats(tmp_path, "--sink", "auto", "--seconds", "2", env=env, cwd=tmp_path)
     assert "writes out/serve.wav" in out.stdout and stats["played_s"] >= 2.0
     assert sf.info(tmp_path / "out" / "serve.wav").duration >= 2.0
+    # Without a sound card, a missing model is still the error: it is named before any device is looked for.
+    one_line_error(cli("serve", str(tmp_path / "no-such-model"), "--seconds", "1", env=env), "no such model folder")
 
 
 def test_bench_reports_step_engine_and_render(tmp_path):

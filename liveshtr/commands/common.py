@@ -137,8 +137,9 @@ def check_engine_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads {args.threads}: choose 1..64")
 
 
-def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
-    """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags.
+def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, **engine_options):
+    """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags (the bundle
+    is loaded from MODEL unless the caller already has it).
 
     Returns (engine, device actually used)."""
     from liveshtr.bundle import load_bundle
@@ -150,7 +151,7 @@ def build_engine(args: argparse.Namespace, samplerate: int, **engine_options):
     from liveshtr.live.runtime import StepModel
 
     check_engine_settings(args)
-    bundle = load_bundle(args.model or DEMO_MODEL)
+    bundle = bundle or load_bundle(args.model or DEMO_MODEL)
     initial = {}
     if args.temperature is not None:
         initial["temperature"] = args.temperature

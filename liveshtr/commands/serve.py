@@ -17,7 +17,13 @@ import threading
 import time
 from pathlib import Path
 
-from liveshtr.commands.common import add_engine_arguments, add_model_argument, build_engine, describe_model
+from liveshtr.commands.common import (
+    DEMO_MODEL,
+    add_engine_arguments,
+    add_model_argument,
+    build_engine,
+    describe_model,
+)
 
 OSC_PORT = 9000
 WEB_PORT = 9001
@@ -229,6 +235,7 @@ class Surfaces:
 
 
 def run(args: argparse.Namespace) -> int:
+    from liveshtr.bundle import load_bundle
     from liveshtr.errors import ConfigError
     from liveshtr.live.sinks import (
         FALLBACK_FILE,
@@ -247,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--simulate-load-ms must be >= 0")
     exposure = check_surfaces(args)
     spec = parse_sink(args.sink)
+    # The model first: a missing or damaged bundle is the error to report, not the sound card it would play on.
+    bundle = load_bundle(args.model or DEMO_MODEL)
     device, note = None, ""
     if spec.kind in ("device", "auto"):
         try:
@@ -259,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
             reason = str(exc).split(";")[0]  # the cause, without the advice on alternatives
             note = f"{reason}, so --sink auto writes {FALLBACK_FILE} in real time instead"
     samplerate = args.samplerate or (device["samplerate"] if device else 48000)
-    engine, used = build_engine(args, samplerate, simulate_load_ms=args.simulate_load_ms)
+    engine, used = build_engine(args, samplerate, bundle, simulate_load_ms=args.simulate_load_ms)
     if device is not None:
         channels = args.channels or min(2, device["channels"])
         sink = DeviceSink(engine, device, channels)
@@ -267,7 +276,6 @@ def run(args: argparse.Namespace) -> int:
         channels = args.channels or 1
         sink = PacedSink(engine, spec.path, channels)
 
-    bundle = engine.generator.bundle
     provider = engine.generator.model.session.get_providers()[0]
     out, log = Terminal(), Terminal("stderr")
     if note:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
     started = time.perf_counter()
-    songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec, train_cfg.seq_len))
+    songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec))
     total_s = sum(s.duration_s for s in songs)
     print(
         f"{len(songs)} song(s), {total_s:.1f} s at {audio_cfg.samplerate} Hz -> {frame_cfg.domain.upper()} frames "

@@ -112,11 +112,16 @@ def load_song(path: str | Path, cfg: AudioConfig, min_samples: int = 0) -> Song:
     mono = data.mean(axis=1, dtype=np.float64)  # (N,)
     if source_rate != cfg.samplerate:
         mono = soxr.resample(mono, source_rate, cfg.samplerate, quality="HQ")
+    silent = 10 ** (SILENCE_DB / 20)
+    if np.sqrt(np.mean(mono**2)) <= silent:
+        raise AudioError(f"{path}: file is silent throughout (RMS below {SILENCE_DB:g} dBFS)")
+    # DC blocker: an offset is no sound, and left in, it would be the loudest "bin" the model learns.
+    mono = mono - mono.mean()
     if cfg.highpass_hz > 0:
         mono = highpass(mono, cfg.highpass_hz, cfg.samplerate)
-    if np.sqrt(np.mean(mono**2)) <= 10 ** (SILENCE_DB / 20):
-        what = f"after the {cfg.highpass_hz:g} Hz high-pass" if cfg.highpass_hz > 0 else "throughout"
-        raise AudioError(f"{path}: file is silent {what} (RMS below {SILENCE_DB:g} dBFS)")
+    if np.sqrt(np.mean(mono**2)) <= silent:
+        what = f"the {cfg.highpass_hz:g} Hz high-pass" if cfg.highpass_hz > 0 else "removing its DC offset"
+        raise AudioError(f"{path}: file is silent after {what} (RMS below {SILENCE_DB:g} dBFS)")
     peak = float(np.abs(mono).max())
     if len(mono) < min_samples:
         raise AudioError(

@@ -18,6 +18,9 @@ from liveshtr.sound.frames import FrameCodec, FrameStats
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block
 VAL_CONTEXT = 32  # frames before a validation block that warm the state up (inputs only, not scored)
+MIN_VAL_FRAMES = 8  # the shortest held-out block (85 ms at the default hop)
+MIN_SEQ_LEN = 8  # the shortest truncated-BPTT sequence worth training on
+MIN_STEPS_PER_EPOCH = 16  # a short loop is passed over several times an epoch, so it trains as long as a song
 
 
 @dataclass
@@ -30,14 +33,51 @@ class FrameData:
     songs: list[np.ndarray]  # (T_i, dim) every song's whole frame sequence, for primes
 
 
-def min_samples(codec: FrameCodec, seq_len: int) -> int:
-    """Shortest song that still yields one training sequence plus a held-out block."""
-    return (seq_len + 2) * codec.hop + codec.frame
+def min_samples(codec: FrameCodec) -> int:
+    """Shortest song that still yields a held-out block and two of the shortest training sequences (0.3 s at
+    the defaults): anything longer trains, with fewer and shorter streams (see `Plan`)."""
+    frames = 2 * MIN_SEQ_LEN + MIN_VAL_FRAMES + 1
+    return frames * codec.hop + codec.pad
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How an epoch walks the training frames: `batch` streams of sequences of `seq_len` frames, `passes` times.
+
+    A song gets the configured streams and sequence length. Short material (a 2-8 s loop) gets shorter sequences
+    (each stream needs a sequence after a random start offset of up to seq_len frames), fewer streams, and more
+    passes, so that an epoch still takes MIN_STEPS_PER_EPOCH optimiser steps."""
+
+    batch: int
+    seq_len: int
+    passes: int
+    steps_per_pass: int  # at the largest start offset; a pass may take one step more
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.passes * self.steps_per_pass
+
+    @classmethod
+    def make(cls, n_frames: int, batch_size: int, seq_len: int) -> Plan:
+        seq = max(1, min(seq_len, n_frames // 2))
+        batch = stream_count(n_frames - (seq - 1), batch_size, seq)
+        steps = ((n_frames - (seq - 1)) // batch - 1) // seq
+        return cls(batch, seq, max(1, -(-MIN_STEPS_PER_EPOCH // steps)), steps)
+
+    def describe(self, batch_size: int, seq_len: int) -> str | None:
+        """One line when short material changed the plan, else None."""
+        if (self.batch, self.seq_len, self.passes) == (batch_size, seq_len, 1):
+            return None
+        return (
+            f"short material: {self.batch} stream(s) of {self.seq_len}-frame sequences "
+            f"(asked {batch_size} of {seq_len}), {self.passes} pass(es) an epoch"
+        )
 
 
 def prepare(songs: list[Song], codec: FrameCodec, val_every: int = VAL_EVERY) -> FrameData:
     raw = [codec.analyse(s.samples) for s in songs]  # [(T_i, dim)]
-    block = max(2, min(int(VAL_BLOCK_S * codec.samplerate / codec.hop), len(min(raw, key=len)) // val_every))
+    shortest = len(min(raw, key=len))
+    block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * codec.samplerate / codec.hop), shortest // val_every))
     train_parts, val_spans = [], []
     for frames in raw:
         n_blocks = len(frames) // block
@@ -68,11 +108,16 @@ def streams(train: np.ndarray, batch_size: int, seq_len: int, offset: int) -> np
     Sequence k of stream b is frames [k*seq_len, (k+1)*seq_len] (inputs and shifted targets overlap by one).
     """
     usable = len(train) - offset
-    batch = max(1, min(batch_size, (usable - 1) // seq_len))
+    batch = stream_count(usable, batch_size, seq_len)
     n_seq = (usable // batch - 1) // seq_len
     length = n_seq * seq_len + 1
     out = np.stack([train[offset + b * (usable // batch) :][:length] for b in range(batch)])
     return out  # (B, n_seq * seq_len + 1, dim)
+
+
+def stream_count(usable: int, batch_size: int, seq_len: int) -> int:
+    """As many streams as asked for, but each must hold a whole sequence and its shifted target."""
+    return max(1, min(batch_size, usable // (seq_len + 1)))
 
 
 def baselines(data: FrameData) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Training: songs -> frames -> LSTM+VAE fitted by teacher forcing -> best model handed to export.
 
-One epoch is one pass over the training frames in B parallel streams with carried state. Ctrl-C ends the current
+One epoch is one pass over the training frames in B parallel streams with carried state (several passes for a
+short loop, see `dataset.Plan`). Ctrl-C ends the current
 step, saves a checkpoint and still exports the best model so far; `--resume` continues from the checkpoint with
 the optimiser's state, the epoch count and the loss history.
 """
@@ -20,7 +21,7 @@ import torch
 from liveshtr.atomic import atomic_path
 from liveshtr.config import AudioConfig, FrameConfig, ModelConfig, TrainConfig
 from liveshtr.errors import ConfigError, LiveshtrError
-from liveshtr.training.dataset import FrameData, baselines, streams
+from liveshtr.training.dataset import FrameData, Plan, baselines, streams
 from liveshtr.training.model import SongModel
 
 CHECKPOINT_VERSION = 1
@@ -71,7 +72,7 @@ class Progress:
         elapsed = time.perf_counter() - started
         per_epoch = elapsed / max(done, 1) * steps
         remaining = per_epoch - elapsed + per_epoch * (self.total - epoch - 1)
-        bar = "#" * int(20 * done / steps)
+        bar = "#" * min(20, int(20 * done / steps))
         self.stream.write(f"\repoch {epoch + 1:3d}/{self.total} [{bar:<20}] loss {loss:.4f}  ETA {_hms(remaining)} ")
         self.stream.flush()
 
@@ -181,8 +182,11 @@ def fit(
         torch.set_rng_state(resume["torch_rng"])
         rng.bit_generator.state = resume["numpy_rng"]
     base = baselines(data)
-    steps_per_epoch = len(streams(data.train, cfg.batch_size, cfg.seq_len, 0)[0]) // cfg.seq_len
-    total_steps = steps_per_epoch * cfg.epochs
+    plan = Plan.make(len(data.train), cfg.batch_size, cfg.seq_len)
+    if (line := plan.describe(cfg.batch_size, cfg.seq_len)) is not None:
+        log(line)
+    seq_len = plan.seq_len
+    total_steps = plan.steps_per_epoch * cfg.epochs
     warmup_steps = max(1, int(cfg.kl_warmup * total_steps))
     progress = Progress(cfg.epochs)
     epoch, interrupted = start_epoch, False
@@ -207,32 +211,33 @@ def fit(
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
-            batch = torch.from_numpy(streams(data.train, cfg.batch_size, cfg.seq_len, int(rng.integers(cfg.seq_len))))
-            batch = batch.to(device)  # (B, S, dim)
-            state = model.initial_state(batch.shape[0], device)
-            n_seq = (batch.shape[1] - 1) // cfg.seq_len
-            sums = np.zeros(2)
-            for k in range(n_seq):
-                x = batch[:, k * cfg.seq_len : (k + 1) * cfg.seq_len]  # (B, T, dim)
-                y = batch[:, k * cfg.seq_len + 1 : (k + 1) * cfg.seq_len + 1]  # (B, T, dim)
-                for group in opt.param_groups:  # cosine decay to a tenth over the whole run
-                    group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
-                out = model(x + cfg.input_noise * torch.randn_like(x), y, state)
-                state = (out.state[0].detach(), out.state[1].detach())
-                rec = (out.pred - y).pow(2).mean()
-                kl = out.kl_posterior.mean()
-                warm = min(1.0, step / warmup_steps)
-                loss = rec + cfg.beta * warm * kl + cfg.prior_weight * out.kl_prior.mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                step += 1
-                sums += (rec.item(), kl.item())
-                progress.update(epoch, k + 1, n_seq, sums[0] / (k + 1), started)
+            sums, n_steps = np.zeros(2), 0
+            for _ in range(plan.passes):  # one pass over the frames: fresh state, a new random start offset
+                offset = int(rng.integers(seq_len))
+                batch = torch.from_numpy(streams(data.train, plan.batch, seq_len, offset)).to(device)  # (B, S, dim)
+                state = model.initial_state(batch.shape[0], device)
+                for k in range((batch.shape[1] - 1) // seq_len):
+                    x = batch[:, k * seq_len : (k + 1) * seq_len]  # (B, T, dim)
+                    y = batch[:, k * seq_len + 1 : (k + 1) * seq_len + 1]  # (B, T, dim)
+                    for group in opt.param_groups:  # cosine decay to a tenth over the whole run
+                        group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
+                    out = model(x + cfg.input_noise * torch.randn_like(x), y, state)
+                    state = (out.state[0].detach(), out.state[1].detach())
+                    rec = (out.pred - y).pow(2).mean()
+                    kl = out.kl_posterior.mean()
+                    warm = min(1.0, step / warmup_steps)
+                    loss = rec + cfg.beta * warm * kl + cfg.prior_weight * out.kl_prior.mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    step += 1
+                    n_steps += 1
+                    sums += (rec.item(), kl.item())
+                    progress.update(epoch, n_steps, plan.steps_per_epoch, sums[0] / n_steps, started)
             val, val_mse = validate(model, data, device, cfg.beta)
-            history.train.append(sums[0] / n_seq)
-            history.kl.append(sums[1] / n_seq)
+            history.train.append(sums[0] / n_steps)
+            history.kl.append(sums[1] / n_steps)
             history.val.append(val)
             history.val_mse.append(val_mse)
             seconds = time.perf_counter() - started

@@ -167,6 +167,54 @@ def test_song_shorter_than_a_sequence(tmp_path):
     assert result.returncode == 2 and "shorter than one training sequence" in result.stderr
 
 
+def loop_of(name: str, start_s: float, seconds: float) -> np.ndarray:
+    """A stretch of a shared recording as a performer would cut a loop from it."""
+    with sf.SoundFile(shared_song(name)) as f:
+        f.seek(int(start_s * f.samplerate))
+        return f.read(int(seconds * f.samplerate)), f.samplerate
+
+
+@pytest.mark.parametrize("material", ["sine 5 s", "2 s loop", "first 100 KB of an MP3"])
+def test_short_material_trains_and_beats_both_baselines(tmp_path, material):
+    song = tmp_path / "loop.wav"
+    if material == "sine 5 s":
+        sf.write(song, 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * 24000) / 24000), 24000)
+    elif material == "2 s loop":
+        sf.write(song, *loop_of("electronic_happy_song_maddirtmonkey.mp3", 30.0, 2.0))
+    else:
+        song = tmp_path / "cut.mp3"
+        song.write_bytes(shared_song("electronic_happy_song_maddirtmonkey.mp3").read_bytes()[:100_000])
+    out = tmp_path / "m"
+    result = train(str(song), "-o", str(out), "--epochs", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "short material:" in result.stdout and "beats both" in result.stdout, result.stdout
+    bundle = load_bundle(out)
+    assert np.isfinite(bundle.primes).all() and bundle.meta["training"]["epochs_done"] == 4
+
+
+@pytest.mark.parametrize("rate", [24000, 48000])  # at another rate the resampler's edges must not count as sound
+def test_a_file_of_dc_only_is_refused_as_silent(tmp_path, rate):
+    song = tmp_path / "dc.wav"
+    sf.write(song, np.full(5 * rate, 0.5), rate)
+    result = train(str(song), "-o", str(tmp_path / "m"))
+    assert result.returncode == 2 and "silent after removing its DC offset" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_plans_hold_a_sequence_for_every_length_and_keep_songs_as_configured():
+    from liveshtr.training.dataset import MIN_SEQ_LEN, MIN_STEPS_PER_EPOCH, Plan, streams
+
+    frames = np.zeros((20000, 3), dtype=np.float32)
+    for n in [2 * MIN_SEQ_LEN, 17, 40, 64, 65, 100, 170, 423, 1000, 5000, 20000]:
+        plan = Plan.make(n, 16, 32)
+        assert plan.steps_per_epoch >= MIN_STEPS_PER_EPOCH, n
+        for offset in (0, plan.seq_len - 1):  # the smallest and largest random start
+            cut = streams(frames[:n], plan.batch, plan.seq_len, offset)
+            assert cut.shape[0] == plan.batch and (cut.shape[1] - 1) // plan.seq_len >= plan.steps_per_pass, n
+    assert Plan.make(20000, 16, 32) == Plan(16, 32, 1, 38)  # a song trains exactly as configured
+    assert Plan.make(20000, 16, 32).describe(16, 32) is None
+
+
 def test_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "setlist.txt").write_text("keep me")
