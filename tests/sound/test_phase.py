@@ -1,0 +1,93 @@
+"""Phase from magnitudes frame by frame: partials keep their frequency, attacks stay sharp, real music comes back
+close to its own spectrogram, far from what random phase gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from liveshtr.config import AudioConfig, FrameConfig
+from liveshtr.sound.audio import load_song
+from liveshtr.sound.frames import FrameCodec
+from liveshtr.sound.phase import PhaseReconstructor
+from tests.conftest import shared_song
+
+RATE = 24000
+CODEC = FrameCodec(FrameConfig(), RATE)
+NB = CODEC.n_bins
+
+
+def magnitudes(x: np.ndarray) -> np.ndarray:
+    coeffs = CODEC.analyse(x)
+    return np.abs(coeffs[:, :NB] + 1j * coeffs[:, NB:])  # (T, n_bins)
+
+
+def rebuild(mag: np.ndarray, n_samples: int, delay: int = 0) -> np.ndarray:
+    """Magnitude frames -> audio through the reconstructor, frame by frame as the engine would run it."""
+    phase = PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=delay)
+    spectra = [phase.process(m).copy() for m in mag] + [phase.process(mag[-1]).copy() for _ in range(delay)]
+    spectra = np.stack(spectra[delay:])
+    return CODEC.decode(np.concatenate([spectra.real, spectra.imag], axis=1).astype(np.float32), n_samples)
+
+
+def convergence_db(y: np.ndarray, mag: np.ndarray) -> float:
+    """How far the rebuilt signal's own magnitudes are from the target's (dB, lower is closer)."""
+    return float(20 * np.log10(np.linalg.norm(magnitudes(y) - mag) / np.linalg.norm(mag)))
+
+
+def test_a_partial_between_bins_keeps_its_frequency():
+    t = np.arange(3 * RATE) / RATE
+    f0 = 440.0 + 0.37 * RATE / CODEC.frame  # a third of the way between two bins
+    x = (0.5 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+    y = rebuild(magnitudes(x), len(x))
+    steady = y[RATE // 2 : -RATE // 2]
+    spectrum = np.abs(np.fft.rfft(steady * np.hanning(len(steady)), n=8 * len(steady)))
+    assert abs(np.argmax(spectrum) * RATE / (8 * len(steady)) - f0) < 0.5  # Hz
+    assert convergence_db(y, magnitudes(x)) < -25
+
+
+def test_attacks_stay_where_they_were():
+    x = np.zeros(3 * RATE, dtype=np.float32)
+    clicks = np.arange(RATE // 4, len(x) - RATE // 4, RATE // 2)
+    x[clicks] = 0.8
+    mag = magnitudes(x)
+    near = np.zeros(len(x), dtype=bool)
+    for c in clicks:
+        near[c - 120 : c + 120] = True  # 5 ms either side
+
+    def share_near(y):
+        return np.sum(y[near] ** 2) / np.sum(y**2)
+
+    random = mag * np.exp(2j * np.pi * np.random.default_rng(0).random(mag.shape))
+    smeared = share_near(CODEC.decode(np.concatenate([random.real, random.imag], axis=1).astype(np.float32), len(x)))
+    # Measured: random phase 0.47, causal 0.61, one frame late 0.94. An isolated click out of silence is the
+    # hardest case for the causal form, which sees only the rise when the click arrives.
+    assert share_near(rebuild(mag, len(x), delay=1)) > 0.85 > smeared + 0.3
+    assert share_near(rebuild(mag, len(x))) > smeared + 0.08
+
+
+@pytest.mark.parametrize("name", ["acoustic_guitar_arrangement_trow.mp3", "violent_groove_4_berklee_olpc.mp3"])
+def test_real_music_comes_back_close_to_its_spectrogram(name):
+    song = load_song(shared_song(name), AudioConfig())
+    x = song.samples[len(song.samples) // 2 :][: 8 * RATE]
+    mag = magnitudes(x)
+    rng = np.random.default_rng(0)
+    random = mag * np.exp(2j * np.pi * rng.random(mag.shape))
+    noise = CODEC.decode(np.concatenate([random.real, random.imag], axis=1).astype(np.float32), len(x))
+    causal, late = convergence_db(rebuild(mag, len(x)), mag), convergence_db(rebuild(mag, len(x), delay=1), mag)
+    assert convergence_db(noise, mag) > -5  # the yardstick: random phase
+    assert causal < -6 and late < causal  # measured -16 / -17 dB (guitar) and -7 / -10 dB (drums)
+    if "guitar" in name:
+        assert causal < -13
+
+
+def test_silence_stays_silent_and_reset_forgets():
+    phase = PhaseReconstructor(CODEC.frame, CODEC.hop, NB)
+    for _ in range(3):
+        out = phase.process(np.zeros(NB))
+        assert np.all(out == 0)
+    phase.process(np.ones(NB))
+    phase.reset()
+    assert np.all(phase._phase == 0) and np.all(phase._mag == 0)
+    with pytest.raises(ValueError, match="delay"):
+        PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=2)
