@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from liveshtr.analysis.spectral import third_octave_edges
+from liveshtr.sound.bands import third_octave_edges
 
 SR = 22050  # every measure runs at basic-pitch's rate
 HOP = 512  # onset envelope and flatness hop (23 ms)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from liveshtr.sound.bands import third_octave_edges
+
 FRAME_RATE = 10.0  # band-spectrogram frames per second
 
 
@@ -23,13 +25,6 @@ def window_rms_db(x: np.ndarray, samplerate: int, window_s: float = 5.0) -> np.n
     n = int(window_s * samplerate)
     windows = np.asarray(x, dtype=np.float64)[: len(x) // n * n].reshape(-1, n)
     return 10 * np.log10(np.mean(windows**2, axis=1) + 1e-20)
-
-
-def third_octave_edges(samplerate: int, low_hz: float = 40.0) -> np.ndarray:
-    """Band edges in Hz: 1/3-octave bands from `low_hz` up to the Nyquist frequency."""
-    centres = low_hz * 2 ** (np.arange(0, 40) / 3)
-    centres = centres[centres * 2 ** (1 / 6) < samplerate / 2]
-    return np.concatenate([centres * 2 ** (-1 / 6), centres[-1:] * 2 ** (1 / 6)])
 
 
 def band_spectrogram(x: np.ndarray, samplerate: int, frame_rate: float = FRAME_RATE) -> np.ndarray:

@@ -23,6 +23,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from liveshtr.sound.bands import third_octave_edges
+
 BPM_RANGE = (60.0, 200.0)
 BPM_PRIOR = 120.0  # centre of the tempo preference
 PRIOR_OCTAVES = 1.0  # its width, in octaves of tempo
@@ -34,8 +36,7 @@ def onset_strength(magnitudes: np.ndarray, samplerate: int, frame: int, frame_ra
     """Magnitude frames (T, n_bins) of an rfft of `frame` samples -> onset envelope (T,), zero mean."""
     log = np.log(np.asarray(magnitudes, dtype=np.float64) + 1e-5)
     freqs = np.arange(log.shape[1]) * samplerate / frame
-    edges = 30.0 * 2 ** (np.arange(0, 40) / 3)  # 1/3-octave edges from 30 Hz
-    band = np.digitize(freqs, edges[edges < samplerate / 2])  # (n_bins,)
+    band = np.digitize(freqs, third_octave_edges(samplerate, low_hz=30.0 * 2 ** (1 / 6)))  # (n_bins,) edges from 30 Hz
     rise = np.maximum(np.diff(log, axis=0, prepend=log[:1]), 0.0)  # (T, n_bins)
     per_band = np.stack([rise[:, band == b].mean(axis=1) for b in np.unique(band)], axis=1)
     env = per_band.sum(axis=1)

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from liveshtr.analysis.spectral import third_octave_edges
 from liveshtr.atomic import atomic_path
 from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.sound.audio import Song, write_audio
+from liveshtr.sound.bands import third_octave_edges
 from liveshtr.sound.frames import FrameStats
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
