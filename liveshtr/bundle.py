@@ -26,7 +26,8 @@ from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.errors import LiveshtrError
 from liveshtr.sound.frames import FrameStats
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the magnitude model (FFT domain) beside the coefficient model (DCT domain); a clock
+KINDS = ("magnitude", "coefficients")
 MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"
 CHECKPOINT_FILE = "checkpoint.pt"
 INT8_FILE = "model.int8.onnx"
@@ -68,7 +69,18 @@ class Bundle:
     latent_mean: np.ndarray  # (L,) float32
     latent_spread: np.ndarray  # (L,) float32
     primes: np.ndarray  # (n_primes, prime_frames, dim) float32, normalised
-    output_gain: np.ndarray  # (dim,) float32 calibration applied to denormalised frames on the way out
+    output_gain: np.ndarray  # calibration on the way out: (dim,) on coefficient frames, (n_bins,) on magnitudes
+
+    @property
+    def kind(self) -> str:
+        """'magnitude' (log-magnitude features, a clock, phase made by the engine) or 'coefficients'."""
+        return self.meta["kind"]
+
+    @property
+    def tempo(self) -> float | None:
+        """The song's tempo in beats a minute, where the model has a clock input; else None."""
+        clock = self.meta.get("clock")
+        return float(clock["bpm"]) if clock else None
 
     @property
     def name(self) -> str:
@@ -107,7 +119,15 @@ class Bundle:
 
     @property
     def dim(self) -> int:
-        return self.meta["model"]["dim"]
+        """Values of one model frame: coefficients, or the magnitude model's features."""
+        model = self.meta["model"]
+        return model["features"] if self.kind == "magnitude" else model["dim"]
+
+    @property
+    def prime_beats(self) -> np.ndarray:
+        """The beat count (modulo the bar) at each prime's first frame; zeros for a model without a clock."""
+        beats = self.meta["primes"].get("beats") or [0.0] * len(self.meta["primes"]["positions"])
+        return np.array(beats, dtype=np.float64)
 
     @property
     def prime_positions(self) -> np.ndarray:
@@ -130,11 +150,18 @@ def load_bundle(path: str | Path) -> Bundle:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path}: unreadable ({exc})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version == 1:
+        raise BundleError(
+            f"{path}: a format 1 bundle (the coefficient model before the magnitude model); this liveshtr reads "
+            f"format {FORMAT_VERSION}: retrain it with `liveshtr train` from its song"
+        )
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format version {version!r} is not supported (this liveshtr reads version "
             f"{FORMAT_VERSION}); retrain it with this version"
         )
+    if meta.get("kind") not in KINDS:
+        raise BundleError(f"{path}: {META_FILE} names no model kind ({', '.join(KINDS)}); the bundle is damaged")
     listed = meta.get("files") if isinstance(meta.get("files"), dict) else {}
     for name in HASHED_FILES + tuple(n for n in OPTIONAL_HASHED if n in listed):
         file = path / name
@@ -153,18 +180,24 @@ def load_bundle(path: str | Path) -> Bundle:
         latent_spread = np.asarray(meta["latent"]["spread"], dtype=np.float32)
         primes = np.load(path / PRIMES_FILE, allow_pickle=False).astype(np.float32)
         gain_db = np.asarray(meta["calibration"]["gain_db"], dtype=np.float32)  # (n_bins,)
-        output_gain = np.tile(10 ** (gain_db / 20), frames.channels).astype(np.float32)  # (dim,)
+        gain = 10 ** (gain_db / 20)
+        if meta["kind"] == "coefficients":
+            gain = np.tile(gain, frames.channels)  # (dim,): re and im of a bin alike
+        output_gain = gain.astype(np.float32)
+        bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
+        dim, latent = bundle.dim, bundle.latent_dim
+        if bundle.kind == "magnitude" and frames.domain != "fft":
+            raise BundleError(f"{path}: a magnitude model needs FFT frames, not {frames.domain}")
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
-    bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
-    dim, latent = frames.dim(audio.samplerate), bundle.latent_dim
+    n_bins = frames.n_bins(audio.samplerate)
     checks = {
-        "model dim": (bundle.dim, dim),
+        "model dim": (dim, frames.dim(audio.samplerate) if bundle.kind == "coefficients" else dim),
         "normalisation stats": (stats.mean.shape, (dim,)),
         "latent mean": (latent_mean.shape, (latent,)),
         "latent spread": (latent_spread.shape, (latent,)),
         "primes": (primes.shape[2:], (dim,)),
-        "calibration": (output_gain.shape, (dim,)),
+        "calibration": (output_gain.shape, (dim if bundle.kind == "coefficients" else n_bins,)),
     }
     for what, (got, expected) in checks.items():
         if got != expected:

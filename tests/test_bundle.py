@@ -31,6 +31,20 @@ def test_unknown_format_version(bundle_copy):
         load_bundle(bundle_copy)
 
 
+def test_a_format_1_bundle_is_refused_with_what_to_do(bundle_copy):
+    edit_meta(bundle_copy, lambda m: m.update(format_version=1))
+    with pytest.raises(BundleError, match="format 1 bundle .* retrain it"):
+        load_bundle(bundle_copy)
+
+
+def test_a_magnitude_bundle_says_its_kind_and_tempo(bundle_copy):
+    bundle = load_bundle(bundle_copy)
+    assert bundle.kind == "magnitude" and bundle.tempo and bundle.output_gain.shape == (513,)
+    edit_meta(bundle_copy, lambda m: m.update(kind="waveform"))
+    with pytest.raises(BundleError, match="names no model kind"):
+        load_bundle(bundle_copy)
+
+
 @pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx", "primes.npy", "model.json"])
 def test_missing_file(bundle_copy, name):
     (bundle_copy / name).unlink()
@@ -68,8 +82,9 @@ def test_tampered_int8_graph_is_refused(bundle_copy):
 
 
 def test_int8_step_tracks_the_float_step(trained):  # noqa: F811
-    """The int8 graph (the CPU default) predicts the same next frames as the float graph, to ~1e-3 relative error
-    at worst, from the song's own frames and with the state fed back."""
+    """The int8 graph (the CPU default) predicts the same next frames as the float graph, from the song's own frames
+    and with the state fed back: the magnitude model's log features to ~2e-3 relative squared error (a twentieth
+    of a spread; it samples each feature with a spread of 0.55 or more), at worst ~1e-2."""
     from liveshtr.live.runtime import StepModel
 
     bundle = load_bundle(trained[0])
@@ -85,4 +100,4 @@ def test_int8_step_tracks_the_float_step(trained):  # noqa: F811
                 m.feeds["frame"][0] = frame
                 out.append(m.step()["next_frame"].copy())
             errors.append(np.mean((out[0] - out[1]) ** 2) / np.mean(out[0] ** 2))
-    assert np.median(errors) < 1e-4 and max(errors) < 1e-2, (np.median(errors), max(errors))
+    assert np.median(errors) < 5e-3 and max(errors) < 2e-2, (np.median(errors), max(errors))

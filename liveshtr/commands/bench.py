@@ -61,22 +61,27 @@ def torch_eager(bundle, steps: int, threads: int) -> dict | str:
     try:
         import torch
 
-        from liveshtr.config import ModelConfig
+        from liveshtr.config import MagnitudeConfig, ModelConfig
+        from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep
         from liveshtr.training.model import SongModel, StepGraph
     except ImportError:
         return "PyTorch is not installed (pip install torch, then liveshtr[train])"
     torch.set_num_threads(threads)
-    cfg = ModelConfig(**bundle.meta["model"])
-    graph = StepGraph(SongModel(cfg).eval(), torch.zeros(cfg.latent_dim), torch.ones(cfg.latent_dim)).eval()
-    L = cfg.latent_dim
-    frame = torch.zeros(1, cfg.dim)
-    state = [torch.zeros(cfg.layers, 1, cfg.hidden), torch.zeros(cfg.layers, 1, cfg.hidden)]
-    eps, offset, z_user = torch.zeros(1, L), torch.zeros(1, L), torch.zeros(1, L)
-    temperature, mix = torch.ones(1), torch.zeros(1)
+    shapes = {n: t["shape"] for n, t in bundle.meta["tensors"].items()}
+    L = bundle.latent_dim
+    if bundle.kind == "magnitude":
+        cfg = MagnitudeConfig(**bundle.meta["model"])
+        graph = MagnitudeStep(MagnitudeModel(cfg).eval(), torch.zeros(L), torch.ones(L), torch.ones(cfg.features))
+    else:
+        cfg = ModelConfig(**bundle.meta["model"])
+        graph = StepGraph(SongModel(cfg).eval(), torch.zeros(L), torch.ones(L))
+    graph.eval()
+    feeds = {name: torch.zeros(shapes[name]) for name in graph.INPUTS}
+    feeds["temperature"] = torch.ones(1)
 
     def step():
-        nonlocal frame
-        frame, state[0], state[1], _, _ = graph(frame, state[0], state[1], eps, temperature, offset, mix, z_user)
+        frame, h, c, _, _ = graph(**feeds)
+        feeds.update(frame=frame, h_in=h, c_in=c)
 
     with torch.inference_mode():
         return timings(step, steps)
@@ -119,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if len(candidates) == 3:
         result[f"step_{bound.precision}"] = result["step_iobinding"]
 
-    engine = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim), args.samplerate, args.blocksize)
+    engine = Engine(
+        Generator(bundle, bound, seed=0), Params(bundle.latent_dim, bundle.tempo), args.samplerate, args.blocksize
+    )
 
     def hop():
         engine.produce_hop()
@@ -134,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     result["block_ms"] = round(block_s * 1000, 2)
     result["block_load_percent"] = round(100 * engine_s * hops_per_block / block_s, 2)
     for rate in (bundle.audio.samplerate, args.samplerate):
-        fresh = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim), rate, args.blocksize)
+        fresh = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim, bundle.tempo), rate, args.blocksize)
         fresh.render(1.0)
         started = time.perf_counter()
         fresh.render(args.render_seconds)

@@ -158,7 +158,7 @@ def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, **engin
     if args.prime is not None:
         initial["prime"] = args.prime
     try:
-        params = Params(bundle.latent_dim, **initial)
+        params = Params(bundle.latent_dim, bundle.tempo, **initial)
         if args.latent is not None:
             if len(args.latent) > bundle.latent_dim:
                 raise ParamError(f"the model has {bundle.latent_dim} latent dimensions, got {len(args.latent)}")

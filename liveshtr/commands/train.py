@@ -1,6 +1,8 @@
-"""Train an LSTM+VAE on one song (or several) and write a model bundle under models/: the ONNX step graph,
+"""Train a model on one song (or several) and write a model bundle under models/: the ONNX step graph,
 model.json, primes, a checkpoint for --resume, loss curves, a 20 s preview rendered through the ONNX graph and a
-spectrogram comparison. The seed's reference configuration is `--layers 1 --hidden 128 --epochs 5`."""
+spectrogram comparison. FFT frames (the default) train the magnitude model (log-magnitude features, a beat clock,
+a recurrent latent; 2 x 384); DCT frames train the coefficient model (1 x 128). The seed's reference
+configuration is `--layers 1 --hidden 128 --epochs 5`."""
 
 from __future__ import annotations
 
@@ -11,11 +13,16 @@ import time
 from pathlib import Path
 
 from liveshtr.commands.common import add_signal_arguments, signal_configs
-from liveshtr.config import ModelConfig, TrainConfig
+from liveshtr.config import MAGNITUDE_TRAINING, MagnitudeConfig, ModelConfig, TrainConfig
 
 MODELS_DIR = Path("models")
 _MODEL = ModelConfig(dim=1)
+_MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
+
+
+def _both(name: str, magnitude, coefficients) -> str:
+    return f"{name} (default {magnitude} for FFT frames, {coefficients} for DCT frames)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,15 +34,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
     add_signal_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument("--layers", type=int, default=_MODEL.layers, help="stacked LSTM layers (1..3)")
-    g.add_argument("--hidden", type=int, default=_MODEL.hidden, help="LSTM width (64..1024)")
-    g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="VAE latent size")
+    g.add_argument("--layers", type=int, help=_both("stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers))
+    g.add_argument("--hidden", type=int, help=_both("LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden))
+    g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=_TRAIN.epochs, help="passes over the song")
-    g.add_argument("--seq-len", type=int, default=_TRAIN.seq_len, help="frames per training sequence")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=_TRAIN.epochs,
+        help=f"passes over the song, each at least {MAGNITUDE_TRAINING['min_steps']} (FFT) or {_TRAIN.min_steps} "
+        "(DCT) optimiser steps",
+    )
+    g.add_argument(
+        "--seq-len", type=int, help=_both("frames per training sequence", MAGNITUDE_TRAINING["seq_len"], _TRAIN.seq_len)
+    )
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
-    g.add_argument("--lr", type=float, default=_TRAIN.lr, help="Adam learning rate")
-    g.add_argument("--beta", type=float, default=_TRAIN.beta, help="weight of the KL term")
+    g.add_argument("--lr", type=float, help=_both("Adam learning rate", MAGNITUDE_TRAINING["lr"], _TRAIN.lr))
+    g.add_argument(
+        "--beta",
+        type=float,
+        help=_both("weight of the KL on the posterior's side", MAGNITUDE_TRAINING["beta"], _TRAIN.beta),
+    )
+    g.add_argument(
+        "--input-noise",
+        type=float,
+        help=_both("noise on the teacher-forced inputs", MAGNITUDE_TRAINING["input_noise"], _TRAIN.input_noise),
+    )
     g.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -53,19 +77,29 @@ def run(args: argparse.Namespace) -> int:
 
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
-    model_cfg = ModelConfig(
-        dim=codec.dim,
-        layers=args.layers,
-        hidden=args.hidden,
-        latent_dim=args.latent_dim,
-        channels=frame_cfg.channels,
-    )
-    train_cfg = TrainConfig(
+    shape = {k: v for k, v in (("layers", args.layers), ("hidden", args.hidden)) if v is not None}
+    features = None
+    if frame_cfg.domain == "fft":
+        from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
+
+        layout = MagnitudeLayout(codec.n_bins, frame_cfg.bin_hz(audio_cfg.samplerate))
+        model_cfg = MagnitudeConfig(features=layout.n_features, latent_dim=args.latent_dim, **shape)
+
+        def features(coeffs):
+            return layout.to_features(magnitudes(coeffs, codec.n_bins))
+
+        size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
+    else:
+        model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
+        size = f"{codec.dim} coefficients"
+    train_cfg = TrainConfig.for_domain(
+        frame_cfg.domain,
         epochs=args.epochs,
         seq_len=args.seq_len,
         batch_size=args.batch_size,
         lr=args.lr,
         beta=args.beta,
+        input_noise=args.input_noise,
         device=args.device,
         seed=args.seed,
     )
@@ -87,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
     total_s = sum(s.duration_s for s in songs)
     print(
         f"{len(songs)} song(s), {total_s:.1f} s at {audio_cfg.samplerate} Hz -> {frame_cfg.domain.upper()} frames "
-        f"{frame_cfg.frame}/{frame_cfg.hop}, {codec.dim} coefficients; model {model_cfg.layers}x{model_cfg.hidden}, "
+        f"{frame_cfg.frame}/{frame_cfg.hop}, {size}; model {model_cfg.layers}x{model_cfg.hidden}, "
         f"latent {model_cfg.latent_dim}"
     )
-    data = prepare(songs, codec)
+    data = prepare(songs, codec, features)
+    if features is not None:
+        print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
 
     from liveshtr.training.export import export_bundle
     from liveshtr.training.fit import fit, load_checkpoint, run_signature

@@ -151,6 +151,8 @@ class Engine:
                 snap[s["target"]].astype(np.float32),
             )
             self.controls.drift = float(snap[s["drift"]][0])
+            if "tempo" in s:
+                self.controls.tempo = float(snap[s["tempo"]][0])
             counters = (float(snap[s["prime"]][0]), float(snap[s["reset"]][0]), float(snap[s["panic"]][0]))
             if counters != self._counters:
                 if self._counters is not None or counters[0] != g.position:

@@ -4,6 +4,11 @@ Each step plays the current frame and predicts the next: first the prime's real 
 model with teacher forcing, so its state knows where it is), then the model's own predictions. The same code
 renders the preview, `liveshtr render` and the live engine's producer, so they all sound the same for the same
 seed and controls.
+
+The magnitude model's frames are log-magnitude features: they become magnitudes (each band's level spread over
+its bins, then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum goes to
+the same overlap-add as coefficient frames do. Its clock is an oscillator: the beat count advances by the tempo
+every hop, starting where the prime's first frame sat in the song's bar.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from liveshtr.bundle import Bundle
 from liveshtr.live.runtime import StepModel
 from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
+from liveshtr.sound.magnitude import FLOOR, MagnitudeLayout
+from liveshtr.sound.phase import PhaseReconstructor
 
 # Per-step AR(1) coefficient of the latent noise (time constant ~50 frames, ~0.5 s at the default hop). Fresh noise
 # every frame averages out within a second and the render turns into stationary noise; slowly wandering noise
@@ -25,6 +32,9 @@ from liveshtr.sound.frames import FrameCodec
 DRIFT = 0.9
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
+FEATURE_LIMIT = 8.0  # magnitude features are held within this many spreads of their mean (a sampled outlier
+# would otherwise be exp'd into a blast that only the limiter stops)
+BAR = 4.0  # the clock counts beats modulo the bar; every clock feature repeats with it
 
 
 @dataclass
@@ -37,6 +47,7 @@ class Controls:
     latent_offset: np.ndarray = field(default=None)  # (L,) added to the model's z
     z_user: np.ndarray = field(default=None)  # (L,) the performer's own point in latent space
     drift: float = DRIFT  # 0: fresh latent noise every frame; towards 1: the sampled z wanders more slowly
+    tempo: float = 0.0  # beats a minute of the clock (a model with a clock input); 0: the song's tempo
 
     def __post_init__(self) -> None:
         if self.latent_offset is None:
@@ -84,13 +95,27 @@ class Generator:
         self._position = 0.0
         self.rng = np.random.default_rng(seed)
         self._played = np.zeros(bundle.dim, dtype=np.float32)  # the normalised frame being played
-        self._denorm = np.zeros(bundle.dim, dtype=np.float32)  # the denormalised frame being played
+        self._denorm = np.zeros(self.codec.dim, dtype=np.float32)  # the coefficient frame being played
         # Denormalisation and the bundle's output calibration folded into one multiply-add per coefficient.
-        self._out_scale = (bundle.stats.std * bundle.output_gain).astype(np.float32)
-        self._out_offset = (bundle.stats.mean * bundle.output_gain).astype(np.float32)
-        self._previous = np.zeros(bundle.dim, dtype=np.float32)  # the denormalised frame played one hop ago
+        # (Magnitude frames take the calibration on their magnitudes instead, see `_denormalise`.)
+        gain = 1.0 if bundle.kind == "magnitude" else bundle.output_gain
+        self._out_scale = (bundle.stats.std * gain).astype(np.float32)
+        self._out_offset = (bundle.stats.mean * gain).astype(np.float32)
+        self._previous = np.zeros(self.codec.dim, dtype=np.float32)  # the coefficient frame played one hop ago
         self._freeze = SpectralFreeze(self.codec)
         self.frozen = False
+        self.magnitude = bundle.kind == "magnitude"
+        self._beat = 0.0  # beat count of the frame being played, modulo the bar
+        if self.magnitude:
+            feats = bundle.meta["features"]
+            self.layout = MagnitudeLayout(
+                self.codec.n_bins, bundle.frames.bin_hz(self.samplerate), feats["pitch_hz"], feats["bands"]
+            )
+            self._source = self.layout.source  # (n_bins,) the feature each bin takes its level from
+            self._phase = PhaseReconstructor(self.codec.frame, self.codec.hop, self.codec.n_bins)
+            self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
+            self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
+            self.song_tempo = float(bundle.tempo)
         self._eps = self.model.feeds["eps"][0]  # the wandering latent noise, written where the model reads it
         self._fresh = np.empty(bundle.latent_dim, dtype=np.float32)
         self._prime: np.ndarray = bundle.primes[0]
@@ -121,6 +146,7 @@ class Generator:
         index = int(np.argmin(np.abs(self.bundle.prime_positions - self._position)))
         self._prime = self.bundle.primes[index]
         self._prime_left = len(self._prime)
+        self._beat = float(self.bundle.prime_beats[index])
         self.rng.standard_normal(dtype=np.float32, out=self._eps)
         self.model.reset_state()
         self.frozen = False
@@ -145,15 +171,55 @@ class Generator:
         feeds["latent_mix"][0] = controls.latent_mix
         feeds["latent_offset"][0] = controls.latent_offset
         feeds["z_user"][0] = controls.z_user
+        if self.magnitude:
+            self.rng.standard_normal(dtype=np.float32, out=feeds["noise"][0])
+            tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
+            self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
+            feeds["beat"][0] = self._beat  # the clock of the frame being predicted
         self._played[:] = frame
         predicted = self.model.step()["next_frame"][0]
         if not (-RUNAWAY < float(predicted.min()) and float(predicted.max()) < RUNAWAY):  # NaN fails both
             self.resets += 1
             self.prime(self._position)  # fresh state; the song's own frames play from the next hop on
-            self._played.fill(0.0)
+            self._played.fill(-FEATURE_LIMIT if self.magnitude else 0.0)  # silence in either kind of frame
             return self._played
-        frame[:] = predicted
+        if self.magnitude:
+            np.clip(predicted, -FEATURE_LIMIT, FEATURE_LIMIT, out=frame)
+        else:
+            frame[:] = predicted
         return self._played
+
+    def _denormalise(self, frame: np.ndarray) -> None:
+        """A normalised model frame -> the coefficient frame to synthesise, in `_denorm` (output EQ applied)."""
+        if not self.magnitude:
+            np.multiply(frame, self._out_scale, out=self._denorm)
+            np.add(self._denorm, self._out_offset, out=self._denorm)
+            return
+        mag = self.magnitudes(frame)
+        mag *= self.bundle.output_gain
+        spectrum = self._phase.process(mag)
+        nb = self.codec.n_bins
+        self._denorm[:nb] = spectrum.real
+        self._denorm[nb:] = spectrum.imag
+
+    def magnitudes(self, frame: np.ndarray) -> np.ndarray:
+        """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), before the output EQ. The
+        array is reused."""
+        stats = self.bundle.stats
+        np.multiply(frame, stats.std, out=self._features)
+        np.add(self._features, stats.mean, out=self._features)
+        np.take(self._features, self._source, out=self._mag)
+        np.exp(self._mag, out=self._mag)
+        self._mag -= FLOOR
+        np.maximum(self._mag, 0.0, out=self._mag)
+        return self._mag
+
+    def bin_power(self, frame: np.ndarray) -> np.ndarray:
+        """Power of every bin (n_bins,) that a normalised model frame puts out, before the output EQ."""
+        if self.magnitude:
+            return self.magnitudes(frame).astype(np.float64) ** 2
+        coeffs = frame.astype(np.float64) * self.bundle.stats.std + self.bundle.stats.mean
+        return (coeffs**2).reshape(self.bundle.frames.channels, -1).sum(axis=0)
 
     def set_freeze(self, on: bool) -> None:
         """Hold the sound still (the model pauses where it is) or play on from where it paused."""
@@ -167,9 +233,7 @@ class Generator:
         if self.frozen:
             self._denorm[:] = self._freeze.next()
         else:
-            frame = self.next_frame(controls)
-            np.multiply(frame, self._out_scale, out=self._denorm)
-            np.add(self._denorm, self._out_offset, out=self._denorm)
+            self._denormalise(self.next_frame(controls))
         return self.safety.process(self.synth.process(self._denorm))
 
     def render(self, seconds: float, controls: Controls) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from liveshtr.errors import LiveshtrError
 
 LATENT_RANGE = 4.0  # latent controls are in spread units: +-3 covers the song, +-4 goes a little beyond
+TEMPO_RANGE = (20.0, 300.0)  # beats a minute of the clock
 
 
 class ParamError(LiveshtrError):
@@ -35,8 +36,14 @@ class Param:
     action: bool = False  # a trigger: setting it (any value) counts one press
 
 
-def param_table(latent_dim: int) -> tuple[Param, ...]:
+def param_table(latent_dim: int, tempo: float | None = None) -> tuple[Param, ...]:
+    """The controls of a model with `latent_dim` latent dimensions; `tempo` (the song's, in beats a minute) adds
+    the clock's tempo for a model that has a clock input."""
     L = latent_dim
+    clock = ()
+    if tempo is not None:
+        default = round(min(max(float(tempo), TEMPO_RANGE[0]), TEMPO_RANGE[1]), 2)
+        clock = (Param("tempo", default, *TEMPO_RANGE, "beats a minute of the model's clock (default: the song's)"),)
     return (
         Param("gain", 1.0, 0.0, 1.0, "output level, linear; ramped in the audio callback, never above 1"),
         Param("temperature", 1.0, 0.0, 4.0, "spread of the sampled latent: 0 none (loops), 1 as trained"),
@@ -44,6 +51,7 @@ def param_table(latent_dim: int) -> tuple[Param, ...]:
         Param("target", 0.0, -LATENT_RANGE, LATENT_RANGE, "the performer's point in latent space (spread units)", L),
         Param("mix", 0.0, 0.0, 1.0, "0: the model's own latent, 1: the target point"),
         Param("drift", 0.9, 0.0, 0.999, "how slowly the sampled latent wanders (per hop, AR(1))"),
+        *clock,
         Param("prime", 0.5, 0.0, 1.0, "where in the song to restart from (0..1); setting it restarts there"),
         Param("freeze", 0.0, 0.0, 1.0, "1: hold the sound still (spectral freeze), 0: play on"),
         Param("reset", 0.0, 0.0, math.inf, "restart from the song at the prime position", action=True),
@@ -54,8 +62,8 @@ def param_table(latent_dim: int) -> tuple[Param, ...]:
 
 
 class Params:
-    def __init__(self, latent_dim: int, **initial: float | list[float]):
-        self.table = {p.name: p for p in param_table(latent_dim)}
+    def __init__(self, latent_dim: int, tempo: float | None = None, **initial: float | list[float]):
+        self.table = {p.name: p for p in param_table(latent_dim, tempo)}
         self.slots: dict[str, slice] = {}
         start = 0
         for p in self.table.values():

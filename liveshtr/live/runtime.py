@@ -92,7 +92,7 @@ def make_session(
 class StepModel:
     """One model step at a time. Write the inputs into `feeds` (not h_in/c_in), call `step()`, read `outputs`."""
 
-    CONTROL_INPUTS = ("frame", "eps", "temperature", "latent_offset", "latent_mix", "z_user")
+    STATE = ("h_in", "c_in")
 
     def __init__(
         self,
@@ -111,10 +111,11 @@ class StepModel:
         self.iobinding = iobinding
         shapes = {n: t["shape"] for n, t in bundle.meta["tensors"].items()}
         names = {i.name for i in session.get_inputs()}
-        expected = {*self.CONTROL_INPUTS, "h_in", "c_in"}
-        if names != expected:
+        if names != set(bundle.meta["inputs"]) or not set(self.STATE) <= names:
             raise BundleError(f"{bundle.onnx_path}: graph inputs {sorted(names)} are not the step's inputs")
-        self.feeds: dict[str, np.ndarray] = {n: np.zeros(shapes[n], dtype=np.float32) for n in self.CONTROL_INPUTS}
+        # every input but the recurrent state: the frame, the noises, the clock and the performer's controls
+        self.control_inputs = tuple(n for n in bundle.meta["inputs"] if n not in self.STATE)
+        self.feeds: dict[str, np.ndarray] = {n: np.zeros(shapes[n], dtype=np.float32) for n in self.control_inputs}
         self.feeds["temperature"][:] = 1.0
         self.output_names = [o.name for o in session.get_outputs()]
         self.outputs: dict[str, np.ndarray] = {
@@ -136,7 +137,7 @@ class StepModel:
         self._bindings = []
         for i in range(2):
             binding = self.session.io_binding()
-            for name in self.CONTROL_INPUTS:
+            for name in self.control_inputs:
                 binding.bind_ortvalue_input(name, host[name])
             for name in self.outputs:
                 binding.bind_ortvalue_output(name, host[name])

@@ -8,12 +8,14 @@ the model learns to run for minutes, as it must on stage, rather than only for o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec, FrameStats
+from liveshtr.sound.magnitude import Pulse, find_pulse, magnitudes
 
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block
@@ -31,6 +33,11 @@ class FrameData:
     train: np.ndarray  # (T_train, dim) the training frames of all songs, concatenated
     val: list[tuple[np.ndarray, int]]  # (frames (n, dim), context) pairs; targets are frames[context + 1:]
     songs: list[np.ndarray]  # (T_i, dim) every song's whole frame sequence, for primes
+    train_beats: np.ndarray  # (T_train,) beat count of every training frame (the clock the model is given)
+    val_beats: list[np.ndarray]  # (n,) beside each validation block
+    song_beats: list[np.ndarray]  # (T_i,) beside each song
+    pulse: Pulse  # of the longest song: the tempo the engine's clock starts at
+    bin_power: np.ndarray  # (n_bins,) mean power of every bin over the training frames (the output EQ's target)
 
 
 def min_samples(codec: FrameCodec) -> int:
@@ -58,15 +65,15 @@ class Plan:
         return self.passes * self.steps_per_pass
 
     @classmethod
-    def make(cls, n_frames: int, batch_size: int, seq_len: int) -> Plan:
+    def make(cls, n_frames: int, batch_size: int, seq_len: int, min_steps: int = MIN_STEPS_PER_EPOCH) -> Plan:
         seq = max(1, min(seq_len, n_frames // 2))
         batch = stream_count(n_frames - (seq - 1), batch_size, seq)
         steps = ((n_frames - (seq - 1)) // batch - 1) // seq
-        return cls(batch, seq, max(1, -(-MIN_STEPS_PER_EPOCH // steps)), steps)
+        return cls(batch, seq, max(1, -(-min_steps // steps)), steps)
 
     def describe(self, batch_size: int, seq_len: int) -> str | None:
         """One line when short material changed the plan, else None."""
-        if (self.batch, self.seq_len, self.passes) == (batch_size, seq_len, 1):
+        if (self.batch, self.seq_len) == (batch_size, seq_len):
             return None
         return (
             f"short material: {self.batch} stream(s) of {self.seq_len}-frame sequences "
@@ -74,31 +81,54 @@ class Plan:
         )
 
 
-def prepare(songs: list[Song], codec: FrameCodec, val_every: int = VAL_EVERY) -> FrameData:
-    raw = [codec.analyse(s.samples) for s in songs]  # [(T_i, dim)]
+def prepare(
+    songs: list[Song],
+    codec: FrameCodec,
+    features: Callable[[np.ndarray], np.ndarray] | None = None,
+    val_every: int = VAL_EVERY,
+) -> FrameData:
+    """Frames of every song, split and normalised. `features` turns coefficient frames (T, dim) into what the
+    model sees (the magnitude model's log features); without it the model sees the coefficients."""
+    coeffs = [codec.analyse(s.samples) for s in songs]  # [(T_i, dim)]
+    if codec.cfg.domain == "fft":
+        mags = [magnitudes(c, codec.n_bins) for c in coeffs]
+    else:
+        mags = [np.abs(c) for c in coeffs]
+    pulses = [find_pulse(m, codec.samplerate, codec.frame, codec.hop) for m in mags]
+    bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in mags]).mean(axis=0)
+    raw = coeffs if features is None else [features(c) for c in coeffs]
+    del coeffs
     shortest = len(min(raw, key=len))
     block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * codec.samplerate / codec.hop), shortest // val_every))
-    train_parts, val_spans = [], []
-    for frames in raw:
+    train_parts, beat_parts, val_spans = [], [], []
+    for frames, pulse in zip(raw, pulses, strict=True):
         n_blocks = len(frames) // block
         held = [i for i in range(n_blocks) if i % val_every == val_every // 2] or [n_blocks - 1]
         start = 0
         for i in held:
             train_parts.append(frames[start : i * block])
-            val_spans.append((frames, i * block, (i + 1) * block))
+            beat_parts.append(pulse.beats[start : i * block])
+            val_spans.append((frames, pulse.beats, i * block, (i + 1) * block))
             start = (i + 1) * block
         train_parts.append(frames[start:])
+        beat_parts.append(pulse.beats[start:])
     train_raw = np.concatenate([p for p in train_parts if len(p)], axis=0)
     stats = FrameStats.fit(train_raw)
-    val = []
-    for frames, lo, hi in val_spans:
+    val, val_beats = [], []
+    for frames, beats, lo, hi in val_spans:
         ctx = min(VAL_CONTEXT, lo)
         val.append((stats.normalise(frames[lo - ctx : hi]), ctx))
+        val_beats.append(beats[lo - ctx : hi].astype(np.float32))
     return FrameData(
         stats=stats,
         train=stats.normalise(train_raw),
         val=val,
         songs=[stats.normalise(f) for f in raw],
+        train_beats=np.concatenate(beat_parts).astype(np.float32),
+        val_beats=val_beats,
+        song_beats=[p.beats.astype(np.float32) for p in pulses],
+        pulse=max(zip(raw, pulses, strict=True), key=lambda rp: len(rp[0]))[1],
+        bin_power=bin_power,
     )
 
 

@@ -24,14 +24,17 @@ from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
-from liveshtr.sound.frames import FrameStats
+from liveshtr.sound.magnitude import MagnitudeLayout
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
+from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
 from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 
 ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 24  # frames per seed window (a quarter second at the default hop)
+MAGNITUDE_PRIME_FRAMES = 64  # the magnitude model's (0.7 s): long enough to hear where the beat is
+PITCH_SHARPNESS = 0.55  # the magnitude model samples its pitch bins at this fraction of the temperature
 PREVIEW_S = 20.0
 MAX_CONTINUATION_RADIUS = 0.98  # the continuation path alone must decay: a louder mode would run away
 IMPORTANCE_FRAMES = 2000  # latents sampled from the song to rank the latent dimensions
@@ -42,6 +45,8 @@ CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overal
 
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
+    "beat": "beat count of the frame being predicted (the clock; the bar is 4 beats)",
+    "noise": "standard normal noise for sampling the next frame's features",
     "h_in": "LSTM hidden state of every layer (zeros to start)",
     "c_in": "LSTM cell state of every layer (zeros to start)",
     "eps": "standard normal noise for the latent sample",
@@ -86,10 +91,24 @@ def stabilise_continuation(model: SongModel, max_radius: float = MAX_CONTINUATIO
     return scale
 
 
-def export_onnx(graph: StepGraph, shapes: dict[str, list[int]]) -> bytes:
+@torch.no_grad()
+def magnitude_latent_statistics(model: MagnitudeModel, data: FrameData, max_frames: int = 20000):
+    """As `latent_statistics`, for the magnitude model; also returns the LSTM outputs (N, H) the latents were
+    found at, which ranking the latent dimensions needs."""
+    model.eval()
+    frames = torch.from_numpy(data.train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, F)
+    beats = torch.from_numpy(data.train_beats[1 : max_frames + 1]).unsqueeze(0)
+    x, y = frames[:, :-1], frames[:, 1:]
+    h, _ = model.lstm(model.project(x, beats), model.initial_state(1))
+    out = model(x, beats, y, model.initial_state(1), sample=False)
+    spread = (out.mu_p[0].var(dim=0) + out.logvar_p[0].exp().mean(dim=0)).sqrt()
+    return h[0], out.mu_q[0], spread
+
+
+def export_onnx(graph: StepGraph | MagnitudeStep, shapes: dict[str, list[int]]) -> bytes:
     """The step graph as ONNX bytes, one file with weights inside."""
     graph.eval()
-    args = tuple(torch.zeros(shapes[name]) for name in StepGraph.INPUTS)
+    args = tuple(torch.zeros(shapes[name]) for name in graph.INPUTS)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and LSTM batch-size notes
@@ -97,8 +116,8 @@ def export_onnx(graph: StepGraph, shapes: dict[str, list[int]]) -> bytes:
             graph,
             args,
             buf,
-            input_names=list(StepGraph.INPUTS),
-            output_names=list(StepGraph.OUTPUTS),
+            input_names=list(graph.INPUTS),
+            output_names=list(graph.OUTPUTS),
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -123,21 +142,26 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
         return target.read_bytes()
 
 
-def pick_primes(song_frames: list[np.ndarray], n_primes: int = N_PRIMES, length: int = PRIME_FRAMES):
-    """Seed windows evenly spread over all songs: (P, length, dim) and their positions 0..1."""
+def pick_primes(
+    song_frames: list[np.ndarray], song_beats: list[np.ndarray], n_primes: int = N_PRIMES, length: int = PRIME_FRAMES
+):
+    """Seed windows evenly spread over all songs: (P, length, dim), their positions 0..1 and the beat count at
+    each window's first frame (modulo the bar)."""
+    length = min(length, min(len(f) for f in song_frames) - 1)
     total = sum(len(f) for f in song_frames)
     starts = np.linspace(0, total - length - 1, n_primes).astype(int)
     offsets = np.cumsum([0] + [len(f) for f in song_frames])
-    primes, positions = [], []
+    primes, positions, beats = [], [], []
     for start in starts:
         i = int(np.searchsorted(offsets, start, side="right") - 1)
         local = min(start - offsets[i], len(song_frames[i]) - length)
         primes.append(song_frames[i][local : local + length])
         positions.append(float(start / total))
-    return np.stack(primes), positions
+        beats.append(round(float(song_beats[i][local]) % 4.0, 4))
+    return np.stack(primes), positions, beats
 
 
-def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
+def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
     """Output EQ that matches the free-running model's average spectrum to the song's, per 1/3-octave band.
 
     Teacher forcing does not pin down the energy a free-running loop settles at: a continuation gain a little off
@@ -148,20 +172,15 @@ def calibrate(bundle: Bundle, stats: FrameStats, seed: int) -> dict:
     """
     controls = Controls(bundle.latent_dim)
     n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
-    frames = []
+    gen_power, count = 0.0, 0
     for i, position in enumerate(CALIBRATION_PRIMES):
         generator = Generator(bundle, seed=seed + i)
         generator.prime(position)
-        frames.extend(generator.next_frame(controls).copy() for _ in range(n_steps))
-    generated = np.stack(frames).astype(np.float64) * stats.std + stats.mean  # (T, dim)
-    channels = bundle.frames.channels
-    nb = bundle.dim // channels
-
-    def bin_power(power: np.ndarray) -> np.ndarray:  # (dim,) -> (nb,): re and im of a bin together
-        return power.reshape(channels, nb).sum(axis=0)
-
-    gen_power = bin_power(np.mean(generated**2, axis=0))
-    song_power = bin_power(stats.mean.astype(np.float64) ** 2 + stats.std.astype(np.float64) ** 2)
+        for _ in range(n_steps):
+            gen_power = gen_power + generator.bin_power(generator.next_frame(controls))
+            count += 1
+    gen_power = gen_power / count  # (n_bins,) mean power of every bin before the output EQ
+    nb = len(gen_power)
     bin_hz = bundle.frames.bin_hz(bundle.audio.samplerate)
     band = np.digitize(np.arange(nb) * bin_hz, third_octave_edges(bundle.audio.samplerate, low_hz=20.0))
     level_db = np.clip(10 * np.log10(song_power.sum() / gen_power.sum()), -CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
@@ -230,17 +249,43 @@ def export_bundle(
 ) -> Bundle:
     """Write the whole bundle for the best model into `out` and return it as loaded back from disk."""
     model = copy.deepcopy(result.model).eval()  # ordering latents edits weights; the checkpoint keeps the original
-    continuation_scale = stabilise_continuation(model)
-    mu, spread = latent_statistics(model, data.train)  # (N, L), (L,)
-    spread = spread.clamp_min(1e-3)
-    order = order_latents_by_importance(model, mu[:: max(1, len(mu) // IMPORTANCE_FRAMES)], spread)
+    magnitude = isinstance(model, MagnitudeModel)
+    extra: dict = {}
+    if magnitude:
+        h, mu, spread = magnitude_latent_statistics(model, data)
+        spread = spread.clamp_min(1e-3)
+        every = max(1, len(mu) // IMPORTANCE_FRAMES)
+        order = order_latents(model, h[::every], mu[::every], spread)
+        layout = MagnitudeLayout(
+            frames.n_bins(audio.samplerate), frames.bin_hz(audio.samplerate), model.cfg.pitch_hz, model.cfg.bands
+        )
+        sharpness = np.where(np.arange(layout.n_features) < layout.pitch_bins, PITCH_SHARPNESS, 1.0)
+        extra = {
+            "kind": "magnitude",
+            "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
+            "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
+            "sampling": {"pitch_sharpness": PITCH_SHARPNESS},
+        }
+        continuation_scale = 1.0
+    else:
+        continuation_scale = stabilise_continuation(model)
+        mu, spread = latent_statistics(model, data.train)  # (N, L), (L,)
+        spread = spread.clamp_min(1e-3)
+        order = order_latents_by_importance(model, mu[:: max(1, len(mu) // IMPORTANCE_FRAMES)], spread)
+        extra = {"kind": "coefficients"}
     mu, spread = mu[:, order], spread[order]
     latent_mean = mu.mean(dim=0)
-    graph = StepGraph(model, latent_mean, spread)
-    shapes = tensor_shapes(model.cfg)
-    primes, positions = pick_primes(data.songs)
+    if magnitude:
+        graph = MagnitudeStep(model, latent_mean, spread, torch.from_numpy(sharpness))
+        shapes = step_shapes(model.cfg)
+    else:
+        graph = StepGraph(model, latent_mean, spread)
+        shapes = tensor_shapes(model.cfg)
+    prime_frames = MAGNITUDE_PRIME_FRAMES if magnitude else PRIME_FRAMES
+    primes, positions, prime_beats = pick_primes(data.songs, data.song_beats, length=prime_frames)
     n_params = sum(p.numel() for p in model.parameters())
     meta = {
+        **extra,
         "name": out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "audio": audio.to_dict(),
@@ -254,9 +299,9 @@ def export_bundle(
             "importance_order_from_training": order.tolist(),
         },
         "tensors": {name: {"shape": shape, "doc": TENSOR_DOCS[name]} for name, shape in shapes.items()},
-        "inputs": list(StepGraph.INPUTS),
-        "outputs": list(StepGraph.OUTPUTS),
-        "primes": {"frames": primes.shape[1], "positions": positions},
+        "inputs": list(graph.INPUTS),
+        "outputs": list(graph.OUTPUTS),
+        "primes": {"frames": primes.shape[1], "positions": positions, "beats": prime_beats},
         "training": {
             "songs": [{"name": s.name, "file": s.path.name, "seconds": round(s.duration_s, 2)} for s in songs],
             "config": train_cfg.to_dict(),
@@ -275,9 +320,10 @@ def export_bundle(
     }
     onnx_bytes = export_onnx(graph, shapes)
     int8_bytes = quantize_int8(onnx_bytes)
-    meta["calibration"] = {"gain_db": [0.0] * model.cfg.n_bins, "level_db": 0.0}  # identity, to render with
+    n_bins = frames.n_bins(audio.samplerate)
+    meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
-    meta["calibration"] = calibrate(load_bundle(out), data.stats, train_cfg.seed)
+    meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from liveshtr.atomic import atomic_path
-from liveshtr.config import AudioConfig, FrameConfig, ModelConfig, TrainConfig
+from liveshtr.config import AudioConfig, FrameConfig, MagnitudeConfig, ModelConfig, TrainConfig
 from liveshtr.errors import ConfigError, LiveshtrError
 from liveshtr.training.dataset import FrameData, Plan, baselines, streams
+from liveshtr.training.magnitude_model import MagnitudeModel, gaussian_nll
 from liveshtr.training.model import SongModel
 
 CHECKPOINT_VERSION = 1
@@ -47,7 +48,7 @@ class History:
 
 @dataclass
 class TrainResult:
-    model: SongModel  # the best model (lowest validation loss), on the CPU
+    model: SongModel | MagnitudeModel  # the best model (lowest validation loss), on the CPU
     best_epoch: int
     best_val: float  # its validation loss
     best_val_mse: float  # its next-frame validation MSE, to compare with the baselines
@@ -92,29 +93,95 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-@torch.no_grad()
-def validate(model: SongModel, data: FrameData, device: torch.device, kl_weight: float) -> tuple[float, float]:
-    """On the held-out blocks, after a short state warm-up: the loss of the issue's objective, reconstruction +
-    beta * KL (posterior mean, beta at full strength), which picks the best model, and the next-frame MSE when
-    playing (z = prior mean), which is what the baselines are compared with. The prior's own fitting term is left
-    out: it grows as the posterior becomes more informative, which is progress, not overfitting."""
-    model.eval()
-    rec, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
-    for frames, ctx in data.val:
-        f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, dim)
-        x, y = f[:, :-1], f[:, 1:]
-        out = model(x, y, model.initial_state(1, device), sample=False)
-        target = y[0, ctx:]  # (n-1-ctx, dim)
-        rec += float((out.pred[0, ctx:] - target).pow(2).sum())
-        kl += float(out.kl_posterior[0, ctx:].sum())
-        mse += float((model.decode(out.mu_p, x)[0, ctx:] - target).pow(2).sum())
-        n_frames += len(target)
-        n_values += target.numel()
-    model.train()
-    return rec / n_values + kl_weight * kl / n_frames, mse / n_values
+class CoefficientObjective:
+    """The coefficient model (DCT domain): squared error of the next frame plus the balanced KL."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def build(self, model_cfg: ModelConfig, data: FrameData | None) -> SongModel:
+        model = SongModel(model_cfg)
+        if data is not None:  # a fresh run: the continuation path starts from least squares on the song
+            model.continuation.fit_least_squares(torch.from_numpy(data.train[:CONTINUATION_FIT_FRAMES]))
+        return model
+
+    def loss(self, model: SongModel, x, y, beat, state, warm: float):
+        out = model(x + self.cfg.input_noise * torch.randn_like(x), y, state)
+        rec = (out.pred - y).pow(2).mean()
+        kl = out.kl_posterior.mean()
+        loss = rec + self.cfg.beta * warm * kl + self.cfg.prior_weight * out.kl_prior.mean()
+        return loss, rec, kl, out.state
+
+    @torch.no_grad()
+    def validate(self, model: SongModel, data: FrameData, device: torch.device) -> tuple[float, float]:
+        """On the held-out blocks, after a short state warm-up: reconstruction + beta * KL (posterior mean, beta
+        at full strength), which picks the best model, and the next-frame MSE when playing (z = prior mean),
+        which is what the baselines are compared with. The prior's own fitting term is left out: it grows as the
+        posterior becomes more informative, which is progress, not overfitting."""
+        rec, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
+        for frames, ctx in data.val:
+            f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, dim)
+            x, y = f[:, :-1], f[:, 1:]
+            out = model(x, y, model.initial_state(1, device), sample=False)
+            target = y[0, ctx:]  # (n-1-ctx, dim)
+            rec += float((out.pred[0, ctx:] - target).pow(2).sum())
+            kl += float(out.kl_posterior[0, ctx:].sum())
+            mse += float((model.decode(out.mu_p, x)[0, ctx:] - target).pow(2).sum())
+            n_frames += len(target)
+            n_values += target.numel()
+        return rec / n_values + self.cfg.beta * kl / n_frames, mse / n_values
 
 
-def run_signature(audio: AudioConfig, frames: FrameConfig, model: ModelConfig, train: TrainConfig, songs) -> dict:
+class MagnitudeObjective:
+    """The magnitude model (FFT domain): Gaussian negative log-likelihood of every feature of the next frame plus
+    the KL, balanced (beta on the posterior's side, prior_weight on the prior's) and counted per feature, so that
+    with weights summing to 1 the loss is the evidence bound per feature."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def build(self, model_cfg: MagnitudeConfig, data: FrameData | None) -> MagnitudeModel:
+        model = MagnitudeModel(model_cfg)
+        if data is not None:  # a fresh run: the skip starts from least squares on the song, as the inputs are seen
+            x, y = data.train[:-1].astype(np.float64), data.train[1:].astype(np.float64)
+            noise = len(x) * self.cfg.input_noise**2
+            skip = (x * y).sum(axis=0) / ((x * x).sum(axis=0) + noise)
+            with torch.no_grad():
+                model.skip.copy_(torch.from_numpy(np.clip(skip, 0.0, 1.0)))
+        return model
+
+    def loss(self, model: MagnitudeModel, x, y, beat, state, warm: float):
+        out = model(x + self.cfg.input_noise * torch.randn_like(x), beat, y, state)
+        nll = gaussian_nll(y, out.mean, out.logvar).mean()
+        kl = out.kl_posterior.mean()
+        weighted = (self.cfg.beta * warm * out.kl_posterior + self.cfg.prior_weight * out.kl_prior).mean()
+        return nll + weighted / model.cfg.features, nll, kl, out.state
+
+    @torch.no_grad()
+    def validate(self, model: MagnitudeModel, data: FrameData, device: torch.device) -> tuple[float, float]:
+        """On the held-out blocks after a warm-up: the evidence bound per feature (posterior mean), which picks
+        the best model, and the next-frame MSE when playing (z = prior mean, no sampling)."""
+        nll, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
+        for (frames, ctx), beats in zip(data.val, data.val_beats, strict=True):
+            f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, F)
+            b = torch.from_numpy(beats).to(device).unsqueeze(0)[:, 1:]  # beats of the frames to predict
+            x, y = f[:, :-1], f[:, 1:]
+            out = model(x, b, y, model.initial_state(1, device), sample=False)
+            target = y[0, ctx:]
+            nll += float(gaussian_nll(target, out.mean[0, ctx:], out.logvar[0, ctx:]).sum())
+            kl += float(out.kl_posterior[0, ctx:].sum())
+            played, _ = model.play(x, b, model.initial_state(1, device))
+            mse += float((played[0, ctx:] - target).pow(2).sum())
+            n_frames += len(target)
+            n_values += target.numel()
+        return (nll + kl) / n_values, mse / n_values
+
+
+def objective_for(model_cfg: ModelConfig | MagnitudeConfig, cfg: TrainConfig):
+    return MagnitudeObjective(cfg) if isinstance(model_cfg, MagnitudeConfig) else CoefficientObjective(cfg)
+
+
+def run_signature(audio: AudioConfig, frames: FrameConfig, model, train: TrainConfig, songs) -> dict:
     """Everything a resumed run must share with the checkpoint (epochs and device may change)."""
     t = asdict(train)
     for free in ("epochs", "device"):
@@ -151,9 +218,17 @@ def load_checkpoint(path: Path, signature: dict) -> dict:
     return state
 
 
+def _validate(objective, model, data: FrameData, device: torch.device) -> tuple[float, float]:
+    model.eval()
+    try:
+        return objective.validate(model, data, device)
+    finally:
+        model.train()
+
+
 def fit(
     data: FrameData,
-    model_cfg: ModelConfig,
+    model_cfg: ModelConfig | MagnitudeConfig,
     cfg: TrainConfig,
     checkpoint: Path,
     signature: dict,
@@ -165,10 +240,8 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = pick_device(cfg.device)
-    model = SongModel(model_cfg)
-    if resume is None:
-        model.continuation.fit_least_squares(torch.from_numpy(data.train[:CONTINUATION_FIT_FRAMES]))
-    model = model.to(device)
+    objective = objective_for(model_cfg, cfg)
+    model = objective.build(model_cfg, data if resume is None else None).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history, start_epoch, step = History(), 0, 0
     best_state, best_val, best_val_mse, best_epoch = None, math.inf, math.inf, -1
@@ -182,7 +255,7 @@ def fit(
         torch.set_rng_state(resume["torch_rng"])
         rng.bit_generator.state = resume["numpy_rng"]
     base = baselines(data)
-    plan = Plan.make(len(data.train), cfg.batch_size, cfg.seq_len)
+    plan = Plan.make(len(data.train), cfg.batch_size, cfg.seq_len, cfg.min_steps)
     if (line := plan.describe(cfg.batch_size, cfg.seq_len)) is not None:
         log(line)
     seq_len = plan.seq_len
@@ -215,18 +288,18 @@ def fit(
             for _ in range(plan.passes):  # one pass over the frames: fresh state, a new random start offset
                 offset = int(rng.integers(seq_len))
                 batch = torch.from_numpy(streams(data.train, plan.batch, seq_len, offset)).to(device)  # (B, S, dim)
+                beats = torch.from_numpy(streams(data.train_beats[:, None], plan.batch, seq_len, offset)[..., 0])
+                beats = beats.to(device)  # (B, S): the clock beside every frame
                 state = model.initial_state(batch.shape[0], device)
                 for k in range((batch.shape[1] - 1) // seq_len):
                     x = batch[:, k * seq_len : (k + 1) * seq_len]  # (B, T, dim)
                     y = batch[:, k * seq_len + 1 : (k + 1) * seq_len + 1]  # (B, T, dim)
+                    beat = beats[:, k * seq_len + 1 : (k + 1) * seq_len + 1]  # (B, T) beats of the frames to predict
                     for group in opt.param_groups:  # cosine decay to a tenth over the whole run
                         group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
-                    out = model(x + cfg.input_noise * torch.randn_like(x), y, state)
-                    state = (out.state[0].detach(), out.state[1].detach())
-                    rec = (out.pred - y).pow(2).mean()
-                    kl = out.kl_posterior.mean()
                     warm = min(1.0, step / warmup_steps)
-                    loss = rec + cfg.beta * warm * kl + cfg.prior_weight * out.kl_prior.mean()
+                    loss, rec, kl, state = objective.loss(model, x, y, beat, state, warm)
+                    state = (state[0].detach(), state[1].detach())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -235,7 +308,7 @@ def fit(
                     n_steps += 1
                     sums += (rec.item(), kl.item())
                     progress.update(epoch, n_steps, plan.steps_per_epoch, sums[0] / n_steps, started)
-            val, val_mse = validate(model, data, device, cfg.beta)
+            val, val_mse = _validate(objective, model, data, device)
             history.train.append(sums[0] / n_steps)
             history.kl.append(sums[1] / n_steps)
             history.val.append(val)
@@ -253,9 +326,9 @@ def fit(
         epochs_done = len(history.val)
         log(f"\ninterrupted during epoch {epochs_done + 1}: saving a checkpoint and exporting the best model so far")
         if best_state is None:  # not even one epoch finished: the current weights are the best we have
-            (best_val, best_val_mse), best_epoch = validate(model, data, device, cfg.beta), 0
+            (best_val, best_val_mse), best_epoch = _validate(objective, model, data, device), 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(checkpoint, checkpoint_state(epochs_done))
-    best = SongModel(model_cfg)
+    best = objective.build(model_cfg, None)
     best.load_state_dict(best_state)
     return TrainResult(best, best_epoch, best_val, best_val_mse, base, history, epochs_done, interrupted, str(device))

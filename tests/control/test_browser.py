@@ -112,7 +112,7 @@ def test_the_page_plays_the_engine_and_every_surface_sees_it(browser, served):
         peaks.add(one.locator("#peak-db").text_content())
         time.sleep(0.1)
     assert len(peaks) > 2  # live meters
-    assert float(one.locator("#peak-db").text_content()) > -60
+    assert max(float(p) for p in peaks) > -60  # music has rests: some reading within the second shows sound
     drawn = one.evaluate(
         """() => { const c = document.querySelector('#spectrogram');
                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

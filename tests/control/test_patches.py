@@ -28,6 +28,8 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from liveshtr.bundle import load_bundle
+from liveshtr.commands.common import DEMO_MODEL
 from liveshtr.commands.controls import BEGIN, END, tables
 from liveshtr.control.osc_protocol import (
     TELEMETRY_FIELDS,
@@ -266,7 +268,8 @@ def test_pd_files_connect_only_existing_boxes():
 def test_the_address_table_in_patches_readme_is_the_generated_one():
     readme = (PATCHES / "README.md").read_text()
     committed = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)].strip()
-    assert committed == tables(LATENT, "models/demo", markdown=True).strip(), (
+    demo = load_bundle(DEMO_MODEL)
+    assert committed == tables(LATENT, "models/demo", markdown=True, tempo=demo.tempo).strip(), (
         "patches/README.md is out of date: run `liveshtr controls --update patches/README.md`"
     )
     for row in client_addresses(Params(LATENT)):

@@ -1,0 +1,204 @@
+"""The magnitude model: log-magnitude features, a beat clock, a recurrent latent and a per-feature Gaussian.
+
+    features_t, clock_{t+1} -> input projection -> LSTM x layers -> h_t
+    h_t -> prior (mu, logvar) -> z  (training: posterior from h_t and features_{t+1})
+    h_t, z -> decoder -> (+ skip * features_t) -> mean and log-variance of every feature of frame t+1
+
+Why this form (the sound issue's measurements): predicting real and imaginary parts with a squared error averaged
+the phase away, and Gaussian innovations in that space were noise. Log-magnitudes are predictable; the phase stage
+(`liveshtr.sound.phase`) makes partials from them. A per-feature Gaussian trained by its negative log-likelihood
+keeps spectra peaky when sampled (a squared error would blur every note into its neighbours). The latent carries
+what is new in a frame as one event (an attack touches every band at once, which independent per-feature noise
+cannot make), and it is what the performer steers. The clock tells the model where in the bar it is, so a beat
+needs no memory of the last one. A per-feature skip carries the current frame into the next one's mean (frames
+overlap by 75%, so most of the next frame is the current one): without it the LSTM had to squeeze 192 features
+through its input projection and predicted the next frame worse than repeating the last one does.
+
+The latent is conditional as in a VRNN: a posterior that sees the next frame is trained against the prior of the
+LSTM's head with a balanced KL (the prior pulled more strongly than the posterior), and on stage the prior is
+sampled. `MagnitudeStep` is the single step that is exported to ONNX; the engine never imports this file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from liveshtr.config import MagnitudeConfig
+from liveshtr.sound.magnitude import BAR_BEATS, CLOCK_SIZE
+
+LOGVAR_RANGE = (-7.0, 3.0)  # per-feature log-variance of the output, in normalised units
+LATENT_LOGVAR_RANGE = (-10.0, 4.0)
+
+
+def clock(beat: torch.Tensor) -> torch.Tensor:
+    """Beat counts (...,) -> (..., 6), as `liveshtr.sound.magnitude.clock_features`."""
+    b = beat.unsqueeze(-1) * (2 * math.pi)
+    angles = torch.cat([b, b / BAR_BEATS, 2 * b], dim=-1)  # (..., 3)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # sin, cos of each in turn
+
+
+class Pass(NamedTuple):
+    """What a teacher-forced pass returns (B, T, ...); the KL is returned twice with the same value and different
+    gradients (balancing): `kl_posterior` reaches only the posterior, `kl_prior` only the prior and the LSTM."""
+
+    mean: torch.Tensor  # (B, T, F) predicted next frames, decoded from the posterior's z
+    logvar: torch.Tensor  # (B, T, F)
+    mu_q: torch.Tensor  # (B, T, L) posterior mean
+    mu_p: torch.Tensor  # (B, T, L) prior mean and log-variance
+    logvar_p: torch.Tensor
+    kl_posterior: torch.Tensor  # (B, T)
+    kl_prior: torch.Tensor
+    state: tuple[torch.Tensor, torch.Tensor]
+
+
+class MagnitudeModel(nn.Module):
+    """The training-time model: whole sequences, teacher-forced."""
+
+    def __init__(self, cfg: MagnitudeConfig):
+        super().__init__()
+        self.cfg = cfg
+        n, h, L = cfg.features, cfg.hidden, cfg.latent_dim
+        self.inp = nn.Linear(n + CLOCK_SIZE, cfg.input_size)
+        self.lstm = nn.LSTM(cfg.input_size, h, num_layers=cfg.layers, batch_first=True)
+        self.head = nn.Linear(h, 2 * L)  # prior -> (mu, logvar)
+        self.posterior = nn.Sequential(nn.Linear(h + n, h), nn.GELU(), nn.Linear(h, 2 * L))  # training only
+        self.mid = nn.Linear(h + L, h)
+        self.out = nn.Linear(h, 2 * n)  # -> (mean, logvar) of every feature
+        self.skip = nn.Parameter(torch.full((n,), 0.9))  # per feature: how much of the current frame carries on
+        with torch.no_grad():  # start from "the current frame carries on, give or take one spread"
+            self.out.weight.zero_()
+            self.out.bias.zero_()
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def project(self, x: torch.Tensor, beat: torch.Tensor) -> torch.Tensor:
+        """Features (..., F) and the beat count of the frame to predict (...) -> the LSTM's input."""
+        return torch.tanh(self.inp(torch.cat([x, clock(beat)], dim=-1)))
+
+    def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(*LATENT_LOGVAR_RANGE)
+
+    def decode(self, h: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None = None):
+        """LSTM outputs (..., H), latents (..., L) and the current frames (..., F; None leaves the skip out) ->
+        mean and log-variance of the next frame (..., F)."""
+        mean, logvar = self.out(F.gelu(self.mid(torch.cat([h, z], dim=-1)))).chunk(2, dim=-1)
+        if x is not None:
+            mean = mean + self.skip * x
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def forward(self, x, beat, y, state, sample: bool = True) -> Pass:
+        """Teacher-forced pass: features x and next frames y (B, T, F), beat counts of the next frames (B, T)."""
+        h, state = self.lstm(self.project(x, beat), state)  # (B, T, H)
+        mu_p, logvar_p = self.prior(h)
+        mu_q, logvar_q = self.posterior(torch.cat([h, y], dim=-1)).chunk(2, dim=-1)
+        logvar_q = logvar_q.clamp(*LATENT_LOGVAR_RANGE)
+        z = mu_q + torch.exp(0.5 * logvar_q) * torch.randn_like(mu_q) if sample else mu_q
+        mean, logvar = self.decode(h, z, x)
+        kl_posterior = kl_divergence(mu_q, logvar_q, mu_p.detach(), logvar_p.detach())
+        kl_prior = kl_divergence(mu_q.detach(), logvar_q.detach(), mu_p, logvar_p)
+        return Pass(mean, logvar, mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state)
+
+    def play(self, x, beat, state) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """What the model predicts when playing at temperature 0 (z = prior mean): the next frames' means."""
+        h, state = self.lstm(self.project(x, beat), state)
+        mu_p, _ = self.prior(h)
+        return self.decode(h, mu_p, x)[0], state
+
+
+def gaussian_nll(y: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per value, without the constant: 0.5 * (logvar + (y - mean)^2 / var)."""
+    return 0.5 * (logvar + (y - mean).pow(2) * torch.exp(-logvar))
+
+
+def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dimensions: (..., L) -> (...)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
+
+
+class MagnitudeStep(nn.Module):
+    """One autoregressive step with the performer's controls, as exported to ONNX (batch of 1).
+
+        z    = (1 - latent_mix) * (mu + temperature * sigma * eps + latent_offset * spread)
+               + latent_mix * (mean + z_user * spread)
+        next = mean(h, z) + temperature * sharpness * sd(h, z) * noise
+
+    `sharpness` (per feature, from the bundle) samples the pitch bins more narrowly than the bands above them, so
+    partials stay partials. `eps` and `noise` come from outside, so a seed reproduces a render and the graph has no
+    random op. `beat` is the beat count of the frame being predicted (the engine's clock).
+    """
+
+    INPUTS = ("frame", "beat", "h_in", "c_in", "eps", "noise", "temperature", "latent_offset", "latent_mix", "z_user")
+    OUTPUTS = ("next_frame", "h_out", "c_out", "mu", "z")
+
+    def __init__(self, model: MagnitudeModel, latent_mean, latent_spread, sharpness):
+        super().__init__()
+        self.model = model
+        cfg = model.cfg
+        self.lstm = nn.LSTM(cfg.input_size, cfg.hidden, num_layers=cfg.layers)  # sequence-first: no transposes
+        self.lstm.load_state_dict(model.lstm.state_dict())
+        self.register_buffer("latent_mean", torch.as_tensor(latent_mean).reshape(1, -1).float())
+        self.register_buffer("latent_spread", torch.as_tensor(latent_spread).reshape(1, -1).float())
+        self.register_buffer("sharpness", torch.as_tensor(sharpness).reshape(1, -1).float())
+
+    def forward(self, frame, beat, h_in, c_in, eps, noise, temperature, latent_offset, latent_mix, z_user):
+        # frame, noise (1, F); beat, temperature, latent_mix (1,); h_in, c_in (layers, 1, H); eps... (1, L)
+        x = self.model.project(frame, beat).unsqueeze(0)  # (1 step, 1 stream, input_size)
+        h, (h_out, c_out) = self.lstm(x, (h_in, c_in))
+        mu, logvar = self.model.prior(h[0])  # (1, L)
+        z_model = mu + temperature * torch.exp(0.5 * logvar) * eps + latent_offset * self.latent_spread
+        z = (1.0 - latent_mix) * z_model + latent_mix * (self.latent_mean + z_user * self.latent_spread)
+        mean, logvar_x = self.model.decode(h[0], z, frame)
+        return mean + temperature * self.sharpness * torch.exp(0.5 * logvar_x) * noise, h_out, c_out, mu, z
+
+
+def step_shapes(cfg: MagnitudeConfig) -> dict[str, list[int]]:
+    """Names and shapes of the step graph's inputs and outputs, as recorded in model.json."""
+    state, latent, frame = [cfg.layers, 1, cfg.hidden], [1, cfg.latent_dim], [1, cfg.features]
+    return {
+        "frame": frame,
+        "beat": [1],
+        "h_in": state,
+        "c_in": state,
+        "eps": latent,
+        "noise": frame,
+        "temperature": [1],
+        "latent_offset": latent,
+        "latent_mix": [1],
+        "z_user": latent,
+        "next_frame": frame,
+        "h_out": state,
+        "c_out": state,
+        "mu": latent,
+        "z": latent,
+    }
+
+
+@torch.no_grad()
+def order_latents(model: MagnitudeModel, h: torch.Tensor, mu: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """Permute the latent dimensions in place so that dimension 0 changes the predicted frame most.
+
+    Importance of dimension i: mean squared change of the decoded mean when z moves by one spread along i, at the
+    model's own LSTM outputs `h` (N, H) and latents `mu` (N, L). Returns the permutation (new -> old index)."""
+    L = model.cfg.latent_dim
+    base = model.decode(h, mu)[0]
+    importance = torch.empty(L)
+    for i in range(L):
+        moved = mu.clone()
+        moved[:, i] += spread[i]
+        importance[i] = (model.decode(h, moved)[0] - base).pow(2).mean()
+    order = torch.argsort(importance, descending=True)
+    rows = torch.cat([order, order + L])  # mu rows, then logvar rows
+    for layer in (model.head, model.posterior[2]):
+        layer.weight.copy_(layer.weight[rows])
+        layer.bias.copy_(layer.bias[rows])
+    H = model.cfg.hidden
+    model.mid.weight[:, H:] = model.mid.weight[:, H:][:, order]
+    return order

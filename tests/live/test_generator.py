@@ -1,0 +1,71 @@
+"""The magnitude model's generator (the demo bundle): its clock follows the tempo, its frames become spectra with
+the song's partials, and a broken step never blasts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from liveshtr.live.generator import FEATURE_LIMIT, Controls, Generator
+from liveshtr.live.params import Params
+
+
+def test_the_demo_is_a_magnitude_model_with_a_tempo_control(bundle):
+    assert bundle.kind == "magnitude" and bundle.tempo is not None
+    params = Params(bundle.latent_dim, bundle.tempo)
+    assert params.get("tempo") == round(bundle.tempo, 2)
+    assert params.set("tempo", 1000.0) == 300.0  # clamped to the table's range
+
+
+def test_the_clock_advances_at_the_tempo_control_and_starts_in_the_primes_bar(bundle):
+    g = Generator(bundle, seed=0)
+    index = int(np.argmin(np.abs(bundle.prime_positions - 0.5)))
+    start = float(bundle.prime_beats[index])
+    hop_s = g.hop / g.samplerate
+    for tempo in (90.0, 180.0):
+        g.prime(0.5)
+        controls = Controls(bundle.latent_dim, tempo=tempo)
+        seen = []
+        for _ in range(200):
+            g.next_frame(controls)
+            seen.append(float(g.model.feeds["beat"][0]))
+        expected = (start + np.arange(1, 201) * tempo / 60 * hop_s) % 4.0
+        assert np.allclose(seen, expected, atol=1e-3), tempo
+    g.prime(0.5)
+    default = Controls(bundle.latent_dim)  # tempo 0: the song's
+    g.next_frame(default)
+    assert abs(float(g.model.feeds["beat"][0]) - (start + bundle.tempo / 60 * hop_s) % 4.0) < 1e-4
+
+
+def test_the_tempo_changes_what_the_model_plays(bundle):
+    def play(tempo):
+        g = Generator(bundle, seed=3)
+        c = Controls(bundle.latent_dim, tempo=tempo)
+        return np.stack([g.next_frame(c).copy() for _ in range(400)])
+
+    slow, fast, again = play(60.0), play(240.0), play(60.0)
+    assert np.array_equal(slow, again)  # deterministic for a seed
+    assert np.abs(slow[100:] - fast[100:]).mean() > 0.05  # the clock reaches the sound
+
+
+def test_spectra_carry_peaks_not_flat_noise(bundle):
+    """The phase stage turns the magnitudes into a spectrum whose pitch region has clear peaks."""
+    g = Generator(bundle, seed=0)
+    audio = g.render(10.0, Controls(bundle.latent_dim))
+    assert np.isfinite(audio).all() and np.abs(audio).max() < 1.0
+    frames = np.lib.stride_tricks.sliding_window_view(audio, 2048)[::1024] * np.hanning(2048)
+    spectra = np.abs(np.fft.rfft(frames, axis=1))[:, : 2048 * 3000 // g.samplerate]  # below 3 kHz
+    loud = spectra[spectra.max(axis=1) > 1e-3]
+    crest = np.median(loud.max(axis=1) / np.median(loud, axis=1))
+    assert crest > 30, crest  # white noise in a band: about 5
+
+
+def test_a_broken_step_restarts_from_the_song_in_silence(bundle):
+    g = Generator(bundle, seed=0)
+    c = Controls(bundle.latent_dim)
+    for _ in range(100):
+        g.next_hop(c)
+    g.model.set_state(np.nan, np.nan)
+    frame = g.next_frame(c)
+    assert g.resets == 1 and np.all(frame == -FEATURE_LIMIT)
+    hops = np.concatenate([g.next_hop(c).copy() for _ in range(200)])
+    assert np.isfinite(hops).all() and np.abs(hops).max() < 1.0 and g.resets == 1
