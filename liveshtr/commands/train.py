@@ -34,8 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
     add_signal_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument("--layers", type=int, help=_both("stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers))
-    g.add_argument("--hidden", type=int, help=_both("LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden))
+    g.add_argument(
+        "--layers",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=_both("stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers),
+    )
+    g.add_argument(
+        "--hidden",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=_both("LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden),
+    )
     g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
     g = p.add_argument_group("training")
     g.add_argument(
@@ -46,18 +56,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(DCT) optimiser steps",
     )
     g.add_argument(
-        "--seq-len", type=int, help=_both("frames per training sequence", MAGNITUDE_TRAINING["seq_len"], _TRAIN.seq_len)
+        "--seq-len",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=_both("frames per training sequence", MAGNITUDE_TRAINING["seq_len"], _TRAIN.seq_len),
     )
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
-    g.add_argument("--lr", type=float, help=_both("Adam learning rate", MAGNITUDE_TRAINING["lr"], _TRAIN.lr))
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=_both("Adam learning rate", MAGNITUDE_TRAINING["lr"], _TRAIN.lr),
+    )
     g.add_argument(
         "--beta",
         type=float,
+        default=argparse.SUPPRESS,
         help=_both("weight of the KL on the posterior's side", MAGNITUDE_TRAINING["beta"], _TRAIN.beta),
     )
     g.add_argument(
         "--input-noise",
         type=float,
+        default=argparse.SUPPRESS,
         help=_both("noise on the teacher-forced inputs", MAGNITUDE_TRAINING["input_noise"], _TRAIN.input_noise),
     )
     g.add_argument(
@@ -77,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
-    shape = {k: v for k, v in (("layers", args.layers), ("hidden", args.hidden)) if v is not None}
+    shape = {k: getattr(args, k) for k in ("layers", "hidden") if hasattr(args, k)}
     features = None
     if frame_cfg.domain == "fft":
         from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
@@ -95,11 +115,11 @@ def run(args: argparse.Namespace) -> int:
     train_cfg = TrainConfig.for_domain(
         frame_cfg.domain,
         epochs=args.epochs,
-        seq_len=args.seq_len,
+        seq_len=getattr(args, "seq_len", None),
         batch_size=args.batch_size,
-        lr=args.lr,
-        beta=args.beta,
-        input_noise=args.input_noise,
+        lr=getattr(args, "lr", None),
+        beta=getattr(args, "beta", None),
+        input_noise=getattr(args, "input_noise", None),
         device=args.device,
         seed=args.seed,
     )
