@@ -85,6 +85,16 @@ class FrameConfig:
         return asdict(self)
 
 
+def check_shape(layers: int, hidden: int, latent_dim: int) -> None:
+    """The LSTM and latent sizes every model accepts."""
+    if not 1 <= layers <= 3:
+        raise ConfigError(f"layers {layers} must lie in 1..3")
+    if not 64 <= hidden <= 1024:
+        raise ConfigError(f"hidden {hidden} must lie in 64..1024")
+    if not 1 <= latent_dim <= 256:
+        raise ConfigError(f"latent-dim {latent_dim} must lie in 1..256")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the LSTM+VAE."""
@@ -101,12 +111,7 @@ class ModelConfig:
             raise ConfigError(f"channels {self.channels} must be 1 (DCT) or 2 (FFT) and divide dim {self.dim}")
         if not 0 <= self.band <= 64:
             raise ConfigError(f"band {self.band} must lie in 0..64")
-        if not 1 <= self.layers <= 3:
-            raise ConfigError(f"layers {self.layers} must lie in 1..3")
-        if not 64 <= self.hidden <= 1024:
-            raise ConfigError(f"hidden {self.hidden} must lie in 64..1024")
-        if not 1 <= self.latent_dim <= 256:
-            raise ConfigError(f"latent-dim {self.latent_dim} must lie in 1..256")
+        check_shape(self.layers, self.hidden, self.latent_dim)
 
     @property
     def n_bins(self) -> int:
@@ -129,12 +134,7 @@ class MagnitudeConfig:
     bands: int = 64
 
     def __post_init__(self) -> None:
-        if not 1 <= self.layers <= 3:
-            raise ConfigError(f"layers {self.layers} must lie in 1..3")
-        if not 64 <= self.hidden <= 1024:
-            raise ConfigError(f"hidden {self.hidden} must lie in 64..1024")
-        if not 1 <= self.latent_dim <= 256:
-            raise ConfigError(f"latent-dim {self.latent_dim} must lie in 1..256")
+        check_shape(self.layers, self.hidden, self.latent_dim)
         if self.features < 1 or self.input_size < 1:
             raise ConfigError(f"features {self.features} and input size {self.input_size} must be positive")
         if self.pitch_hz <= 0 or not 1 <= self.bands <= 512:

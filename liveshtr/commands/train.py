@@ -21,8 +21,23 @@ _MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
 
 
-def _both(name: str, magnitude, coefficients) -> str:
-    return f"{name} (default {magnitude} for FFT frames, {coefficients} for DCT frames)"
+# Training flags whose defaults depend on the model the frame domain picks: (TrainConfig field, type, help).
+PER_DOMAIN_TRAINING = (
+    ("seq_len", int, "frames per training sequence"),
+    ("lr", float, "Adam learning rate"),
+    ("beta", float, "weight of the KL on the posterior's side"),
+    ("input_noise", float, "noise on the teacher-forced inputs"),
+)
+
+
+def _per_domain(group, name: str, kind, doc: str, magnitude, coefficients) -> None:
+    """A flag whose default depends on the domain: left unset (absent from the namespace) unless given."""
+    group.add_argument(
+        "--" + name.replace("_", "-"),
+        type=kind,
+        default=argparse.SUPPRESS,
+        help=f"{doc} (default {magnitude} for FFT frames, {coefficients} for DCT frames)",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,18 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
     add_signal_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--layers",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=_both("stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers),
-    )
-    g.add_argument(
-        "--hidden",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=_both("LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden),
-    )
+    _per_domain(g, "layers", int, "stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers)
+    _per_domain(g, "hidden", int, "LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden)
     g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
     g = p.add_argument_group("training")
     g.add_argument(
@@ -55,31 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"passes over the song, each at least {MAGNITUDE_TRAINING['min_steps']} (FFT) or {_TRAIN.min_steps} "
         "(DCT) optimiser steps",
     )
-    g.add_argument(
-        "--seq-len",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=_both("frames per training sequence", MAGNITUDE_TRAINING["seq_len"], _TRAIN.seq_len),
-    )
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
-    g.add_argument(
-        "--lr",
-        type=float,
-        default=argparse.SUPPRESS,
-        help=_both("Adam learning rate", MAGNITUDE_TRAINING["lr"], _TRAIN.lr),
-    )
-    g.add_argument(
-        "--beta",
-        type=float,
-        default=argparse.SUPPRESS,
-        help=_both("weight of the KL on the posterior's side", MAGNITUDE_TRAINING["beta"], _TRAIN.beta),
-    )
-    g.add_argument(
-        "--input-noise",
-        type=float,
-        default=argparse.SUPPRESS,
-        help=_both("noise on the teacher-forced inputs", MAGNITUDE_TRAINING["input_noise"], _TRAIN.input_noise),
-    )
+    for name, kind, doc in PER_DOMAIN_TRAINING:
+        _per_domain(g, name, kind, doc, MAGNITUDE_TRAINING[name], getattr(_TRAIN, name))
     g.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -112,16 +95,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
+    given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
     train_cfg = TrainConfig.for_domain(
         frame_cfg.domain,
         epochs=args.epochs,
-        seq_len=getattr(args, "seq_len", None),
         batch_size=args.batch_size,
-        lr=getattr(args, "lr", None),
-        beta=getattr(args, "beta", None),
-        input_noise=getattr(args, "input_noise", None),
         device=args.device,
         seed=args.seed,
+        **given,
     )
     first = expand_paths(args.songs)[0]
     out = args.output or MODELS_DIR / _bundle_name(first.stem)

@@ -98,11 +98,9 @@ def magnitude_latent_statistics(model: MagnitudeModel, data: FrameData, max_fram
     model.eval()
     frames = torch.from_numpy(data.train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, F)
     beats = torch.from_numpy(data.train_beats[1 : max_frames + 1]).unsqueeze(0)
-    x, y = frames[:, :-1], frames[:, 1:]
-    h, _ = model.lstm(model.project(x, beats), model.initial_state(1))
-    out = model(x, beats, y, model.initial_state(1), sample=False)
+    out = model(frames[:, :-1], beats, frames[:, 1:], model.initial_state(1), sample=False)
     spread = (out.mu_p[0].var(dim=0) + out.logvar_p[0].exp().mean(dim=0)).sqrt()
-    return h[0], out.mu_q[0], spread
+    return out.h[0], out.mu_q[0], spread
 
 
 def export_onnx(graph: StepGraph | MagnitudeStep, shapes: dict[str, list[int]]) -> bytes:

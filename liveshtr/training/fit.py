@@ -170,7 +170,7 @@ class MagnitudeObjective:
             target = y[0, ctx:]
             nll += float(gaussian_nll(target, out.mean[0, ctx:], out.logvar[0, ctx:]).sum())
             kl += float(out.kl_posterior[0, ctx:].sum())
-            played, _ = model.play(x, b, model.initial_state(1, device))
+            played = model.decode(out.h, out.mu_p, x)[0]  # playing: z = prior mean
             mse += float((played[0, ctx:] - target).pow(2).sum())
             n_frames += len(target)
             n_values += target.numel()

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from liveshtr.config import MagnitudeConfig
 from liveshtr.sound.magnitude import BAR_BEATS, CLOCK_SIZE
+from liveshtr.training.model import kl_divergence
 
 LOGVAR_RANGE = (-7.0, 3.0)  # per-feature log-variance of the output, in normalised units
 LATENT_LOGVAR_RANGE = (-10.0, 4.0)
@@ -54,6 +55,7 @@ class Pass(NamedTuple):
     kl_posterior: torch.Tensor  # (B, T)
     kl_prior: torch.Tensor
     state: tuple[torch.Tensor, torch.Tensor]
+    h: torch.Tensor  # (B, T, H) the LSTM outputs everything above was decoded from
 
 
 class MagnitudeModel(nn.Module):
@@ -104,7 +106,7 @@ class MagnitudeModel(nn.Module):
         mean, logvar = self.decode(h, z, x)
         kl_posterior = kl_divergence(mu_q, logvar_q, mu_p.detach(), logvar_p.detach())
         kl_prior = kl_divergence(mu_q.detach(), logvar_q.detach(), mu_p, logvar_p)
-        return Pass(mean, logvar, mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state)
+        return Pass(mean, logvar, mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state, h)
 
     def play(self, x, beat, state) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """What the model predicts when playing at temperature 0 (z = prior mean): the next frames' means."""
@@ -116,11 +118,6 @@ class MagnitudeModel(nn.Module):
 def gaussian_nll(y: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per value, without the constant: 0.5 * (logvar + (y - mean)^2 / var)."""
     return 0.5 * (logvar + (y - mean).pow(2) * torch.exp(-logvar))
-
-
-def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
-    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dimensions: (..., L) -> (...)."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
 
 
 class MagnitudeStep(nn.Module):
