@@ -59,6 +59,9 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+COEFFICIENT_DRIFT = 0.9  # the coefficient model's latent noise wanders over ~50 frames (see `live.generator`)
+
+
 @dataclass(frozen=True)
 class Bundle:
     path: Path
@@ -81,6 +84,29 @@ class Bundle:
         """The song's tempo in beats a minute, where the model has a clock input; else None."""
         clock = self.meta.get("clock")
         return float(clock["bpm"]) if clock else None
+
+    @property
+    def drift(self) -> float:
+        """Default of the drift control (the latent noise's AR(1) coefficient per hop). The magnitude model's
+        latent was trained with fresh noise every frame: held noise pushes its level one way for many frames."""
+        return 0.0 if self.kind == "magnitude" else COEFFICIENT_DRIFT
+
+    @property
+    def latent_scale(self) -> float:
+        """The spread the latent is sampled with at temperature 1, relative to the prior's (from export)."""
+        return float(self.meta.get("sampling", {}).get("latent_scale", 1.0))
+
+    @property
+    def noise_scale(self) -> np.ndarray:
+        """(dim,) the spread every feature's sampling noise gets at temperature 1, relative to the model's own
+        (from export: pitch bins and bands each); ones for a coefficient model."""
+        scale = np.ones(self.dim, dtype=np.float32)
+        sampling = self.meta.get("sampling", {})
+        if "noise" in sampling:
+            pitch, bands = sampling["noise"]
+            n = self.meta["features"]["pitch_bins"]
+            scale[:n], scale[n:] = pitch, bands
+        return scale
 
     @property
     def name(self) -> str:

@@ -21,6 +21,8 @@ class AudioConfig:
     samplerate: int = 24000  # model rate: 12 kHz of bandwidth, and an exact half of 48 kHz sound cards
     highpass_hz: float = 0.0  # 0 disables; SONGSHTR found songs high-passed above ~500 Hz gave livelier results
     peak_db: float = -1.0  # every file is peak-normalised to this level (files may decode above 1.0)
+    trim_db: float = 20.0  # the song's quiet start and end (silence, the tail of a fade-out) are cut where they
+    # lie more than this far below its median level; 0 keeps them. A model that learned a fade-out plays one.
 
     def __post_init__(self) -> None:
         if not 4000 <= self.samplerate <= 192000:
@@ -32,6 +34,8 @@ class AudioConfig:
             )
         if not -60.0 <= self.peak_db <= 0.0:
             raise ConfigError(f"peak level {self.peak_db:g} dBFS must lie in -60..0 dBFS")
+        if not 0.0 <= self.trim_db <= 120.0:
+            raise ConfigError(f"trim {self.trim_db:g} dB must lie in 0..120 dB (0 keeps quiet edges)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -31,7 +31,7 @@ def render(bundle, seconds: float, seed: int = 0, **controls) -> np.ndarray:
     from liveshtr.live.generator import Controls, Generator
 
     generator = Generator(bundle, seed=seed)
-    c = Controls(bundle.latent_dim)
+    c = Controls.for_bundle(bundle)
     for name, value in controls.items():
         if name == "offset0":
             c.latent_offset[0] = value

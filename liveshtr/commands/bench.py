@@ -124,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if len(candidates) == 3:
         result[f"step_{bound.precision}"] = result["step_iobinding"]
 
-    engine = Engine(
-        Generator(bundle, bound, seed=0), Params(bundle.latent_dim, bundle.tempo), args.samplerate, args.blocksize
-    )
+    engine = Engine(Generator(bundle, bound, seed=0), Params.for_bundle(bundle), args.samplerate, args.blocksize)
 
     def hop():
         engine.produce_hop()
@@ -141,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     result["block_ms"] = round(block_s * 1000, 2)
     result["block_load_percent"] = round(100 * engine_s * hops_per_block / block_s, 2)
     for rate in (bundle.audio.samplerate, args.samplerate):
-        fresh = Engine(Generator(bundle, bound, seed=0), Params(bundle.latent_dim, bundle.tempo), rate, args.blocksize)
+        fresh = Engine(Generator(bundle, bound, seed=0), Params.for_bundle(bundle), rate, args.blocksize)
         fresh.render(1.0)
         started = time.perf_counter()
         fresh.render(args.render_seconds)

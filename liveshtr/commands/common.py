@@ -22,6 +22,13 @@ def add_signal_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HZ",
         help="high-pass the songs above HZ before training (0: off; ~500 gives livelier results)",
     )
+    g.add_argument(
+        "--trim-db",
+        type=float,
+        default=_AUDIO.trim_db,
+        metavar="DB",
+        help="cut the songs' quiet start and end, where they lie DB below their median level (0: keep them)",
+    )
     g.add_argument("--domain", choices=DOMAINS, default=_FRAME.domain, help="frame transform")
     g.add_argument("--frame", type=int, default=_FRAME.frame, help="samples per frame")
     g.add_argument("--hop", type=int, default=_FRAME.hop, help="samples between frames")
@@ -36,7 +43,7 @@ def add_signal_arguments(p: argparse.ArgumentParser) -> None:
 
 def signal_configs(args: argparse.Namespace) -> tuple[AudioConfig, FrameConfig]:
     """Build the configs from parsed flags; bad combinations raise ConfigError (exit 2, one line)."""
-    audio = AudioConfig(samplerate=args.samplerate, highpass_hz=args.highpass)
+    audio = AudioConfig(samplerate=args.samplerate, highpass_hz=args.highpass, trim_db=args.trim_db)
     frame = FrameConfig(domain=args.domain, frame=args.frame, hop=args.hop, max_hz=args.max_hz)
     return audio, frame
 
@@ -158,7 +165,7 @@ def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, **engin
     if args.prime is not None:
         initial["prime"] = args.prime
     try:
-        params = Params(bundle.latent_dim, bundle.tempo, **initial)
+        params = Params.for_bundle(bundle, **initial)
         if args.latent is not None:
             if len(args.latent) > bundle.latent_dim:
                 raise ParamError(f"the model has {bundle.latent_dim} latent dimensions, got {len(args.latent)}")

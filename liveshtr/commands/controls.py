@@ -24,11 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def tables(latent_dim: int, model_name: str, markdown: bool, tempo: float | None = None) -> str:
+def tables(params, model_name: str, markdown: bool) -> str:
+    """The address tables of a model's parameter table (`Params`)."""
     from liveshtr.control.osc_protocol import client_addresses, feedback_addresses
-    from liveshtr.live.params import Params
 
-    params = Params(latent_dim, tempo)
+    latent_dim = params.table["latent"].size
     sections = [
         ("Send to liveshtr (UDP, `serve --osc-port`, default 9000)", client_addresses(params)),
         ("Sent back (replies to the sender; feedback to subscribers)", feedback_addresses(params)),
@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.model or DEMO_MODEL)
     name = "models/demo" if args.model is None else bundle.name
-    text = tables(bundle.latent_dim, name, markdown=args.markdown or bool(args.update), tempo=bundle.tempo)
+    from liveshtr.live.params import Params
+
+    text = tables(Params.for_bundle(bundle), name, markdown=args.markdown or bool(args.update))
     if args.update:
         changed = update(Path(args.update), text)
         print(f"{args.update}: {'updated' if changed else 'already up to date'}")

@@ -150,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
         f"mean frame {base['mean_frame']:.4f}  -> {'beats both' if beats else 'DOES NOT beat both baselines'}\n"
         f"listen    {out / 'preview.wav'}   look: {out / 'loss.png'}, {out / 'spectrogram.png'}"
     )
+    if bundle.kind == "magnitude":
+        pitch, bands = bundle.meta["sampling"]["noise"]
+        print(
+            f"sampling  latent at {bundle.latent_scale:g} of its spread; feature noise x{pitch:g} on the pitch bins, "
+            f"x{bands:g} on the bands (to change from frame to frame as the song does)"
+        )
     if result.interrupted:
         print(f"resume    liveshtr train {' '.join(map(str, args.songs))} -o {out} --resume", file=sys.stderr)
         return 130

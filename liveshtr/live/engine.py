@@ -97,7 +97,7 @@ class Engine:
         self.ring = RingBuffer(self.blocksize, math.ceil((self.max_fill + burst) / self.blocksize) + 1)
 
         # Producer state: controls as played (smoothed towards the snapshot) and the last actions seen.
-        self.controls = Controls(generator.bundle.latent_dim)
+        self.controls = Controls.for_bundle(generator.bundle)
         self._smooth = 1.0 - math.exp(-hop / (SMOOTH_S * self.model_rate))
         self._slots = params.slots
         self._snap: np.ndarray | None = None

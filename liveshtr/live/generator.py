@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
-from liveshtr.bundle import Bundle
+from liveshtr.bundle import COEFFICIENT_DRIFT, Bundle
 from liveshtr.live.runtime import StepModel
 from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import FLOOR, MagnitudeLayout
 from liveshtr.sound.phase import PhaseReconstructor
 
-# Per-step AR(1) coefficient of the latent noise (time constant ~50 frames, ~0.5 s at the default hop). Fresh noise
-# every frame averages out within a second and the render turns into stationary noise; slowly wandering noise
-# keeps each step's z distributed as trained while the sound moves from second to second.
-DRIFT = 0.9
+# Per-step AR(1) coefficient of the latent noise, the drift control's default: the bundle's (`Bundle.drift`). The
+# coefficient model's noise wanders (0.9, a time constant of ~50 frames): fresh noise every frame averaged out
+# within a second into stationary noise. The magnitude model's latent is an event per frame and is sampled fresh.
+DRIFT = COEFFICIENT_DRIFT
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
 FEATURE_LIMIT = 8.0  # magnitude features are held within this many spreads of their mean (a sampled outlier
@@ -48,6 +48,11 @@ class Controls:
     z_user: np.ndarray = field(default=None)  # (L,) the performer's own point in latent space
     drift: float = DRIFT  # 0: fresh latent noise every frame; towards 1: the sampled z wanders more slowly
     tempo: float = 0.0  # beats a minute of the clock (a model with a clock input); 0: the song's tempo
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle, **given) -> Controls:
+        """Default controls of a model bundle (its latent size and drift), with `given` fields on top."""
+        return cls(bundle.latent_dim, **{"drift": bundle.drift, **given})
 
     def __post_init__(self) -> None:
         if self.latent_offset is None:
@@ -116,8 +121,11 @@ class Generator:
             self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
             self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
             self.song_tempo = float(bundle.tempo)
-        self._eps = self.model.feeds["eps"][0]  # the wandering latent noise, written where the model reads it
+        self._eps = self.model.feeds["eps"][0]  # the latent noise the model reads: the wander, scaled
+        self._wander = np.zeros(bundle.latent_dim, dtype=np.float32)  # unit-variance AR(1) noise
         self._fresh = np.empty(bundle.latent_dim, dtype=np.float32)
+        self.latent_scale = np.float32(bundle.latent_scale)  # the bundle's sampling (export may try others)
+        self.noise_scale = bundle.noise_scale  # (dim,)
         self._prime: np.ndarray = bundle.primes[0]
         self._prime_left = 0
         self.prime(DEFAULT_PRIME)
@@ -147,7 +155,7 @@ class Generator:
         self._prime = self.bundle.primes[index]
         self._prime_left = len(self._prime)
         self._beat = float(self.bundle.prime_beats[index])
-        self.rng.standard_normal(dtype=np.float32, out=self._eps)
+        self.rng.standard_normal(dtype=np.float32, out=self._wander)
         self.model.reset_state()
         self.frozen = False
 
@@ -165,14 +173,17 @@ class Generator:
         rho = min(max(controls.drift, 0.0), 0.999)
         self.rng.standard_normal(dtype=np.float32, out=self._fresh)
         self._fresh *= math.sqrt(1.0 - rho * rho)
-        self._eps *= rho
-        self._eps += self._fresh
+        self._wander *= rho
+        self._wander += self._fresh
+        np.multiply(self._wander, self.latent_scale, out=self._eps)
         feeds["temperature"][0] = controls.temperature
         feeds["latent_mix"][0] = controls.latent_mix
         feeds["latent_offset"][0] = controls.latent_offset
         feeds["z_user"][0] = controls.z_user
         if self.magnitude:
-            self.rng.standard_normal(dtype=np.float32, out=feeds["noise"][0])
+            noise = feeds["noise"][0]
+            self.rng.standard_normal(dtype=np.float32, out=noise)
+            noise *= self.noise_scale
             tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
             self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
             feeds["beat"][0] = self._beat  # the clock of the frame being predicted

@@ -1,4 +1,5 @@
-"""Audio in: song files -> mono float32 at the model's rate, resampled, optionally high-passed, peak-normalised.
+"""Audio in: song files -> mono float32 at the model's rate, resampled, optionally high-passed, without their
+quiet start and end, peak-normalised.
 
 soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis and MP3; soxr resamples. Every way a file can be unusable
 raises AudioError with one line that names the file and what is wrong with it.
@@ -24,6 +25,7 @@ from liveshtr.errors import AudioError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 SILENCE_DB = -60.0  # a file whose RMS level stays below this is treated as silent
+TRIM_WINDOW_S = 0.1  # the level the trim compares is measured in windows this long
 HIGHPASS_ORDER = 4  # Butterworth order of the optional high-pass, run forwards and backwards (zero phase)
 
 
@@ -98,6 +100,21 @@ def highpass(x: np.ndarray, cutoff_hz: float, samplerate: int) -> np.ndarray:
     return signal.sosfiltfilt(sos, x).astype(np.float32)
 
 
+def quiet_edges(x: np.ndarray, samplerate: int, below_db: float) -> tuple[int, int]:
+    """The span [start, end) of a signal without its quiet start and end: the first and last TRIM_WINDOW_S
+    windows whose RMS level lies within `below_db` of the median window's, and everything between them (quiet
+    passages inside the music stay)."""
+    n = max(1, int(TRIM_WINDOW_S * samplerate))
+    windows = len(x) // n
+    if windows < 2 or below_db <= 0:
+        return 0, len(x)
+    power = np.mean(np.square(x[: windows * n], dtype=np.float64).reshape(windows, n), axis=1)
+    level = 10 * np.log10(power + 1e-20)
+    loud = np.flatnonzero(level >= np.median(level) - below_db)
+    start, end = loud[0] * n, (loud[-1] + 1) * n
+    return start, (len(x) if loud[-1] == windows - 1 else end)
+
+
 def load_song(path: str | Path, cfg: AudioConfig, min_samples: int = 0) -> Song:
     """Decode one file into a Song; `min_samples` is the shortest usable length at the model's rate."""
     path = Path(path)
@@ -122,6 +139,9 @@ def load_song(path: str | Path, cfg: AudioConfig, min_samples: int = 0) -> Song:
     if np.sqrt(np.mean(mono**2)) <= silent:
         what = f"the {cfg.highpass_hz:g} Hz high-pass" if cfg.highpass_hz > 0 else "removing its DC offset"
         raise AudioError(f"{path}: file is silent after {what} (RMS below {SILENCE_DB:g} dBFS)")
+    start, end = quiet_edges(mono, cfg.samplerate, cfg.trim_db)
+    if end - start >= min_samples:  # a loop too short to lose its edges keeps them
+        mono = mono[start:end]
     peak = float(np.abs(mono).max())
     if len(mono) < min_samples:
         raise AudioError(

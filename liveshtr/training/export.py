@@ -42,6 +42,11 @@ CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from acro
 CALIBRATION_S_PER_PRIME = 24.0  # ... of this many seconds each measure the model's own spectrum
 CALIBRATION_LEVEL_DB = 24.0  # largest overall level correction
 CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overall level
+LATENT_SCALE = 0.6  # the magnitude model's latent is sampled at this fraction of its prior's spread (see README)
+SAMPLING_PRIMES = (0.25, 0.5, 0.75)  # the sampling calibration plays from these places in the song ...
+SAMPLING_FRAMES = 600  # ... this many frames each (6.4 s at the default hop), after the prime
+SAMPLING_ROUNDS = 3  # rounds of the noise scales' fixed-point iteration
+NOISE_SCALE_RANGE = (0.2, 3.0)
 
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
@@ -159,6 +164,42 @@ def pick_primes(
     return np.stack(primes), positions, beats
 
 
+def frame_change(frames: list[np.ndarray], pitch_bins: int) -> np.ndarray:
+    """RMS change from one frame to the next of the pitch bins and of the bands: (2,), over normalised feature
+    sequences (each sequence's own changes only)."""
+    diffs = [np.diff(f.astype(np.float64), axis=0) for f in frames if len(f) > 1]
+    d = np.concatenate(diffs)
+    return np.sqrt([np.mean(d[:, :pitch_bins] ** 2), np.mean(d[:, pitch_bins:] ** 2)])
+
+
+def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int) -> dict:
+    """The magnitude model's sampling: how widely its latent and its features are drawn at temperature 1.
+
+    The latent is drawn at LATENT_SCALE of the prior's spread: at its full spread the free-running model wandered
+    into the song's quietest states and stayed there for seconds. The feature noise is scaled, once for the pitch
+    bins and once for the bands, until the played frames change from one to the next as much as the song's do
+    (RMS of the normalised features' change): too little noise plays steady tones, too much turns partials and
+    bands into flicker that is heard as noise and counted as percussion. A few rounds of s <- s * target / played
+    converge, since the change grows about linearly with the noise."""
+    pitch_bins = bundle.meta["features"]["pitch_bins"]
+    target = frame_change(song_frames, pitch_bins)
+    scale = np.ones(2)
+    controls = Controls.for_bundle(bundle)
+    for _ in range(SAMPLING_ROUNDS):
+        played = []
+        for i, position in enumerate(SAMPLING_PRIMES):
+            generator = Generator(bundle, seed=seed + i)
+            generator.latent_scale = np.float32(LATENT_SCALE)
+            generator.noise_scale[:pitch_bins], generator.noise_scale[pitch_bins:] = scale
+            generator.prime(position)
+            n = len(bundle.primes[0]) + SAMPLING_FRAMES
+            frames = np.array([generator.next_frame(controls).copy() for _ in range(n)])
+            played.append(frames[len(bundle.primes[0]) :])
+        change = frame_change(played, pitch_bins)
+        scale = np.clip(scale * target / np.maximum(change, 1e-6), *NOISE_SCALE_RANGE)
+    return {"latent_scale": LATENT_SCALE, "noise": np.round(scale, 3).tolist()}
+
+
 def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
     """Output EQ that matches the free-running model's average spectrum to the song's, per 1/3-octave band.
 
@@ -168,7 +209,7 @@ def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
     gives a correction that is applied on the way out only, so the model's own loop is untouched. The overall level
     is matched within +-CALIBRATION_LEVEL_DB, each band's shape within +-CALIBRATION_SHAPE_DB of it.
     """
-    controls = Controls(bundle.latent_dim)
+    controls = Controls.for_bundle(bundle)
     n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
     gen_power, count = 0.0, 0
     for i, position in enumerate(CALIBRATION_PRIMES):
@@ -321,11 +362,14 @@ def export_bundle(
     n_bins = frames.n_bins(audio.samplerate)
     meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
+    if magnitude:  # how widely to sample first: the output EQ measures the model as it will play
+        meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed))
+        write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
-    preview = generator.render(PREVIEW_S, Controls(bundle.latent_dim))
+    preview = generator.render(PREVIEW_S, Controls.for_bundle(bundle))
     write_audio(out / "preview.wav", preview, audio.samplerate)
     plot_loss(out / "loss.png", result)
     first = songs[0].samples

@@ -269,7 +269,7 @@ def test_the_address_table_in_patches_readme_is_the_generated_one():
     readme = (PATCHES / "README.md").read_text()
     committed = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)].strip()
     demo = load_bundle(DEMO_MODEL)
-    assert committed == tables(LATENT, "models/demo", markdown=True, tempo=demo.tempo).strip(), (
+    assert committed == tables(Params.for_bundle(demo), "models/demo", markdown=True).strip(), (
         "patches/README.md is out of date: run `liveshtr controls --update patches/README.md`"
     )
     for row in client_addresses(Params(LATENT)):

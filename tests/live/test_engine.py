@@ -18,7 +18,7 @@ RATE, BLOCK = 48000, 256
 
 
 def make_engine(bundle, seed=0, samplerate=RATE, **params) -> Engine:
-    return Engine(Generator(bundle, seed=seed), Params(bundle.latent_dim, **params), samplerate, BLOCK)
+    return Engine(Generator(bundle, seed=seed), Params.for_bundle(bundle, **params), samplerate, BLOCK)
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -168,7 +168,7 @@ def test_controls_move_the_sound_and_are_clamped(bundle):
     base = make_engine(bundle, seed=1).render(4.0)
     hot = make_engine(bundle, seed=1, temperature=3.0).render(4.0)
     assert not np.array_equal(base, hot)
-    params = Params(bundle.latent_dim)
+    params = Params.for_bundle(bundle)
     assert params.set("temperature", 99) == 4.0
     assert params.set("latent", 9.0, 2) == 4.0
     assert params.get("latent")[2] == 4.0 and params.get("latent")[0] == 0.0
@@ -237,7 +237,7 @@ def test_no_sample_over_the_ceiling_after_resampling(bundle):
 
 
 def test_each_underrun_raises_the_look_ahead_one_block_up_to_its_ceiling(bundle):
-    engine = Engine(Generator(bundle), Params(bundle.latent_dim), RATE, BLOCK, lookahead_ms=10, max_lookahead_ms=20)
+    engine = Engine(Generator(bundle), Params.for_bundle(bundle), RATE, BLOCK, lookahead_ms=10, max_lookahead_ms=20)
     engine.fill()
     start = engine.target_fill
     outdata = np.zeros((BLOCK, 1), dtype=np.float32)

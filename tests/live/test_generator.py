@@ -11,7 +11,7 @@ from liveshtr.live.params import Params
 
 def test_the_demo_is_a_magnitude_model_with_a_tempo_control(bundle):
     assert bundle.kind == "magnitude" and bundle.tempo is not None
-    params = Params(bundle.latent_dim, bundle.tempo)
+    params = Params.for_bundle(bundle)
     assert params.get("tempo") == round(bundle.tempo, 2)
     assert params.set("tempo", 1000.0) == 300.0  # clamped to the table's range
 
@@ -23,7 +23,7 @@ def test_the_clock_advances_at_the_tempo_control_and_starts_in_the_primes_bar(bu
     hop_s = g.hop / g.samplerate
     for tempo in (90.0, 180.0):
         g.prime(0.5)
-        controls = Controls(bundle.latent_dim, tempo=tempo)
+        controls = Controls.for_bundle(bundle, tempo=tempo)
         seen = []
         for _ in range(200):
             g.next_frame(controls)
@@ -31,7 +31,7 @@ def test_the_clock_advances_at_the_tempo_control_and_starts_in_the_primes_bar(bu
         expected = (start + np.arange(1, 201) * tempo / 60 * hop_s) % 4.0
         assert np.allclose(seen, expected, atol=1e-3), tempo
     g.prime(0.5)
-    default = Controls(bundle.latent_dim)  # tempo 0: the song's
+    default = Controls.for_bundle(bundle)  # tempo 0: the song's
     g.next_frame(default)
     assert abs(float(g.model.feeds["beat"][0]) - (start + bundle.tempo / 60 * hop_s) % 4.0) < 1e-4
 
@@ -39,7 +39,7 @@ def test_the_clock_advances_at_the_tempo_control_and_starts_in_the_primes_bar(bu
 def test_the_tempo_changes_what_the_model_plays(bundle):
     def play(tempo):
         g = Generator(bundle, seed=3)
-        c = Controls(bundle.latent_dim, tempo=tempo)
+        c = Controls.for_bundle(bundle, tempo=tempo)
         return np.stack([g.next_frame(c).copy() for _ in range(400)])
 
     slow, fast, again = play(60.0), play(240.0), play(60.0)
@@ -50,7 +50,7 @@ def test_the_tempo_changes_what_the_model_plays(bundle):
 def test_spectra_carry_peaks_not_flat_noise(bundle):
     """The phase stage turns the magnitudes into a spectrum whose pitch region has clear peaks."""
     g = Generator(bundle, seed=0)
-    audio = g.render(10.0, Controls(bundle.latent_dim))
+    audio = g.render(10.0, Controls.for_bundle(bundle))
     assert np.isfinite(audio).all() and np.abs(audio).max() < 1.0
     frames = np.lib.stride_tricks.sliding_window_view(audio, 2048)[::1024] * np.hanning(2048)
     spectra = np.abs(np.fft.rfft(frames, axis=1))[:, : 2048 * 3000 // g.samplerate]  # below 3 kHz
@@ -61,7 +61,7 @@ def test_spectra_carry_peaks_not_flat_noise(bundle):
 
 def test_a_broken_step_restarts_from_the_song_in_silence(bundle):
     g = Generator(bundle, seed=0)
-    c = Controls(bundle.latent_dim)
+    c = Controls.for_bundle(bundle)
     for _ in range(100):
         g.next_hop(c)
     g.model.set_state(np.nan, np.nan)

@@ -30,7 +30,7 @@ def test_diverging_model_is_reset_and_output_stays_safe(trained):  # noqa: F811
 
     bundle = load_bundle(trained[0])
     generator = Generator(bundle, seed=0)
-    controls = Controls(bundle.latent_dim)
+    controls = Controls.for_bundle(bundle)
     real_step = generator.model.step
     poisoned = {"count": 0}
 

@@ -26,9 +26,29 @@ def test_real_recordings_decode_to_normalised_mono(songs):
         assert np.isfinite(song.samples).all()
         peak = np.abs(song.samples).max()
         assert peak == pytest.approx(10 ** (cfg.peak_db / 20), rel=1e-4)
-        # Duration is preserved by resampling (44.1 kHz files -> 24 kHz).
+        # Duration is preserved by resampling (44.1 kHz files -> 24 kHz); the trim takes only quiet edges.
         info = sf.info(str(song.path))
-        assert song.duration_s == pytest.approx(info.frames / info.samplerate, abs=0.01)
+        whole = load_song(song.path, AudioConfig(trim_db=0))
+        assert whole.duration_s == pytest.approx(info.frames / info.samplerate, abs=0.01)
+        assert 0.9 * whole.duration_s <= song.duration_s <= whole.duration_s
+
+
+def test_quiet_edges_are_trimmed_and_quiet_passages_kept(tmp_path):
+    """Silence and a fade-out's tail go; a quiet passage between loud ones stays; so does a short loop's edge."""
+    sr = 24000
+    t = np.arange(3 * sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 220 * t)
+    fade = tone[: 2 * sr] * np.logspace(0, -3, 2 * sr)  # 60 dB down over 2 s
+    quiet = 0.01 * tone[:sr]  # 34 dB down: a rest inside the music
+    x = np.concatenate([np.zeros(sr), tone, quiet, tone, fade, np.zeros(sr)])
+    path = tmp_path / "edges.wav"
+    sf.write(path, x, sr)
+    song = load_song(path, AudioConfig())
+    # Kept: the tones, the quiet passage and the fade down to 20 dB below the median (the first 2/3 s of it).
+    assert song.duration_s == pytest.approx(3 + 1 + 3 + 2 / 3, abs=0.15)
+    assert load_song(path, AudioConfig(trim_db=0)).duration_s == pytest.approx(len(x) / sr, abs=0.01)
+    # Too short to lose its edges: a loop keeps them rather than being refused.
+    assert load_song(path, AudioConfig(), min_samples=len(x) - sr // 2).duration_s == pytest.approx(len(x) / sr)
 
 
 def test_file_decoding_above_full_scale_is_brought_below_it(songs):
