@@ -127,7 +127,7 @@ def sample_args(address: str, params: Params) -> tuple:
 
 
 def assert_accepted(addresses: set[str]) -> None:
-    params = Params(LATENT)
+    params = Params(LATENT, tempo=120.0)
     protocol = OscProtocol(params)
     for address in sorted(addresses):
         assert is_client_address(params, address), f"{address} is not in the server's address table"
@@ -149,16 +149,16 @@ def test_every_address_the_max_patch_sends_is_the_servers_and_it_routes_only_wha
     assert {"/liveshtr/temperature", "/liveshtr/latent", "/liveshtr/freeze", "/liveshtr/reset"} <= addresses
     assert {"/liveshtr/panic", "/liveshtr/subscribe", "/liveshtr/target/7", "/liveshtr/latent/0"} <= addresses
     assert_accepted(addresses)
-    params = Params(LATENT)
+    params = Params(LATENT, tempo=120.0)
     back = {r.address for r in feedback_addresses(params)} | {f"/liveshtr/{n}" for n in params.table}
     (route,) = [b["text"].split() for b in max_boxes().values() if b.get("text", "").startswith("route ")]
     assert set(route[1:]) <= back, set(route[1:]) - back
 
 
 def test_patch_controls_have_the_servers_ranges():
-    table = Params(LATENT).table
+    table = Params(LATENT, tempo=120.0).table
     faders = pd_objects(PATCHES / "liveshtr.pd", "liveshtr-fader")
-    assert {f[1] for f in faders} == {"temperature", "gain", "mix", "drift", "prime"}
+    assert {f[1] for f in faders} == {"temperature", "gain", "mix", "drift", "tempo", "prime"}
     for _, name, low, high in faders:
         assert (float(low), float(high)) == (table[name].low, table[name].high), name
     boxes, lines = max_boxes(), maxpat()["lines"]
@@ -166,7 +166,7 @@ def test_patch_controls_have_the_servers_ranges():
     for line in lines:
         following.setdefault(line["patchline"]["source"][0], []).append(boxes[line["patchline"]["destination"][0]])
     sliders = [b for b in boxes.values() if b["maxclass"] == "slider"]
-    assert len(sliders) == 5
+    assert len(sliders) == 6
     for slider in sliders:
         (name,) = [
             b["text"].split("/")[-1] for b in following[slider["id"]] if b.get("text", "").startswith("prepend /")
@@ -272,7 +272,7 @@ def test_the_address_table_in_patches_readme_is_the_generated_one():
     assert committed == tables(Params.for_bundle(demo), "models/demo", markdown=True).strip(), (
         "patches/README.md is out of date: run `liveshtr controls --update patches/README.md`"
     )
-    for row in client_addresses(Params(LATENT)):
+    for row in client_addresses(Params(LATENT, tempo=120.0)):
         assert f"`{row.address}`" in committed
 
 
@@ -294,7 +294,7 @@ def test_controls_prints_a_models_table_and_updates_a_readme(tmp_path):
 
 def test_touchdesigner_channel_names_are_the_servers_addresses():
     readme = (PATCHES / "touchdesigner" / "README.md").read_text()
-    table = Params(LATENT).table
+    table = Params(LATENT, tempo=120.0).table
     addresses = set()
     rows = [
         line.strip().strip("|").split("|") for line in readme.splitlines() if line.strip().startswith("| `liveshtr/")
