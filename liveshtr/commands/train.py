@@ -26,6 +26,7 @@ PER_DOMAIN_TRAINING = (
     ("seq_len", int, "frames per training sequence"),
     ("lr", float, "Adam learning rate"),
     ("beta", float, "weight of the KL on the posterior's side"),
+    ("prior_weight", float, "weight of the KL on the prior's side"),
     ("input_noise", float, "noise on the teacher-forced inputs"),
 )
 

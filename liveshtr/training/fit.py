@@ -134,8 +134,9 @@ class CoefficientObjective:
 
 class MagnitudeObjective:
     """The magnitude model (FFT domain): Gaussian negative log-likelihood of every feature of the next frame plus
-    the KL, balanced (beta on the posterior's side, prior_weight on the prior's) and counted per feature, so that
-    with weights summing to 1 the loss is the evidence bound per feature."""
+    the KL, balanced (beta on the posterior's side, prior_weight on the prior's) and counted per feature. With
+    weights summing to 1 the loss is the evidence bound per feature; the defaults sum to 5, so the latent keeps only
+    what is worth more than 5 nats of the frame's likelihood (events), and the LSTM predicts the rest."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg

@@ -15,7 +15,8 @@ overlap by 75%, so most of the next frame is the current one): without it the LS
 through its input projection and predicted the next frame worse than repeating the last one does.
 
 The latent is conditional as in a VRNN: a posterior that sees the next frame is trained against the prior of the
-LSTM's head with a balanced KL (the prior pulled more strongly than the posterior), and on stage the prior is
+LSTM's head with a balanced KL (the prior pulled more strongly than the posterior, both weighted above the
+evidence bound so that the latent carries events rather than every detail), and on stage the prior is
 sampled. `MagnitudeStep` is the single step that is exported to ONNX; the engine never imports this file.
 """
 
