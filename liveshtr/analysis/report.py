@@ -25,16 +25,20 @@ SONG_STRETCH_S = 60.0  # the song's measures come from this long a stretch from 
 RENDER_SEED = 1
 
 
-def render(bundle, seconds: float, seed: int = 0, **controls) -> np.ndarray:
-    """`seconds` of the bundle at default controls through ONNX; `offset0` sets latent offset 0, other keywords
-    set the Controls field of that name."""
+def render(bundle, seconds: float, seed: int = 0, prime: float | None = None, **controls) -> np.ndarray:
+    """`seconds` of the bundle through ONNX, from `prime` (default: the middle of the song); `offsetN` sets latent
+    offset N and `targetN` the target point's dimension N, other keywords the Controls field of that name."""
     from liveshtr.live.generator import Controls, Generator
 
     generator = Generator(bundle, seed=seed)
+    if prime is not None:
+        generator.prime(prime)
     c = Controls.for_bundle(bundle)
     for name, value in controls.items():
-        if name == "offset0":
-            c.latent_offset[0] = value
+        if name.startswith("offset"):
+            c.latent_offset[int(name[6:])] = value
+        elif name.startswith("target"):
+            c.z_user[int(name[6:])] = value
         else:
             setattr(c, name, value)
     return generator.render(seconds, c)
@@ -117,6 +121,42 @@ def music_report(song: np.ndarray, samplerate: int, signals: dict) -> dict:
     return rows
 
 
+# What the sound issue asks each control to change clearly: two settings, the same seed.
+CONTROL_SETTINGS = {
+    "temperature 0.5 / 1.5": ({"temperature": 0.5}, {"temperature": 1.5}),
+    "latent 0 -2 / +2": ({"offset0": -2.0}, {"offset0": 2.0}),
+    "latent 1 -2 / +2": ({"offset1": -2.0}, {"offset1": 2.0}),
+    "mix 0 / 1 (target 0 at +2)": ({"target0": 2.0}, {"target0": 2.0, "latent_mix": 1.0}),
+    "prime 0.25 / 0.75": ({"prime": 0.25}, {"prime": 0.75}),
+}
+CONTROL_MEASURES = ("beat", "onsets_per_s", "pitch_corr", "log_flatness", "harmonic_share")
+CONTROL_SEEDS = (1, 2, 3)
+
+
+def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 30.0) -> dict:
+    """How much each control changes each music measure, against chance: the spread (max - min) of every measure
+    over CONTROL_SEEDS at default controls, and for each of CONTROL_SETTINGS the change between its two settings
+    (seed RENDER_SEED). A control changes the music clearly where some change exceeds 3x its measure's spread."""
+    from liveshtr.analysis import music
+
+    reference = music.pitch_classes(music.to_measure_rate(song, samplerate))
+
+    def measures(seed: int = RENDER_SEED, **controls) -> dict:
+        y = music.to_measure_rate(render(bundle, seconds, seed, **controls), samplerate)
+        m = music.measure(y).to_dict()
+        m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
+        m["log_flatness"] = float(np.log10(max(m["flatness"], 1e-12)))
+        return m
+
+    seeds = [measures(seed) for seed in CONTROL_SEEDS]
+    spread = {k: max(m[k] for m in seeds) - min(m[k] for m in seeds) for k in CONTROL_MEASURES}
+    effects = {}
+    for name, (a, b) in CONTROL_SETTINGS.items():
+        ma, mb = measures(**a), measures(**b)
+        effects[name] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
+    return {"spread": spread, "effects": effects}
+
+
 def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None:
     """One spectrogram per signal, and their long-term spectra on one plot (levels aligned at their means)."""
     import matplotlib
@@ -152,6 +192,42 @@ def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None
     plt.close(fig)
 
 
+def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> None:
+    """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`)."""
+    from liveshtr.analysis.music import SR
+
+    print()
+    print("| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | copy of song |")
+    print("|---" * 8 + "|")
+    for bundle, r in zip(bundles, rows, strict=True):
+        song = signals[r["song"]]
+        five = music_signals(bundle, song, bundle.audio.samplerate, seconds)
+        if pictures:
+            plot_signals(pictures / f"{r['song']}.png", r["song"], five, SR)
+        for name, m in music_report(song, bundle.audio.samplerate, five).items():
+            copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
+            print(
+                f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
+                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {copy} |",
+                flush=True,
+            )
+
+
+def controls_table(bundles, rows: list[dict], signals: dict, seconds: float) -> None:
+    """Print what each control changes in the music of every bundle, beside the seed-to-seed spread."""
+    print()
+    print("| song | control | beat | onsets/s | pitch classes | log10 flatness | harmonic share | clear |")
+    print("|---" * 8 + "|")
+    for bundle, r in zip(bundles, rows, strict=True):
+        c = control_effects(bundle, signals[r["song"]], bundle.audio.samplerate, seconds)
+        cells = " | ".join(f"{c['spread'][k]:.2f}" for k in CONTROL_MEASURES)
+        print(f"| {r['song']} | seed spread ({len(CONTROL_SEEDS)} seeds) | {cells} | |", flush=True)
+        for name, change in c["effects"].items():
+            cells = " | ".join(f"{change[k]:+.2f}" for k in CONTROL_MEASURES)
+            clear = any(abs(change[k]) > 3 * c["spread"][k] for k in CONTROL_MEASURES)
+            print(f"| {r['song']} | {name} | {cells} | {'yes' if clear else 'no'} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m liveshtr.analysis MODEL... --songs DIR`: the quality figures of trained bundles as tables."""
     import argparse
@@ -164,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", help="bundle folders")
     parser.add_argument("--songs", required=True, help="folder (or files) of the songs to compare signatures with")
     parser.add_argument("--seconds", type=float, default=60.0, help="render length (default %(default)s)")
-    parser.add_argument("--no-music", action="store_true", help="skip the beat, pitch and tone measures")
+    parser.add_argument("--no-music", action="store_true", help="skip the beat, pitch and tone table")
     parser.add_argument("--pictures", type=Path, help="write each song's spectrograms to this folder")
+    parser.add_argument(
+        "--controls", action="store_true", help="also measure what each control changes in the music (slow)"
+    )
     args = parser.parse_args(argv)
     try:
         bundles = [load_bundle(m) for m in args.models]
@@ -190,23 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['temperature_db']:.2f} | {r['offset_db']:.2f} | {r['seed_db']:.2f} | "
             f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} |"
         )
-    if args.no_music:
-        return 0
-    from liveshtr.analysis.music import SR
-
-    print()
-    print("| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | copy of song |")
-    print("|---" * 8 + "|")
-    for bundle, r in zip(bundles, rows, strict=True):
-        song = signals[r["song"]]
-        five = music_signals(bundle, song, bundle.audio.samplerate, args.seconds)
-        if args.pictures:
-            plot_signals(args.pictures / f"{r['song']}.png", r["song"], five, SR)
-        for name, m in music_report(song, bundle.audio.samplerate, five).items():
-            copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
-            print(
-                f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
-                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {copy} |",
-                flush=True,
-            )
+    if not args.no_music:
+        music_table(bundles, rows, signals, args.seconds, args.pictures)
+    if args.controls:
+        controls_table(bundles, rows, signals, min(args.seconds, 30.0))
     return 0

@@ -51,10 +51,10 @@ NOISE_SCALE_RANGE = (0.2, 3.0)
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
     "beat": "beat count of the frame being predicted (the clock; the bar is 4 beats)",
-    "noise": "standard normal noise for sampling the next frame's features",
+    "noise": "normal noise for sampling the next frame's features (unit variance times sampling.noise)",
     "h_in": "LSTM hidden state of every layer (zeros to start)",
     "c_in": "LSTM cell state of every layer (zeros to start)",
-    "eps": "standard normal noise for the latent sample",
+    "eps": "normal noise for the latent sample (unit variance times sampling.latent_scale)",
     "temperature": "scale of the sampled part of z (0: z = mu)",
     "latent_offset": "added to z, in units of each dimension's spread",
     "latent_mix": "0: the model's z, 1: the performer's z_user",

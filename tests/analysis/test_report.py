@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from liveshtr.analysis.report import SIGNALS
+from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS
 from tests.conftest import REPO, SHARED_AUDIO
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
@@ -40,3 +40,19 @@ def test_report_refuses_a_missing_model_in_one_line(tmp_path):
     result = analysis(str(tmp_path / "nothing"), "--songs", str(DEMO_SONG))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no such model folder" in result.stderr
+
+
+def test_controls_table_sets_each_control_against_the_seed_spread():
+    result = analysis(
+        str(REPO / "models" / "demo"), "--songs", str(DEMO_SONG), "--seconds", "6", "--no-music", "--controls"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()]
+    table = {cells[1]: cells[2:] for cells in rows if len(cells) == 8 and cells[0].startswith("hungarian")}
+    spread = table.pop("seed spread (3 seeds)")
+    assert set(table) == set(CONTROL_SETTINGS) and all(float(v) >= 0 for v in spread[:5])
+    for name, cells in table.items():
+        changes = [float(v) for v in cells[:5]]
+        clear = any(abs(c) > 3 * float(s) for c, s in zip(changes, spread[:5], strict=True))
+        assert cells[5] == ("yes" if clear else "no"), name
+    assert any(float(v) != 0 for v in table["temperature 0.5 / 1.5"][:5])  # the renders differ
