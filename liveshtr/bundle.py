@@ -238,14 +238,19 @@ def write_bundle_core(
     path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path / MODEL_FILE) as tmp:
         tmp.write_bytes(onnx_bytes)
-    hashed = HASHED_FILES
     if int8_bytes is not None:
         with atomic_path(path / INT8_FILE) as tmp:
             tmp.write_bytes(int8_bytes)
-        hashed = HASHED_FILES + (INT8_FILE,)
     with atomic_path(path / PRIMES_FILE) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, primes.astype(np.float16))
+    write_meta(path, meta, with_int8=int8_bytes is not None)
+
+
+def write_meta(path: Path, meta: dict, with_int8: bool) -> None:
+    """Write model.json atomically, with the hashes of the graphs and primes already in `path` (export rewrites it
+    alone as its calibrations fill it in)."""
+    hashed = HASHED_FILES + ((INT8_FILE,) if with_int8 else ())
     meta = dict(meta, format_version=FORMAT_VERSION, files={n: sha256(path / n) for n in hashed})
     with atomic_path(path / META_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))

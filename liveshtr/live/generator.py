@@ -26,10 +26,6 @@ from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import FLOOR, MagnitudeLayout
 from liveshtr.sound.phase import PhaseReconstructor
 
-# Per-step AR(1) coefficient of the latent noise, the drift control's default: the bundle's (`Bundle.drift`). The
-# coefficient model's noise wanders (0.9, a time constant of ~50 frames): fresh noise every frame averaged out
-# within a second into stationary noise. The magnitude model's latent is an event per frame and is sampled fresh.
-DRIFT = COEFFICIENT_DRIFT
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
 FEATURE_LIMIT = 8.0  # magnitude features are held within this many spreads of their mean (a sampled outlier
@@ -46,7 +42,10 @@ class Controls:
     latent_mix: float = 0.0  # 0: the model's own z; 1: the performer's z_user
     latent_offset: np.ndarray = field(default=None)  # (L,) added to the model's z
     z_user: np.ndarray = field(default=None)  # (L,) the performer's own point in latent space
-    drift: float = DRIFT  # 0: fresh latent noise every frame; towards 1: the sampled z wanders more slowly
+    # The latent noise's AR(1) coefficient per step; a model's own default is `Bundle.drift`. The coefficient model's
+    # noise wanders (0.9, ~50 frames): fresh noise every frame averaged out within a second into stationary noise.
+    # The magnitude model's latent is an event per frame and is sampled fresh (0).
+    drift: float = COEFFICIENT_DRIFT
     tempo: float = 0.0  # beats a minute of the clock (a model with a clock input); 0: the song's tempo
 
     @classmethod

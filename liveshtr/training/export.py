@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from liveshtr.atomic import atomic_path
-from liveshtr.bundle import Bundle, load_bundle, write_bundle_core
+from liveshtr.bundle import Bundle, load_bundle, write_bundle_core, write_meta
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.sound.audio import Song, write_audio
@@ -173,14 +173,14 @@ def frame_change(frames: list[np.ndarray], pitch_bins: int) -> np.ndarray:
 
 
 def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int) -> dict:
-    """The magnitude model's sampling: how widely its latent and its features are drawn at temperature 1.
+    """The magnitude model's feature noise: how widely its features are drawn at temperature 1 ({"noise": [pitch
+    bins, bands]}), with the latent at the bundle's scale (LATENT_SCALE of the prior's spread: at the full spread
+    the sampled events lost the beat, see the README).
 
-    The latent is drawn at LATENT_SCALE of the prior's spread: at its full spread the free-running model wandered
-    into the song's quietest states and stayed there for seconds. The feature noise is scaled, once for the pitch
-    bins and once for the bands, until the played frames change from one to the next as much as the song's do
-    (RMS of the normalised features' change): too little noise plays steady tones, too much turns partials and
-    bands into flicker that is heard as noise and counted as percussion. A few rounds of s <- s * target / played
-    converge, since the change grows about linearly with the noise."""
+    The noise is scaled, once for the pitch bins and once for the bands, until the played frames change from one
+    to the next as much as the song's do (RMS of the normalised features' change): too little noise plays steady
+    tones, too much turns partials and bands into flicker that is heard as noise and counted as percussion. A few
+    rounds of s <- s * target / played converge, since the change grows about linearly with the noise."""
     pitch_bins = bundle.meta["features"]["pitch_bins"]
     target = frame_change(song_frames, pitch_bins)
     scale = np.ones(2)
@@ -189,7 +189,6 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
         played = []
         for i, position in enumerate(SAMPLING_PRIMES):
             generator = Generator(bundle, seed=seed + i)
-            generator.latent_scale = np.float32(LATENT_SCALE)
             generator.noise_scale[:pitch_bins], generator.noise_scale[pitch_bins:] = scale
             generator.prime(position)
             n = len(bundle.primes[0]) + SAMPLING_FRAMES
@@ -197,7 +196,7 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
             played.append(frames[len(bundle.primes[0]) :])
         change = frame_change(played, pitch_bins)
         scale = np.clip(scale * target / np.maximum(change, 1e-6), *NOISE_SCALE_RANGE)
-    return {"latent_scale": LATENT_SCALE, "noise": np.round(scale, 3).tolist()}
+    return {"noise": np.round(scale, 3).tolist()}
 
 
 def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
@@ -303,7 +302,7 @@ def export_bundle(
             "kind": "magnitude",
             "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
             "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
-            "sampling": {"pitch_sharpness": PITCH_SHARPNESS},
+            "sampling": {"pitch_sharpness": PITCH_SHARPNESS, "latent_scale": LATENT_SCALE},
         }
         continuation_scale = 1.0
     else:
@@ -364,9 +363,9 @@ def export_bundle(
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     if magnitude:  # how widely to sample first: the output EQ measures the model as it will play
         meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed))
-        write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
+        write_meta(out, meta, with_int8=True)
     meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
-    write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
+    write_meta(out, meta, with_int8=True)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     preview = generator.render(PREVIEW_S, Controls.for_bundle(bundle))
