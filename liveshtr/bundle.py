@@ -97,6 +97,12 @@ class Bundle:
         return float(self.meta.get("sampling", {}).get("latent_scale", 1.0))
 
     @property
+    def contrast(self) -> float:
+        """How much the output stage expands the partials against the valleys between them (1: as predicted;
+        from export, see `liveshtr.sound.tone`)."""
+        return float(self.meta["calibration"].get("contrast", 1.0))
+
+    @property
     def noise_scale(self) -> np.ndarray:
         """(dim,) the spread every feature's sampling noise gets at temperature 1, relative to the model's own
         (from export: pitch bins and bands each); ones for a coefficient model."""

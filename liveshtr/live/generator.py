@@ -25,6 +25,7 @@ from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import FLOOR, MagnitudeLayout
 from liveshtr.sound.phase import PhaseReconstructor
+from liveshtr.sound.tone import ContrastFilter
 
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
@@ -119,7 +120,12 @@ class Generator:
             self._phase = PhaseReconstructor(self.codec.frame, self.codec.hop, self.codec.n_bins)
             self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
             self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
+            self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
+            self._contrast = ContrastFilter()
             self.song_tempo = float(bundle.tempo)
+        # The output stage from export (the calibration may try others): the EQ and the partials' contrast.
+        self.output_gain = bundle.output_gain.copy()
+        self.contrast = bundle.contrast
         self._eps = self.model.feeds["eps"][0]  # the latent noise the model reads: the wander, scaled
         self._wander = np.zeros(bundle.latent_dim, dtype=np.float32)  # unit-variance AR(1) noise
         self._fresh = np.empty(bundle.latent_dim, dtype=np.float32)
@@ -206,18 +212,19 @@ class Generator:
             np.add(self._denorm, self._out_offset, out=self._denorm)
             return
         mag = self.magnitudes(frame)
-        mag *= self.bundle.output_gain
+        mag *= self.output_gain
         spectrum = self._phase.process(mag)
         nb = self.codec.n_bins
         self._denorm[:nb] = spectrum.real
         self._denorm[nb:] = spectrum.imag
 
     def magnitudes(self, frame: np.ndarray) -> np.ndarray:
-        """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), before the output EQ. The
-        array is reused."""
+        """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), the partials' contrast
+        applied, before the output EQ. The array is reused."""
         stats = self.bundle.stats
         np.multiply(frame, stats.std, out=self._features)
         np.add(self._features, stats.mean, out=self._features)
+        self._contrast.apply(self._pitch, self.contrast)
         np.take(self._features, self._source, out=self._mag)
         np.exp(self._mag, out=self._mag)
         self._mag -= FLOOR
@@ -239,11 +246,17 @@ class Generator:
 
     def next_hop(self, controls: Controls) -> np.ndarray:
         """One hop of audio (hop,) at the model's rate. The array is reused: copy it out."""
-        self._previous, self._denorm = self._denorm, self._previous  # keep last hop's frame for a freeze
         if self.frozen:
+            self._previous, self._denorm = self._denorm, self._previous  # keep last hop's frame for a freeze
             self._denorm[:] = self._freeze.next()
-        else:
-            self._denormalise(self.next_frame(controls))
+            return self.safety.process(self.synth.process(self._denorm))
+        return self.play_frame(self.next_frame(controls))
+
+    def play_frame(self, frame: np.ndarray) -> np.ndarray:
+        """One normalised model frame through the output stage, the phase and the overlap-add: the next hop of
+        audio (hop,). The array is reused: copy it out."""
+        self._previous, self._denorm = self._denorm, self._previous  # keep last hop's frame for a freeze
+        self._denormalise(frame)
         return self.safety.process(self.synth.process(self._denorm))
 
     def render(self, seconds: float, controls: Controls) -> np.ndarray:

@@ -22,9 +22,11 @@ from liveshtr.atomic import atomic_path
 from liveshtr.bundle import Bundle, load_bundle, write_bundle_core, write_meta
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
+from liveshtr.live.runtime import StepModel
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
 from liveshtr.sound.magnitude import MagnitudeLayout
+from liveshtr.sound.tone import median_flatness
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -42,6 +44,12 @@ CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from acro
 CALIBRATION_S_PER_PRIME = 24.0  # ... of this many seconds each measure the model's own spectrum
 CALIBRATION_LEVEL_DB = 24.0  # largest overall level correction
 CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overall level
+SHAPE_RANGE = (-CALIBRATION_SHAPE_DB, CALIBRATION_SHAPE_DB)
+LEVEL_RANGE = (-CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
+BAND_POWER_FLOOR = 1e-10  # added to a band's power before its log (a bin at the features' floor, FLOOR squared)
+TONE_SECONDS = 8.0  # the contrast is set on this much of every calibration render ...
+CONTRAST_RANGE = (0.5, 3.0)  # ... within this range ...
+CONTRAST_STEPS = 8  # ... in this many bisection steps
 LATENT_SCALE = 0.6  # the magnitude model's latent is sampled at this fraction of its prior's spread (see README)
 SAMPLING_PRIMES = (0.25, 0.5, 0.75)  # the sampling calibration plays from these places in the song ...
 SAMPLING_FRAMES = 600  # ... this many frames each (6.4 s at the default hop), after the prime
@@ -199,35 +207,107 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
     return {"noise": np.round(scale, 3).tolist()}
 
 
+def free_renders(bundle: Bundle, seed: int) -> list[np.ndarray]:
+    """The model playing freely at default controls through ONNX from CALIBRATION_PRIMES across the song, before
+    any output stage: one (CALIBRATION_S_PER_PRIME of frames, dim) array of normalised frames per prime."""
+    controls = Controls.for_bundle(bundle)
+    n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
+    model = StepModel(bundle)
+    renders = []
+    for i, position in enumerate(CALIBRATION_PRIMES):
+        generator = Generator(bundle, model, seed=seed + i)
+        generator.prime(position)
+        renders.append(np.array([generator.next_frame(controls).copy() for _ in range(n_steps)]))
+    return renders
+
+
+def equaliser(gen_power: np.ndarray, song_power: np.ndarray, band: np.ndarray, shape_db: np.ndarray) -> dict:
+    """Output EQ from each 1/3-octave band's correction `shape_db` (n_bins,) and a level that matches the mean
+    power `gen_power` (n_bins,) to the song's: the level within +-CALIBRATION_LEVEL_DB, every band's shape within
+    +-CALIBRATION_SHAPE_DB of the median band's."""
+    shape = np.clip(shape_db - np.median(shape_db[np.unique(band, return_index=True)[1]]), *SHAPE_RANGE)
+    shaped = (gen_power * 10 ** (shape / 10)).sum()
+    level_db = np.clip(10 * np.log10(song_power.sum() / max(shaped, 1e-30)), *LEVEL_RANGE)
+    return {"gain_db": np.round(level_db + shape, 3).tolist(), "level_db": round(float(level_db), 2)}
+
+
 def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
-    """Output EQ that matches the free-running model's average spectrum to the song's, per 1/3-octave band.
+    """Output EQ of the coefficient model: its average spectrum matched to the song's, per 1/3-octave band.
 
     Teacher forcing does not pin down the energy a free-running loop settles at: a continuation gain a little off
     in one band changes that band's steady-state level a lot. Rendering through the ONNX graph at default controls
     from several primes and comparing each band's mean power with the song's (from the normalisation statistics)
-    gives a correction that is applied on the way out only, so the model's own loop is untouched. The overall level
-    is matched within +-CALIBRATION_LEVEL_DB, each band's shape within +-CALIBRATION_SHAPE_DB of it.
+    gives a correction that is applied on the way out only, so the model's own loop is untouched.
     """
-    controls = Controls.for_bundle(bundle)
-    n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
-    gen_power, count = 0.0, 0
-    for i, position in enumerate(CALIBRATION_PRIMES):
-        generator = Generator(bundle, seed=seed + i)
-        generator.prime(position)
-        for _ in range(n_steps):
-            gen_power = gen_power + generator.bin_power(generator.next_frame(controls))
-            count += 1
-    gen_power = gen_power / count  # (n_bins,) mean power of every bin before the output EQ
-    nb = len(gen_power)
-    bin_hz = bundle.frames.bin_hz(bundle.audio.samplerate)
-    band = np.digitize(np.arange(nb) * bin_hz, third_octave_edges(bundle.audio.samplerate, low_hz=20.0))
-    level_db = np.clip(10 * np.log10(song_power.sum() / gen_power.sum()), -CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
-    gain_db = np.zeros(nb)
+    generator = Generator(bundle, seed=seed)
+    gen_power = np.mean([generator.bin_power(f) for r in free_renders(bundle, seed) for f in r], axis=0)
+    band = bin_bands(bundle)
+    shape_db = np.zeros(len(gen_power))
     for b in np.unique(band):
         members = band == b
-        shape = 10 * np.log10(song_power[members].sum() / max(gen_power[members].sum(), 1e-30)) - level_db
-        gain_db[members] = level_db + np.clip(shape, -CALIBRATION_SHAPE_DB, CALIBRATION_SHAPE_DB)
-    return {"gain_db": np.round(gain_db, 3).tolist(), "level_db": round(float(level_db), 2)}
+        shape_db[members] = 10 * np.log10(song_power[members].sum() / max(gen_power[members].sum(), 1e-30))
+    return equaliser(gen_power, song_power, band, shape_db)
+
+
+def bin_bands(bundle: Bundle) -> np.ndarray:
+    """The 1/3-octave band of every bin (n_bins,)."""
+    sr = bundle.audio.samplerate
+    n_bins = bundle.frames.n_bins(sr)
+    return np.digitize(np.arange(n_bins) * bundle.frames.bin_hz(sr), third_octave_edges(sr, low_hz=20.0))
+
+
+def band_log_power(power: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Frames of bin power (T, n_bins) -> every bin's band's mean log10 power over the frames (n_bins,): the
+    level of a typical frame, where the mean power is the level of the loudest."""
+    out = np.zeros(power.shape[-1])
+    for b in np.unique(band):
+        members = band == b
+        out[members] = np.mean(np.log10(power[:, members].sum(axis=1) + BAND_POWER_FLOOR))
+    return out
+
+
+def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
+    """The magnitude model's output stage: the partials' contrast and the EQ (`liveshtr.sound.tone`).
+
+    The EQ matches each 1/3-octave band's level in a typical frame (its mean log power) to the song's, and the
+    overall mean power to the song's. The mean power alone, matched per band, made a model that plays its attacks
+    softer than the song turn up the bands they live in all the time: on the acoustic guitar the bands above 3 kHz
+    sat 9 dB above the song's in every frame, a veil of noise over the notes. The contrast is then chosen, by
+    bisection, so that the renders through this EQ, the phase and the overlap-add are as tonal as the song
+    (`median_flatness` of both, the first TONE_SECONDS of every calibration render)."""
+    renders = free_renders(bundle, seed)
+    model = StepModel(bundle)
+    generator = Generator(bundle, model, seed=seed)
+    stats, band = bundle.stats, bin_bands(bundle)
+    songs_power = np.concatenate([generator.layout.to_magnitudes(f * stats.std + stats.mean) for f in song_frames]) ** 2
+    song_power, song_log = songs_power.mean(axis=0), band_log_power(songs_power, band)
+    target = median_flatness([s.samples for s in songs], bundle.audio.samplerate)
+    n_tone = int(TONE_SECONDS * bundle.audio.samplerate / bundle.frames.hop)
+
+    def stage(contrast: float) -> tuple[float, dict]:
+        generator.contrast = contrast
+        frames = np.concatenate(renders)
+        power = np.empty((len(frames), len(band)))
+        for row, frame in zip(power, frames, strict=True):
+            row[:] = generator.magnitudes(frame)  # a reused array: copied out here
+        power **= 2
+        eq = equaliser(power.mean(axis=0), song_power, band, 10 * (song_log - band_log_power(power, band)))
+        audio = []
+        for i, frames in enumerate(renders):
+            player = Generator(bundle, model, seed=seed + i)
+            player.contrast = contrast
+            player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
+            audio.append(np.concatenate([player.play_frame(f).copy() for f in frames[:n_tone]]))
+        return median_flatness(audio, bundle.audio.samplerate), eq
+
+    lo, hi = np.log(CONTRAST_RANGE)
+    for _ in range(CONTRAST_STEPS):  # flatness falls as the contrast grows
+        mid = (lo + hi) / 2
+        flat, _ = stage(float(np.exp(mid)))
+        lo, hi = (mid, hi) if flat > target else (lo, mid)
+    contrast = round(float(np.exp((lo + hi) / 2)), 3)
+    flat, eq = stage(contrast)
+    return {**eq, "contrast": contrast, "flatness": {"song": round(target, 6), "render": round(flat, 6)}}
 
 
 def plot_loss(path: Path, result: TrainResult) -> None:
@@ -364,7 +444,10 @@ def export_bundle(
     if magnitude:  # how widely to sample first: the output EQ measures the model as it will play
         meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed))
         write_meta(out, meta, with_int8=True)
-    meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
+    if magnitude:
+        meta["calibration"] = calibrate_output(load_bundle(out), songs, data.songs, train_cfg.seed)
+    else:
+        meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
     write_meta(out, meta, with_int8=True)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song

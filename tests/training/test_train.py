@@ -96,6 +96,28 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     assert "sampling" in result.stdout
 
 
+def test_renders_are_as_tonal_as_the_song(trained):
+    """Export sets the EQ and the partials' contrast so that the model plays as tonal as its song: not a veil of
+    noise over the notes, not a drum loop turned into tones."""
+    from liveshtr.config import AudioConfig
+    from liveshtr.live.generator import Controls, Generator
+    from liveshtr.sound.audio import load_song
+    from liveshtr.sound.tone import median_flatness
+    from liveshtr.training.export import CONTRAST_RANGE
+
+    out, result = trained
+    bundle = load_bundle(out)
+    sr = bundle.audio.samplerate
+    song = median_flatness([load_song(shared_song(GROOVE), AudioConfig()).samples], sr)
+    calibration = bundle.meta["calibration"]
+    assert calibration["flatness"]["song"] == pytest.approx(song, rel=1e-3)
+    played = median_flatness([Generator(bundle, seed=5).render(20.0, Controls.for_bundle(bundle))], sr)
+    low, high = CONTRAST_RANGE
+    at_limit = not low * 1.02 < bundle.contrast < high / 1.02
+    assert at_limit or 0.5 < played / song < 2.0, (played, song, bundle.contrast)
+    assert "contrast" in result.stdout
+
+
 BASELINE_XFAIL = pytest.mark.xfail(
     strict=True,
     reason="issue 13, open: the magnitude model's next-frame mean (z = prior mean) beats both baselines on every song "

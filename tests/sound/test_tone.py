@@ -1,0 +1,65 @@
+"""The output stage's tone: the contrast filter and the flatness that export matches to the song's."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from liveshtr.sound.tone import ContrastFilter, median_flatness, tone_window
+
+SR = 24000
+
+
+def moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    half = width // 2
+    padded = np.concatenate([np.full(half, x[0]), x, np.full(half, x[-1])])
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def test_envelope_is_the_moving_average_with_edges_extended():
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((3, 40))
+    env = ContrastFilter(9).envelope(frames)
+    for frame, e in zip(frames, env, strict=True):
+        np.testing.assert_allclose(e, moving_average(frame, 9), atol=1e-12)
+
+
+def test_contrast_scales_the_fine_structure_and_keeps_the_envelope():
+    rng = np.random.default_rng(1)
+    s = np.cumsum(rng.standard_normal(128)) + 3 * np.sin(np.arange(128))  # a slope with peaks on it
+    f = ContrastFilter(9)
+    before = s - moving_average(s, 9)
+    same = f.apply(s.copy(), 1.0)
+    np.testing.assert_array_equal(same, s)
+    sharp = f.apply(s.copy(), 2.0)
+    np.testing.assert_allclose(sharp - moving_average(s, 9), 2 * before, atol=1e-9)
+    soft = f.apply(s.copy(), 0.5)
+    assert np.std(soft - moving_average(soft, 9)) < np.std(before)
+
+
+def test_filtering_frame_after_frame_allocates_nothing():
+    f = ContrastFilter(9)
+    frame = np.random.default_rng(2).standard_normal(4096)  # 32 KB: a temporary array would show
+    f.apply(frame, 1.5)  # buffers for this shape are made here
+    tracemalloc.start()
+    for _ in range(100):
+        f.apply(frame, 1.5)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4096  # views and their shapes only
+
+
+def test_even_width_is_refused():
+    with pytest.raises(ValueError, match="odd"):
+        ContrastFilter(8)
+
+
+def test_flatness_tells_a_chord_from_noise_and_from_its_own_blur():
+    t = np.arange(2 * SR) / SR
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0)) / 4
+    noise = np.random.default_rng(3).standard_normal(len(t)) * 0.3
+    tonal, veiled, flat = (median_flatness([x], SR) for x in (chord, chord + 0.01 * noise, noise))
+    assert tonal < veiled < flat
+    assert tonal < 1e-3 and flat > 0.3  # white noise: about exp(-Euler's gamma) = 0.56
+    assert tone_window(SR) == 2048 and tone_window(48000) == 4096
+    assert median_flatness([chord[:100]], SR) == 1.0  # nothing to measure: as flat as can be
