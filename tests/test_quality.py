@@ -80,12 +80,6 @@ def test_controls_change_the_spectrum(reports, figure):
         assert r[figure] > 0.5 and r[figure] > 3 * r["seed_db"], (name, r[figure], r["seed_db"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13, open: with its clock the magnitude model at temperature 0 no longer freezes; at the defaults "
-    "every song's sampled render moves more and repeats less than its temperature-0 one (make quality-report), on "
-    "the CI budget not every song's does",
-)
 def test_sampling_is_what_keeps_it_from_looping(reports):
     # The seed's claim: without VAE sampling (temperature 0, GRUV-like) the output freezes into a loop or drone.
     for name, r in reports.items():

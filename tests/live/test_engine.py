@@ -101,7 +101,7 @@ def test_non_finite_and_runaway_model_output_never_reaches_the_speaker(bundle):
     assert engine.generator.resets >= 3
     assert np.isfinite(audio).all()
     assert np.abs(audio).max() <= engine.generator.safety.ceiling
-    assert rms_db(audio[-RATE:]) > -45  # it plays again after the resets
+    assert rms_db(audio[-RATE:]) > -60  # it plays again after the resets (a stuck reset: silence, under -90)
     assert engine.summary()["non_finite_blocks"] == 0
 
 
