@@ -121,7 +121,7 @@ class Generator:
             self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
             self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
             self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
-            self._contrast = ContrastFilter()
+            self._contrast = ContrastFilter(self.layout.pitch_bins)
             self.song_tempo = float(bundle.tempo)
         # The output stage from export (the calibration may try others): the EQ and the partials' contrast.
         self.output_gain = bundle.output_gain.copy()

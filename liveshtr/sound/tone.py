@@ -26,34 +26,30 @@ TONE_AMIN = 1e-10  # ... with power floored here, as librosa's spectral_flatness
 
 
 class ContrastFilter:
-    """Expands log-magnitudes around their local envelope along the last axis, in place.
+    """Expands log-magnitudes of one shape (..., n) around their local envelope along the last axis, in place.
 
-    Arrays of one shape reuse their buffers, so filtering one frame after another allocates nothing after the first.
+    The buffers are made once, so filtering one frame after another allocates nothing.
     """
 
-    def __init__(self, width: int = CONTRAST_BINS):
+    def __init__(self, shape: int | tuple[int, ...], width: int = CONTRAST_BINS, dtype=np.float32):
         if width < 1 or width % 2 == 0:
             raise ValueError(f"contrast width {width} must be an odd number of bins")
-        self.width = width
-        self._buffers: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.width, self.n = width, shape[-1]
+        self._padded = np.empty(shape[:-1] + (self.n + width - 1,), dtype=dtype)
+        self._summed = np.zeros(shape[:-1] + (self.n + width,), dtype=dtype)
+        self._env = np.empty(shape, dtype=dtype)
 
     def envelope(self, s: np.ndarray) -> np.ndarray:
-        """The moving average of `s` (..., n) over `width` bins, edges extended; a reused array."""
-        key = (s.shape, s.dtype.str)
-        if key not in self._buffers:
-            half = self.width // 2
-            padded = np.empty(s.shape[:-1] + (s.shape[-1] + 2 * half,), dtype=s.dtype)
-            summed = np.zeros(s.shape[:-1] + (padded.shape[-1] + 1,), dtype=s.dtype)
-            self._buffers[key] = (padded, summed, np.empty_like(s))
-        padded, summed, env = self._buffers[key]
-        half, n = self.width // 2, s.shape[-1]
+        """The moving average of `s` over `width` bins, edges extended; a reused array."""
+        half, n, padded = self.width // 2, self.n, self._padded
         padded[..., half : half + n] = s
         padded[..., :half] = s[..., :1]
         padded[..., half + n :] = s[..., -1:]
-        padded.cumsum(axis=-1, out=summed[..., 1:])
-        np.subtract(summed[..., self.width :], summed[..., :n], out=env)
-        env /= self.width
-        return env
+        padded.cumsum(axis=-1, out=self._summed[..., 1:])
+        np.subtract(self._summed[..., self.width :], self._summed[..., :n], out=self._env)
+        self._env /= self.width
+        return self._env
 
     def apply(self, s: np.ndarray, contrast: float) -> np.ndarray:
         """s <- envelope(s) + contrast * (s - envelope(s)); returns `s`."""

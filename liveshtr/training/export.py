@@ -240,7 +240,8 @@ def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
     gives a correction that is applied on the way out only, so the model's own loop is untouched.
     """
     generator = Generator(bundle, seed=seed)
-    gen_power = np.mean([generator.bin_power(f) for r in free_renders(bundle, seed) for f in r], axis=0)
+    frames = np.concatenate(free_renders(bundle, seed))
+    gen_power = sum(generator.bin_power(f) for f in frames) / len(frames)  # (n_bins,) before the output EQ
     band = bin_bands(bundle)
     shape_db = np.zeros(len(gen_power))
     for b in np.unique(band):
@@ -276,6 +277,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     bisection, so that the renders through this EQ, the phase and the overlap-add are as tonal as the song
     (`median_flatness` of both, the first TONE_SECONDS of every calibration render)."""
     renders = free_renders(bundle, seed)
+    frames = np.concatenate(renders)
     model = StepModel(bundle)
     generator = Generator(bundle, model, seed=seed)
     stats, band = bundle.stats, bin_bands(bundle)
@@ -286,18 +288,17 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
 
     def stage(contrast: float) -> tuple[float, dict]:
         generator.contrast = contrast
-        frames = np.concatenate(renders)
         power = np.empty((len(frames), len(band)))
         for row, frame in zip(power, frames, strict=True):
             row[:] = generator.magnitudes(frame)  # a reused array: copied out here
         power **= 2
         eq = equaliser(power.mean(axis=0), song_power, band, 10 * (song_log - band_log_power(power, band)))
         audio = []
-        for i, frames in enumerate(renders):
+        for i, render in enumerate(renders):
             player = Generator(bundle, model, seed=seed + i)
             player.contrast = contrast
             player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
-            audio.append(np.concatenate([player.play_frame(f).copy() for f in frames[:n_tone]]))
+            audio.append(np.concatenate([player.play_frame(f).copy() for f in render[:n_tone]]))
         return median_flatness(audio, bundle.audio.samplerate), eq
 
     lo, hi = np.log(CONTRAST_RANGE)
@@ -441,10 +442,9 @@ def export_bundle(
     n_bins = frames.n_bins(audio.samplerate)
     meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
-    if magnitude:  # how widely to sample first: the output EQ measures the model as it will play
+    if magnitude:  # how widely to sample first: the output stage measures the model as it will play
         meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed))
         write_meta(out, meta, with_int8=True)
-    if magnitude:
         meta["calibration"] = calibrate_output(load_bundle(out), songs, data.songs, train_cfg.seed)
     else:
         meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
