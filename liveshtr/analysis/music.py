@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from liveshtr.sound.bands import third_octave_edges
+from liveshtr.sound import bands
 
 SR = 22050  # every measure runs at basic-pitch's rate
 HOP = 512  # onset envelope and flatness hop (23 ms)
@@ -44,7 +44,6 @@ COPY_SEGMENT_S = 2.0
 COPY_HOP = 512  # log-mel frame hop for copy detection (43 frames a second)
 COPY_MELS = 64
 NOISE_FFT, NOISE_HOP = 1024, 256  # the envelope noise's STFT: the song's envelopes at 11.6 ms steps
-MIN_BAND_BINS = 3  # vocoder bands are 1/3 octave, but never narrower than this many bins (no pitch slips through)
 
 
 def to_measure_rate(x: np.ndarray, samplerate: int) -> np.ndarray:
@@ -205,28 +204,9 @@ def copy_similarity(y: np.ndarray, reference: np.ndarray) -> float:
 # -- the two noises ----------------------------------------------------------------------------------------
 
 
-def _band_edges_bins(n_bins: int, bin_hz: float) -> np.ndarray:
-    """1/3-octave band edges as bin indices from 0 to n_bins, each band at least MIN_BAND_BINS wide."""
-    raw = np.round(third_octave_edges(SR, low_hz=20.0) / bin_hz).astype(int)
-    edges = [0]
-    for e in raw:
-        if e - edges[-1] >= MIN_BAND_BINS and e < n_bins:
-            edges.append(int(e))
-    if n_bins - edges[-1] < MIN_BAND_BINS and len(edges) > 1:
-        edges.pop()
-    return np.array(edges + [n_bins])
-
-
 def ltas_noise(y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Stationary noise with the song's long-term power in every 1/3-octave band, as long as the song."""
-    rng = np.random.default_rng(seed)
-    song = np.fft.rfft(y.astype(np.float64))
-    noise = np.fft.rfft(rng.standard_normal(len(y)))
-    edges = _band_edges_bins(len(song), SR / len(y))
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        ratio = np.sum(np.abs(song[lo:hi]) ** 2) / max(np.sum(np.abs(noise[lo:hi]) ** 2), 1e-30)
-        noise[lo:hi] *= np.sqrt(ratio)
-    return np.fft.irfft(noise, n=len(y)).astype(np.float32)
+    """Stationary noise with the song's power in every 1/3 octave, as long as the song."""
+    return bands.ltas_noise(y, SR, seed)
 
 
 def envelope_noise(y: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -236,7 +216,7 @@ def envelope_noise(y: np.ndarray, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     song = librosa.stft(y, n_fft=NOISE_FFT, hop_length=NOISE_HOP)  # (bins, frames)
     noise = librosa.stft(rng.standard_normal(len(y)).astype(np.float32), n_fft=NOISE_FFT, hop_length=NOISE_HOP)
-    edges = _band_edges_bins(song.shape[0], SR / NOISE_FFT)
+    edges = bands.band_edges_bins(song.shape[0], SR / NOISE_FFT, SR)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         want = np.sum(np.abs(song[lo:hi]) ** 2, axis=0)  # (frames,)
         have = np.maximum(np.sum(np.abs(noise[lo:hi]) ** 2, axis=0), 1e-30)

@@ -158,9 +158,11 @@ def run(args: argparse.Namespace) -> int:
             f"x{bands:g} on the bands (to change from frame to frame as the song does)"
         )
         cal = bundle.meta["calibration"]
+        flat = cal["flatness"]
         print(
             f"output    partials' contrast x{bundle.contrast:g}, EQ level {cal['level_db']:+.1f} dB (renders as tonal "
-            f"as the song: flatness {cal['flatness']['render']:.4g}, the song's {cal['flatness']['song']:.4g})"
+            f"as the song: flatness {flat['render']:.4g}, the song's {flat['song']:.4g}, noise with its spectrum "
+            f"{flat['noise']:.4g})"
         )
     if result.interrupted:
         print(f"resume    liveshtr train {' '.join(map(str, args.songs))} -o {out} --resume", file=sys.stderr)

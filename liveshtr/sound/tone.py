@@ -11,7 +11,8 @@ default 23 Hz bins):
     s' = envelope(s) + contrast * (s - envelope(s))
 
 on the way out only: the model's own loop keeps the frames it predicted. Export chooses `contrast` so that the
-model's renders are as tonal as its song (`median_flatness`, measured the same way on both).
+model's renders are as tonal as its song (`median_flatness`, measured the same way on both), or, where the song is
+nearly as flat as noise with its spectrum, a little more tonal than the song (`tone_target`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import math
 
 import numpy as np
 
+from liveshtr.sound.bands import ltas_noise
+
 CONTRAST_BINS = 9  # the local envelope of the pitch bins: a moving average over this many bins
 TONE_WINDOW_S = 0.085  # flatness is measured on frames about this long (2048 samples at 24 kHz) ...
 TONE_AMIN = 1e-10  # ... with power floored here, as librosa's spectral_flatness does
+NOISE_SHARE = 0.45  # renders aim at most at this share of the flatness of noise with the song's spectrum
 
 
 class ContrastFilter:
@@ -83,3 +87,15 @@ def median_flatness(signals: list[np.ndarray], samplerate: int) -> float:
     """Median spectral flatness over all frames of all `signals` (lower is more tonal)."""
     frames = np.concatenate([flatness_frames(x, samplerate) for x in signals])
     return float(np.median(frames)) if len(frames) else 1.0
+
+
+def tone_target(songs: list[np.ndarray], samplerate: int, seed: int = 0) -> dict:
+    """How tonal renders of `songs` should be: the songs' median flatness, but never more than NOISE_SHARE of the
+    flatness of stationary noise with their 1/3-octave spectrum (`ltas_noise`).
+
+    A drum kit is nearly as flat as that noise (a groove 0.036 against its noise's 0.053), and a render as flat
+    as its song would then be heard, and measured, as noise in the song's colours; such material is played a
+    little more tonal than itself, its drums' own resonances drawn out. Returns {"song", "noise", "target"}."""
+    song = median_flatness(songs, samplerate)
+    noise = median_flatness([ltas_noise(s, samplerate, seed) for s in songs], samplerate)
+    return {"song": song, "noise": noise, "target": min(song, NOISE_SHARE * noise)}

@@ -26,7 +26,7 @@ from liveshtr.live.runtime import StepModel
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
 from liveshtr.sound.magnitude import MagnitudeLayout
-from liveshtr.sound.tone import median_flatness
+from liveshtr.sound.tone import median_flatness, tone_target
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -283,7 +283,8 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     stats, band = bundle.stats, bin_bands(bundle)
     songs_power = np.concatenate([generator.layout.to_magnitudes(f * stats.std + stats.mean) for f in song_frames]) ** 2
     song_power, song_log = songs_power.mean(axis=0), band_log_power(songs_power, band)
-    target = median_flatness([s.samples for s in songs], bundle.audio.samplerate)
+    tone = tone_target([s.samples for s in songs], bundle.audio.samplerate, seed)
+    target = tone["target"]
     n_tone = int(TONE_SECONDS * bundle.audio.samplerate / bundle.frames.hop)
 
     def stage(contrast: float) -> tuple[float, dict]:
@@ -308,7 +309,8 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
         lo, hi = (mid, hi) if flat > target else (lo, mid)
     contrast = round(float(np.exp((lo + hi) / 2)), 3)
     flat, eq = stage(contrast)
-    return {**eq, "contrast": contrast, "flatness": {"song": round(target, 6), "render": round(flat, 6)}}
+    flatness = {"song": round(tone["song"], 6), "noise": round(tone["noise"], 6), "render": round(flat, 6)}
+    return {**eq, "contrast": contrast, "flatness": flatness}
 
 
 def plot_loss(path: Path, result: TrainResult) -> None:
