@@ -131,39 +131,30 @@ CONTROL_SETTINGS = {
 }
 CONTROL_MEASURES = ("beat", "onsets_per_s", "pitch_corr", "log_flatness", "harmonic_share")
 CONTROL_SEEDS = (1, 2, 3)
-# A prime is a jump to a place in the song: it is heard in the seconds after the jump, which are measured (against
-# the seed spread over as many seconds); a free-running model then wanders off from any start.
-PRIME_SECONDS = 10.0
-CONTROL_SECONDS = {"prime 0.25 / 0.75": PRIME_SECONDS}
 
 
 def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 30.0) -> dict:
     """How much each control changes each music measure, against chance: the spread (max - min) of every measure
     over CONTROL_SEEDS at default controls, and for each of CONTROL_SETTINGS the change between its two settings
-    (seed RENDER_SEED), both over `seconds` of render (or the control's CONTROL_SECONDS). A control changes the
-    music clearly where some change exceeds 3x its measure's spread. Returns {"spread": {seconds: {measure: x}},
-    "effects": {control: {measure: change}}, "seconds": {control: seconds}}."""
+    (seed RENDER_SEED). A control changes the music clearly where some change exceeds 3x its measure's spread."""
     from liveshtr.analysis import music
 
     reference = music.pitch_classes(music.to_measure_rate(song, samplerate))
 
-    def measures(length: float, seed: int = RENDER_SEED, **controls) -> dict:
-        y = music.to_measure_rate(render(bundle, length, seed, **controls), samplerate)
+    def measures(seed: int = RENDER_SEED, **controls) -> dict:
+        y = music.to_measure_rate(render(bundle, seconds, seed, **controls), samplerate)
         m = music.measure(y).to_dict()
         m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
         m["log_flatness"] = float(np.log10(max(m["flatness"], 1e-12)))
         return m
 
-    lengths = {name: min(seconds, CONTROL_SECONDS.get(name, seconds)) for name in CONTROL_SETTINGS}
-    spread = {}
-    for length in sorted(set(lengths.values()), reverse=True):
-        seeds = [measures(length, seed) for seed in CONTROL_SEEDS]
-        spread[length] = {k: max(m[k] for m in seeds) - min(m[k] for m in seeds) for k in CONTROL_MEASURES}
+    seeds = [measures(seed) for seed in CONTROL_SEEDS]
+    spread = {k: max(m[k] for m in seeds) - min(m[k] for m in seeds) for k in CONTROL_MEASURES}
     effects = {}
     for name, (a, b) in CONTROL_SETTINGS.items():
-        ma, mb = measures(lengths[name], **a), measures(lengths[name], **b)
+        ma, mb = measures(**a), measures(**b)
         effects[name] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
-    return {"spread": spread, "effects": effects, "seconds": lengths}
+    return {"spread": spread, "effects": effects}
 
 
 def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None:
@@ -229,15 +220,12 @@ def controls_table(bundles, rows: list[dict], signals: dict, seconds: float) -> 
     print("|---" * 8 + "|")
     for bundle, r in zip(bundles, rows, strict=True):
         c = control_effects(bundle, signals[r["song"]], bundle.audio.samplerate, seconds)
-        for length, spread in c["spread"].items():
-            cells = " | ".join(f"{spread[k]:.2f}" for k in CONTROL_MEASURES)
-            print(f"| {r['song']} | seed spread ({len(CONTROL_SEEDS)} seeds, {length:g} s) | {cells} | |", flush=True)
+        cells = " | ".join(f"{c['spread'][k]:.2f}" for k in CONTROL_MEASURES)
+        print(f"| {r['song']} | seed spread ({len(CONTROL_SEEDS)} seeds) | {cells} | |", flush=True)
         for name, change in c["effects"].items():
-            length = c["seconds"][name]
             cells = " | ".join(f"{change[k]:+.2f}" for k in CONTROL_MEASURES)
-            clear = any(abs(change[k]) > 3 * c["spread"][length][k] for k in CONTROL_MEASURES)
-            label = name if length == seconds else f"{name} (first {length:g} s)"
-            print(f"| {r['song']} | {label} | {cells} | {'yes' if clear else 'no'} |", flush=True)
+            clear = any(abs(change[k]) > 3 * c["spread"][k] for k in CONTROL_MEASURES)
+            print(f"| {r['song']} | {name} | {cells} | {'yes' if clear else 'no'} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
