@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_BAND_BINS = 3  # bands of a spectrum are 1/3 octave, but never narrower than this many bins
+MIN_BAND_BINS = 3  # bands are 1/3 octave but never narrower than this many bins (a noise vocoder lets no pitch through)
 
 
 def third_octave_edges(samplerate: int, low_hz: float = 40.0) -> np.ndarray:
