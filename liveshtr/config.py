@@ -125,6 +125,9 @@ class ModelConfig:
         return asdict(self)
 
 
+DEFAULT_CLOCK = (4, 1, 8)  # the magnitude model's clock: the beat, the bar and the half beat (harmonics of the bar)
+
+
 @dataclass(frozen=True)
 class MagnitudeConfig:
     """Shape of the magnitude model (the FFT domain's): log-magnitude features, a clock, a recurrent latent."""
@@ -136,9 +139,16 @@ class MagnitudeConfig:
     input_size: int = 256  # width of the input projection in front of the LSTM
     pitch_hz: float = 3000.0  # bins below this are features of their own; above it, log-spaced bands
     bands: int = 64
+    # the clock: sin and cos of these harmonics of the bar (4: the beat, 1: the bar, 8: the half beat; 1..16 can
+    # hold any pattern on the sixteenth-note grid)
+    clock_harmonics: tuple[int, ...] = DEFAULT_CLOCK
 
     def __post_init__(self) -> None:
         check_shape(self.layers, self.hidden, self.latent_dim)
+        object.__setattr__(self, "clock_harmonics", tuple(int(k) for k in self.clock_harmonics))  # JSON: a list
+        k = self.clock_harmonics
+        if not 1 <= len(k) <= 64 or len(set(k)) != len(k) or not all(1 <= h <= 64 for h in k):
+            raise ConfigError(f"clock-harmonics {','.join(map(str, k))}: 1 to 64 different harmonics, each in 1..64")
         if self.features < 1 or self.input_size < 1:
             raise ConfigError(f"features {self.features} and input size {self.input_size} must be positive")
         if self.pitch_hz <= 0 or not 1 <= self.bands <= 512:
@@ -149,7 +159,13 @@ class MagnitudeConfig:
         return self.features
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As model.json has it: the default clock is left out (bundles from before the setting have it)."""
+        d = asdict(self)
+        if self.clock_harmonics == DEFAULT_CLOCK:
+            del d["clock_harmonics"]
+        else:
+            d["clock_harmonics"] = list(self.clock_harmonics)
+        return d
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,7 @@ class TrainConfig:
     prior_weight: float = 1e-3  # weight of the same KL on the prior's side: the prior learns what comes next
     kl_warmup: float = 0.3  # fraction of training over which beta ramps up from 0, so the latent is used
     input_noise: float = 0.1  # noise on teacher-forced inputs, so generation recovers from its own errors
+    own_samples: float = 0.0  # share of the input frames replaced by the model's own playing (magnitude model)
     min_steps: int = 16  # optimiser steps an epoch takes at least (short material is passed over several times)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
@@ -184,6 +201,8 @@ class TrainConfig:
             raise ConfigError(f"batch-size {self.batch_size} must lie in 1..4096")
         if not 0 < self.lr <= 1:
             raise ConfigError(f"lr {self.lr:g} must lie in (0, 1]")
+        if not 0 <= self.own_samples <= 1:
+            raise ConfigError(f"own-samples {self.own_samples:g} must lie in 0..1")
         if not 0 <= self.input_noise <= 10:
             raise ConfigError(f"input-noise {self.input_noise:g} must lie in 0..10")
         if not 1 <= self.min_steps <= 100000:
@@ -205,4 +224,12 @@ class TrainConfig:
 # measurements found a song's notes and beat need. At the evidence bound's weights (0.2, 0.8) the latent carried
 # 14 nats a frame, mostly detail the prior cannot predict, and sampling it played events off the beat (the
 # README's model section).
-MAGNITUDE_TRAINING = {"seq_len": 256, "lr": 1e-3, "beta": 1.0, "prior_weight": 4.0, "input_noise": 0.3, "min_steps": 35}
+MAGNITUDE_TRAINING = {
+    "seq_len": 256,
+    "lr": 1e-3,
+    "beta": 1.0,
+    "prior_weight": 4.0,
+    "input_noise": 0.3,
+    "min_steps": 35,
+    "own_samples": 0.0,
+}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from liveshtr.commands.common import add_signal_arguments, signal_configs
 from liveshtr.config import MAGNITUDE_TRAINING, MagnitudeConfig, ModelConfig, TrainConfig
+from liveshtr.errors import ConfigError
 
 MODELS_DIR = Path("models")
 _MODEL = ModelConfig(dim=1)
@@ -28,6 +29,7 @@ PER_DOMAIN_TRAINING = (
     ("beta", float, "weight of the KL on the posterior's side"),
     ("prior_weight", float, "weight of the KL on the prior's side"),
     ("input_noise", float, "noise on the teacher-forced inputs"),
+    ("own_samples", float, "share of the input frames replaced by the model's own playing"),
 )
 
 
@@ -39,6 +41,15 @@ def _per_domain(group, name: str, kind, doc: str, magnitude, coefficients) -> No
         default=argparse.SUPPRESS,
         help=f"{doc} (default {magnitude} for FFT frames, {coefficients} for DCT frames)",
     )
+
+
+def _harmonics(text: str) -> tuple[int, ...]:
+    """`--clock-harmonics`: "16" is 1..16, "4,1,8" those three."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a list of numbers such as 4,1,8") from None
+    return tuple(range(1, values[0] + 1)) if len(values) == 1 else tuple(values)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +64,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _per_domain(g, "layers", int, "stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers)
     _per_domain(g, "hidden", int, "LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden)
     g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
+    g.add_argument(
+        "--clock-harmonics",
+        type=_harmonics,
+        default=",".join(map(str, _MAGNITUDE.clock_harmonics)),  # a string, which argparse parses as it shows it
+        metavar="N|LIST",
+        help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
+        "beat); 16 holds any pattern of sixteenths (FFT frames)",
+    )
     g = p.add_argument_group("training")
     g.add_argument(
         "--epochs",
@@ -87,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
         from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
 
         layout = MagnitudeLayout(codec.n_bins, frame_cfg.bin_hz(audio_cfg.samplerate))
-        model_cfg = MagnitudeConfig(features=layout.n_features, latent_dim=args.latent_dim, **shape)
+        model_cfg = MagnitudeConfig(
+            features=layout.n_features,
+            latent_dim=args.latent_dim,
+            clock_harmonics=args.clock_harmonics,
+            **shape,
+        )
 
         def features(coeffs):
             return layout.to_features(magnitudes(coeffs, codec.n_bins))
@@ -97,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
     given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
+    if frame_cfg.domain == "dct" and (given["own_samples"] or args.clock_harmonics != _MAGNITUDE.clock_harmonics):
+        raise ConfigError("--own-samples and --clock-harmonics apply to FFT frames (the magnitude model) only")
     train_cfg = TrainConfig.for_domain(
         frame_cfg.domain,
         epochs=args.epochs,
@@ -153,9 +179,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if bundle.kind == "magnitude":
         pitch, bands = bundle.meta["sampling"]["noise"]
+        restraint = bundle.meta["sampling"].get("restraint", 1.0)
+        events = bundle.meta["sampling"].get("events_per_s", {}).get("song", 0.0)
         print(
             f"sampling  latent at {bundle.latent_scale:g} of its spread; feature noise x{pitch:g} on the pitch bins, "
-            f"x{bands:g} on the bands (to change from frame to frame as the song does)"
+            f"x{bands:g} on the bands (to change from frame to frame as the song does"
+            + (f", then x{restraint:g} to play no more events than its {events:g} a second)" if restraint < 1 else ")")
         )
         cal = bundle.meta["calibration"]
         flat = cal["flatness"]

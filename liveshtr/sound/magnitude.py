@@ -22,7 +22,6 @@ import numpy as np
 from liveshtr.sound import tempo
 
 FLOOR = 1e-5  # added to magnitudes before the log (about -100 dB of a full-scale sine's bin)
-CLOCK_SIZE = 6
 BAR_BEATS = 4
 
 
@@ -83,11 +82,13 @@ def magnitudes(coeffs: np.ndarray, n_bins: int) -> np.ndarray:
     return np.hypot(coeffs[..., :n_bins], coeffs[..., n_bins:])
 
 
-def clock_features(beat: np.ndarray | float) -> np.ndarray:
-    """Beat counts (...,) -> (..., 6): sin/cos of the beat, of the bar and of the half beat."""
+def clock_features(beat: np.ndarray | float, harmonics: tuple[int, ...]) -> np.ndarray:
+    """Beat counts (...,) -> (..., 2 * len(harmonics)): sin and cos of each harmonic of the bar in turn (4 is the
+    beat, 16 the sixteenth note). With the harmonics 1..16 any pattern of hits on the sixteenth-note grid is a
+    linear function of the clock."""
     b = np.asarray(beat, dtype=np.float64)[..., None]
-    angles = 2 * math.pi * b * np.array([1.0, 1.0 / BAR_BEATS, 2.0])
-    return np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)[..., [0, 3, 1, 4, 2, 5]].astype(np.float32)
+    angles = 2 * math.pi * b / BAR_BEATS * np.asarray(harmonics, dtype=np.float64)
+    return np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(*angles.shape[:-1], -1).astype(np.float32)
 
 
 @dataclass(frozen=True)

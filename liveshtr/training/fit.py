@@ -26,6 +26,7 @@ from liveshtr.training.magnitude_model import MagnitudeModel, gaussian_nll
 from liveshtr.training.model import SongModel
 
 CHECKPOINT_VERSION = 1
+OWN_RUN = 24  # frames (a quarter second) in a run of the model's own playing, on average (see own_runs)
 CONTINUATION_FIT_FRAMES = 16384  # frames used for the least-squares start of the continuation path
 
 
@@ -35,6 +36,32 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def own_runs(streams: int, length: int, share: float, device=None) -> torch.Tensor:
+    """(streams, length) bool: in each stream apart, runs of OWN_RUN frames on average that cover `share` of the
+    frames on average (a two-state chain), never the first frame."""
+    if share >= 1.0:
+        runs = torch.ones(streams, length, dtype=torch.bool)
+    else:
+        leave = torch.tensor([1.0 / OWN_RUN, share / (OWN_RUN * (1.0 - share))])  # P(a run ends), P(a gap ends)
+        flips = torch.rand(streams, length)
+        on = torch.rand(streams) < share
+        runs = torch.empty(streams, length, dtype=torch.bool)
+        for t in range(length):
+            runs[:, t] = on
+            on = on ^ (flips[:, t] < leave[(~on).long()])
+    runs[:, 0] = False
+    return runs.to(device)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a `taskset` or a container's CPU set), not all the machine's: more
+    threads than cores make every parallel region wait on a thread that is not running."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not every platform has CPU affinity
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -152,11 +179,23 @@ class MagnitudeObjective:
         return model
 
     def loss(self, model: MagnitudeModel, x, y, beat, state, warm: float):
+        if self.cfg.own_samples > 0:
+            x = self.own_inputs(model, x, beat, state)
         out = model(x + self.cfg.input_noise * torch.randn_like(x), beat, y, state)
         nll = gaussian_nll(y, out.mean, out.logvar).mean()
         kl = out.kl_posterior.mean()
         weighted = (self.cfg.beta * warm * out.kl_posterior + self.cfg.prior_weight * out.kl_prior).mean()
         return nll + weighted / model.cfg.features, nll, kl, out.state
+
+    @torch.no_grad()
+    def own_inputs(self, model: MagnitudeModel, x, beat, state) -> torch.Tensor:
+        """Inputs (B, T, F) with runs of frames (a share `own_samples` of them) replaced by the model's own
+        playing, frame by frame from the frame before, as on stage (scheduled sampling). The targets stay the
+        song's: inside a run the model learns to come back from its own inventions (a hit off the beat, a flicker)
+        to the song's pattern, which only the clock tells it, instead of timing the next hit from the last one it
+        played. Each stream has runs of its own (runs shared by all streams, which leave the frames between them to
+        one LSTM call, gave the groove less of its beat: README)."""
+        return model.play_along(x, beat, state, own_runs(x.shape[0], x.shape[1], self.cfg.own_samples, x.device))
 
     @torch.no_grad()
     def validate(self, model: MagnitudeModel, data: FrameData, device: torch.device) -> tuple[float, float]:
@@ -239,7 +278,7 @@ def fit(
     """Train (or continue training) and return the best model; Ctrl-C ends early but still returns it."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(usable_cores())
     device = pick_device(cfg.device)
     objective = objective_for(model_cfg, cfg)
     model = objective.build(model_cfg, data if resume is None else None).to(device)

@@ -9,10 +9,13 @@ the phase away, and Gaussian innovations in that space were noise. Log-magnitude
 (`liveshtr.sound.phase`) makes partials from them. A per-feature Gaussian trained by its negative log-likelihood
 keeps spectra peaky when sampled (a squared error would blur every note into its neighbours). The latent carries
 what is new in a frame as one event (an attack touches every band at once, which independent per-feature noise
-cannot make), and it is what the performer steers. The clock tells the model where in the bar it is, so a beat
-needs no memory of the last one. A per-feature skip carries the current frame into the next one's mean (frames
-overlap by 75%, so most of the next frame is the current one): without it the LSTM had to squeeze 192 features
-through its input projection and predicted the next frame worse than repeating the last one does.
+cannot make), and it is what the performer steers. The clock tells the model where in the bar it is (sin and cos
+of harmonics of the bar: by default the beat, the bar and the half beat), so a beat needs no memory of the last
+one. With the bar's first 16 harmonics and training partly on its own playing (`own_samples`) a drum groove's
+model leans on it (the README's model section). A per-feature skip carries the current frame into the next
+one's mean (frames overlap by 75%, so most of the next frame is the current one): without it the LSTM had to
+squeeze 192 features through its input projection and predicted the next frame worse than repeating the last
+one does.
 
 The latent is conditional as in a VRNN: a posterior that sees the next frame is trained against the prior of the
 LSTM's head with a balanced KL (the prior pulled more strongly than the posterior, both weighted above the
@@ -30,17 +33,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from liveshtr.config import MagnitudeConfig
-from liveshtr.sound.magnitude import BAR_BEATS, CLOCK_SIZE
+from liveshtr.sound.magnitude import BAR_BEATS
 from liveshtr.training.model import kl_divergence
 
 LOGVAR_RANGE = (-7.0, 3.0)  # per-feature log-variance of the output, in normalised units
 LATENT_LOGVAR_RANGE = (-10.0, 4.0)
 
 
-def clock(beat: torch.Tensor) -> torch.Tensor:
-    """Beat counts (...,) -> (..., 6), as `liveshtr.sound.magnitude.clock_features`."""
-    b = beat.unsqueeze(-1) * (2 * math.pi)
-    angles = torch.cat([b, b / BAR_BEATS, 2 * b], dim=-1)  # (..., 3)
+def clock(beat: torch.Tensor, harmonics: tuple[int, ...]) -> torch.Tensor:
+    """Beat counts (...,) -> (..., 2 * len(harmonics)), as `liveshtr.sound.magnitude.clock_features`."""
+    k = torch.tensor(harmonics, dtype=beat.dtype, device=beat.device)
+    angles = beat.unsqueeze(-1) * (2 * math.pi / BAR_BEATS) * k  # (..., harmonics)
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # sin, cos of each in turn
 
 
@@ -66,7 +69,7 @@ class MagnitudeModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         n, h, L = cfg.features, cfg.hidden, cfg.latent_dim
-        self.inp = nn.Linear(n + CLOCK_SIZE, cfg.input_size)
+        self.inp = nn.Linear(n + 2 * len(cfg.clock_harmonics), cfg.input_size)
         self.lstm = nn.LSTM(cfg.input_size, h, num_layers=cfg.layers, batch_first=True)
         self.head = nn.Linear(h, 2 * L)  # prior -> (mu, logvar)
         self.posterior = nn.Sequential(nn.Linear(h + n, h), nn.GELU(), nn.Linear(h, 2 * L))  # training only
@@ -83,7 +86,7 @@ class MagnitudeModel(nn.Module):
 
     def project(self, x: torch.Tensor, beat: torch.Tensor) -> torch.Tensor:
         """Features (..., F) and the beat count of the frame to predict (...) -> the LSTM's input."""
-        return torch.tanh(self.inp(torch.cat([x, clock(beat)], dim=-1)))
+        return torch.tanh(self.inp(torch.cat([x, clock(beat, self.cfg.clock_harmonics)], dim=-1)))
 
     def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(h).chunk(2, dim=-1)
@@ -108,6 +111,39 @@ class MagnitudeModel(nn.Module):
         kl_posterior = kl_divergence(mu_q, logvar_q, mu_p.detach(), logvar_p.detach())
         kl_prior = kl_divergence(mu_q.detach(), logvar_q.detach(), mu_p, logvar_p)
         return Pass(mean, logvar, mu_q, mu_p, logvar_p, kl_posterior, kl_prior, state, h)
+
+    @torch.no_grad()
+    def play_along(self, x, beat, state, replaced) -> torch.Tensor:
+        """Inputs (B, T, F) with the frames where `replaced` (B, T) is set replaced by what the model plays there at
+        temperature 1, each from the frame before it: inside a run of replaced frames the model plays on its own
+        output, as on stage. The frames before the first replaced one go through the LSTM in one call, the rest
+        frame by frame (the first frame cannot be replaced: a run starts from a frame of the song)."""
+        if bool(replaced[:, 0].any()):
+            raise ValueError("the first frame cannot be replaced")
+        when = replaced.any(dim=0).nonzero().flatten()
+        out = x.clone()
+        if len(when) == 0:
+            return out
+        first, last = int(when[0]), int(when[-1])
+        h, (hs, cs) = self.lstm(self.project(x[:, :first], beat[:, :first]), state)
+        h, hs, cs = h[:, -1], list(hs), list(cs)
+        for t in range(first, last + 1):
+            out[:, t] = torch.where(replaced[:, t, None], self._sample(h, out[:, t - 1]), x[:, t])
+            if t < last:
+                h = self.project(out[:, t], beat[:, t])
+                for i in range(self.cfg.layers):  # one step through each layer (nn.LSTM's overhead is per call)
+                    weights = (
+                        getattr(self.lstm, f"{kind}_l{i}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                    )
+                    hs[i], cs[i] = torch.lstm_cell(h, (hs[i], cs[i]), *weights)
+                    h = hs[i]
+        return out
+
+    def _sample(self, h, x) -> torch.Tensor:
+        """One next frame (B, F) sampled at temperature 1 from LSTM outputs h (B, H) after frames x (B, F)."""
+        mu, logvar = self.prior(h)
+        mean, logvar_x = self.decode(h, mu + torch.exp(0.5 * logvar) * torch.randn_like(mu), x)
+        return mean + torch.exp(0.5 * logvar_x) * torch.randn_like(mean)
 
     def play(self, x, beat, state) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """What the model predicts when playing at temperature 0 (z = prior mean): the next frames' means."""

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from liveshtr.config import MagnitudeConfig
+from liveshtr.config import DEFAULT_CLOCK, MagnitudeConfig
 from liveshtr.sound.magnitude import clock_features
 from liveshtr.training.export import export_onnx
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, clock, order_latents, step_shapes
@@ -30,9 +30,28 @@ def small(layers: int, seed: int = 0) -> tuple[MagnitudeModel, MagnitudeStep]:
 
 def test_the_clock_is_the_same_in_numpy_and_in_the_graph():
     beats = np.array([0.0, 0.25, 1.0, 2.5, 3.9, 17.3])
-    expected = clock_features(beats)
-    assert np.allclose(clock(torch.tensor(beats, dtype=torch.float32)).numpy(), expected, atol=1e-5)
-    assert np.allclose(clock_features(beats + 4.0), expected, atol=1e-4)  # a bar later: the same clock
+    sixteen = tuple(range(1, 17))
+    for harmonics in (DEFAULT_CLOCK, sixteen):
+        expected = clock_features(beats, harmonics)
+        assert expected.shape == (6, 2 * len(harmonics))
+        assert np.allclose(clock(torch.tensor(beats, dtype=torch.float32), harmonics).numpy(), expected, atol=1e-4)
+        assert np.allclose(clock_features(beats + 4.0, harmonics), expected, atol=1e-4)  # a bar later: the same
+    angle = 2 * np.pi * beats  # the default clock: sin and cos of the beat, the bar and the half beat in turn
+    default = np.stack([np.sin(angle), np.cos(angle), np.sin(angle / 4), np.cos(angle / 4)], axis=1)
+    assert np.allclose(clock_features(beats, DEFAULT_CLOCK)[:, :4], default, atol=1e-6)
+    assert np.allclose(clock_features(beats, sixteen)[:, 6:8], clock_features(beats * 4, (1,)), atol=1e-4)
+
+
+def test_any_pattern_of_sixteenths_is_a_linear_function_of_the_clock():
+    """Why 16 harmonics: a drum pattern on the sixteenth-note grid (here a random one) is exactly a linear read-out
+    of the clock at the grid's places; the default clock (the beat, the bar, the half beat) cannot express it."""
+    rng = np.random.default_rng(0)
+    places = np.arange(16) / 4.0  # the sixteenths of a 4-beat bar, in beats
+    pattern = rng.random(16)
+    for harmonics, fits in ((tuple(range(1, 17)), True), (DEFAULT_CLOCK, False)):
+        design = np.concatenate([clock_features(places, harmonics), np.ones((16, 1))], axis=1)
+        weights, *_ = np.linalg.lstsq(design, pattern, rcond=None)
+        assert np.allclose(design @ weights, pattern, atol=1e-6) == fits
 
 
 @pytest.mark.parametrize("layers", [1, 3])
@@ -127,3 +146,68 @@ def test_latent_order_puts_the_strongest_dimension_first():
     assert torch.equal(model.head.weight[0], head_row)  # the prior's mean row moved with it
     weight = model.mid.weight.detach()
     assert float(weight[:, H].abs().mean()) > 50 * float(weight[:, H + 1].abs().mean())
+
+
+@pytest.mark.parametrize("share", [0.1, 0.3, 0.7])
+def test_own_runs_cover_the_share_in_quarter_second_runs_and_never_the_first_frame(share):
+    from liveshtr.training.fit import OWN_RUN, own_runs
+
+    torch.manual_seed(1)
+    runs = own_runs(40, 5000, share)
+    assert not runs[:, 0].any()
+    assert abs(float(runs.float().mean()) - share) < 0.02
+    starts = int((runs[:, 1:] & ~runs[:, :-1]).sum())
+    assert abs(float(runs.sum()) / starts - OWN_RUN) < 0.1 * OWN_RUN  # mean run length
+    assert not torch.equal(runs[0], runs[1])  # each stream has its own runs
+    assert own_runs(3, 50, 1.0)[:, 1:].all() and not own_runs(3, 50, 0.0).any()
+
+
+def test_own_samples_play_on_from_the_frames_before_them():
+    """Every replaced frame is what the model plays after all the frames before it (the song's and its own, through
+    a state carried from before the sequence); the others stay the song's. Checked at temperature 0, against
+    running the LSTM afresh over everything before each frame."""
+    from liveshtr.config import MAGNITUDE_TRAINING, TrainConfig
+    from liveshtr.training.fit import MagnitudeObjective
+
+    model, _ = small(2)
+    torch.manual_seed(5)
+    x, beat = torch.randn(3, 120, FEATURES), torch.rand(3, 120) * 4
+    state = (torch.randn(2, 3, 64) * 0.5, torch.randn(2, 3, 64) * 0.5)
+    replaced = torch.zeros(3, 120, dtype=torch.bool)
+    replaced[0, [*range(5, 30), 31, *range(60, 61), *range(100, 120)]] = True
+    replaced[1, 40:70] = True  # stream 2 plays none of its own
+
+    def mean_only(h, frames):  # temperature 0: the decoded mean at the prior's mean
+        return model.decode(h, model.prior(h)[0], frames)[0]
+
+    model._sample = mean_only
+    mixed = model.play_along(x, beat, state, replaced)
+    assert torch.equal(mixed[~replaced], x[~replaced])
+    with torch.no_grad():
+        for b, t in replaced.nonzero().tolist():
+            h, _ = model.lstm(model.project(mixed[:, :t], beat[:, :t]), state)
+            assert torch.allclose(mixed[b, t], mean_only(h[:, -1], mixed[:, t - 1])[b], atol=1e-5), (b, t)
+    with pytest.raises(ValueError, match="first frame"):
+        model.play_along(x, beat, state, torch.ones(3, 120, dtype=torch.bool))
+    del model._sample
+    objective = MagnitudeObjective(TrainConfig(**{**MAGNITUDE_TRAINING, "own_samples": 1.0}))
+    a, b = (objective.own_inputs(model, x, beat, state) for _ in range(2))
+    assert torch.isfinite(a).all() and torch.equal(a[:, 0], x[:, 0])
+    assert not torch.allclose(a[:, 1:], b[:, 1:])  # sampled at temperature 1, not the mean
+
+
+def test_events_are_the_large_rises_and_each_counts_once():
+    """An attack that rises over two frames is one event; a rise under the threshold and a fall are none."""
+    from liveshtr.training.export import event_rate, rises
+
+    frames = np.zeros((400, 10))
+    for start in range(20, 400, 40):  # 10 attacks: up over two frames, held, then down
+        frames[start : start + 20] = 1.0
+        frames[start + 1 : start + 20] += 0.5
+    frames[310:315] += 0.2  # a small rise inside a held note
+    rate = event_rate([frames], threshold=0.3)
+    assert rate * (len(frames) - 1) == 10
+    assert np.allclose(rises([frames])[0].max(), 1.0)
+    assert event_rate([frames], threshold=1.0) == 0.0
+    decays = np.repeat(-np.arange(400.0)[:, None], 10, axis=1)  # falling by 1 a frame
+    assert event_rate([decays], threshold=0.3) == 0.0  # falls are not events

@@ -70,13 +70,14 @@ def test_preview_is_finite_audible_and_unclipped(trained):
 
 
 def test_sampling_changes_frames_as_much_as_the_song(trained):
-    """Export scales the feature noise until the played frames change from one to the next as the song's do."""
+    """Export scales the feature noise until the played frames change from one to the next as the song's do, then
+    scales the sampling down where that plays more events than the song has."""
     from liveshtr.config import AudioConfig
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.audio import load_song
     from liveshtr.sound.frames import FrameCodec
     from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
-    from liveshtr.training.export import NOISE_SCALE_RANGE, frame_change
+    from liveshtr.training.export import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
 
     out, result = trained
     bundle = load_bundle(out)
@@ -89,10 +90,23 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     controls = Controls.for_bundle(bundle)
     played = np.array([generator.next_frame(controls).copy() for _ in range(1500)])[len(bundle.primes[0]) :]
     change = frame_change([played], layout.pitch_bins)
-    scales = np.array(bundle.meta["sampling"]["noise"])
+    sampling = bundle.meta["sampling"]
+    scales = np.array(sampling["noise"])
     at_limit = (scales <= NOISE_SCALE_RANGE[0]) | (scales >= NOISE_SCALE_RANGE[1])
+    assert sampling["restraint"] == 1.0  # trained teacher-forced only: not restrained
     assert np.all(at_limit | (np.abs(change / target - 1) < 0.25)), (change, target, scales)
     assert bundle.drift == 0.0 and 0 < bundle.latent_scale <= 1
+    # restrained (as for a model trained on its own playing): no more events than the song, or no restraint
+    restrained = calibrate_sampling(bundle, [bundle.stats.normalise(features)], seed=0, restrain=True)
+    assert 0.25 <= restrained["restraint"] <= 1.0
+    assert np.allclose(restrained["noise"], np.round(scales * restrained["restraint"], 3), atol=0.002)
+    generator = Generator(bundle, seed=5)
+    generator.noise_scale[: layout.pitch_bins], generator.noise_scale[layout.pitch_bins :] = restrained["noise"]
+    generator.latent_scale = np.float32(restrained["latent_scale"])
+    played = np.array([generator.next_frame(controls).copy() for _ in range(1500)])[len(bundle.primes[0]) :]
+    rate = event_rate([played], restrained["events_per_s"]["threshold"])
+    song_rate = restrained["events_per_s"]["song"] * bundle.frames.hop / bundle.audio.samplerate
+    assert restrained["restraint"] == 1.0 or rate < 1.5 * song_rate, (rate, song_rate, restrained)
     assert "sampling" in result.stdout
 
 
@@ -211,6 +225,11 @@ def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
         (["--layers", "4"], "layers 4"),
         (["--hidden", "32"], "hidden 32"),
         (["--seq-len", "1"], "seq-len 1"),
+        (["--own-samples", "1.5"], "own-samples 1.5"),
+        (["--clock-harmonics", "0"], "clock-harmonics : 1 to 64 different harmonics"),
+        (["--clock-harmonics", "4,4"], "clock-harmonics 4,4: 1 to 64 different harmonics"),
+        (["--domain", "dct", "--own-samples", "0.3"], "apply to FFT frames"),
+        (["--domain", "dct", "--clock-harmonics", "16"], "apply to FFT frames"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "0"], "cuda|lr"),
     ],
 )
@@ -219,6 +238,13 @@ def test_impossible_hyperparameters(tmp_path, flags, message):
     assert result.returncode == 2
     assert any(m in result.stderr for m in message.split("|")), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_clock_that_is_not_numbers_is_a_usage_error(tmp_path):
+    result = train(str(shared_song(GROOVE)), "-o", str(tmp_path / "m"), "--clock-harmonics", "4,beat")
+    assert result.returncode == 2
+    assert "argument --clock-harmonics: '4,beat' is not a number or a list" in result.stderr
     assert not (tmp_path / "m").exists()
 
 
