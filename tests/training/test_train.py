@@ -285,6 +285,27 @@ def test_short_material_trains_and_beats_both_baselines(tmp_path, material):
     assert np.isfinite(bundle.primes).all() and bundle.meta["training"]["epochs_done"] == 4
 
 
+def test_a_drum_loop_trains_on_its_own_playing_with_a_sixteenths_clock(tmp_path):
+    """The drum-loop recipe end to end: the clock and the share are recorded, the sampling is restrained (or says
+    why not), and the bundle plays."""
+    from liveshtr.live.generator import Controls, Generator
+
+    song = tmp_path / "loop.wav"
+    sf.write(song, *loop_of(GROOVE, 10.0, 4.0))
+    out = tmp_path / "m"
+    flags = ["--clock-harmonics", "16", "--own-samples", "0.3", "--epochs", "1", "--hidden", "64", "--layers", "1"]
+    result = train(str(song), "-o", str(out), *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    bundle = load_bundle(out)
+    assert bundle.meta["model"]["clock_harmonics"] == list(range(1, 17))
+    assert bundle.meta["training"]["config"]["own_samples"] == 0.3
+    sampling = bundle.meta["sampling"]
+    assert 0.25 <= sampling["restraint"] <= 1.0 and sampling["events_per_s"]["song"] > 0
+    assert np.isclose(bundle.latent_scale, 0.6 * sampling["restraint"], atol=1e-3)
+    audio = Generator(bundle, seed=1).render(3.0, Controls.for_bundle(bundle))
+    assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
+
+
 @pytest.mark.parametrize("rate", [24000, 48000])  # at another rate the resampler's edges must not count as sound
 def test_a_file_of_dc_only_is_refused_as_silent(tmp_path, rate):
     song = tmp_path / "dc.wav"
