@@ -166,6 +166,18 @@ class Bundle:
         """Where each prime starts, as a fraction 0..1 of the training material."""
         return np.array(self.meta["primes"]["positions"], dtype=np.float64)
 
+    @property
+    def has_position(self) -> bool:
+        """Whether the model is told where in the song it plays (a `position` input beside the clock)."""
+        return "position" in self.meta["inputs"]
+
+    def prime_song_place(self, index: int) -> tuple[float, float]:
+        """Where prime `index` starts in its own song (0..1) and how far one frame moves on through that song."""
+        primes = self.meta["primes"]
+        if "song_positions" not in primes:  # bundles from before the position input: one song, its fraction
+            return float(primes["positions"][index]), 0.0
+        return float(primes["song_positions"][index]), 1.0 / float(primes["song_frames"][index])
+
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load and check a bundle folder (or its model.json); raises BundleError with what to do."""

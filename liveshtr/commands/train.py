@@ -10,10 +10,18 @@ import argparse
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from liveshtr.commands.common import add_signal_arguments, signal_configs
-from liveshtr.config import MAGNITUDE_TRAINING, MagnitudeConfig, ModelConfig, TrainConfig
+from liveshtr.config import (
+    MAGNITUDE_TRAINING,
+    MIN_POSITION_PERIOD_S,
+    MagnitudeConfig,
+    ModelConfig,
+    TrainConfig,
+    position_harmonics_for,
+)
 from liveshtr.errors import ConfigError
 
 MODELS_DIR = Path("models")
@@ -44,12 +52,26 @@ def _per_domain(group, name: str, kind, doc: str, magnitude, coefficients) -> No
 
 
 def _harmonics(text: str) -> tuple[int, ...]:
-    """`--clock-harmonics`: "16" is 1..16, "4,1,8" those three."""
+    """`--clock-harmonics`, `--position-harmonics`: "16" is 1..16, "4,1,8" those three, "0" none."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or a list of numbers such as 4,1,8") from None
     return tuple(range(1, values[0] + 1)) if len(values) == 1 else tuple(values)
+
+
+def _place_in_song(model_cfg: MagnitudeConfig, seconds: float) -> MagnitudeConfig:
+    """Keep the position harmonics that turn slowly enough for the shortest song, and say which the model gets."""
+    asked = model_cfg.position_harmonics
+    kept = position_harmonics_for(asked, seconds)
+    if asked:
+        limit = f"faster than once in {MIN_POSITION_PERIOD_S:.0f} s of a {seconds:.0f} s song"
+        if not kept:
+            print(f"position  none: every harmonic asked turns {limit}, which tells the bar, not the part of the song")
+        else:
+            finer = "" if kept == asked else f" (finer ones turn {limit})"
+            print(f"position  harmonics {','.join(map(str, kept))} of the song's length{finer}: where in it it plays")
+    return replace(model_cfg, position_harmonics=kept)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +93,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N|LIST",
         help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
         "beat); 16 holds any pattern of sixteenths (FFT frames)",
+    )
+    g.add_argument(
+        "--position-harmonics",
+        type=_harmonics,
+        default="0",  # a string, which argparse parses as it shows it
+        metavar="N|LIST",
+        help="where in the song each frame lies, as harmonics of the song's length, N for 1..N, 0 for none: the "
+        "model plays the part of the song it was primed from and moves on through the song; 4 (the halves, thirds "
+        "and quarters, those that turn no faster than once in 40 s) made the prime a clear control on the longer "
+        "songs (FFT frames)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
@@ -110,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             features=layout.n_features,
             latent_dim=args.latent_dim,
             clock_harmonics=args.clock_harmonics,
+            position_harmonics=args.position_harmonics,
             **shape,
         )
 
@@ -121,8 +154,13 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
     given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
-    if frame_cfg.domain == "dct" and (given["own_samples"] or args.clock_harmonics != _MAGNITUDE.clock_harmonics):
-        raise ConfigError("--own-samples and --clock-harmonics apply to FFT frames (the magnitude model) only")
+    magnitude_only = (
+        given["own_samples"] or args.clock_harmonics != _MAGNITUDE.clock_harmonics or args.position_harmonics
+    )
+    if frame_cfg.domain == "dct" and magnitude_only:
+        raise ConfigError(
+            "--own-samples, --clock-harmonics and --position-harmonics apply to FFT frames (the magnitude model) only"
+        )
     train_cfg = TrainConfig.for_domain(
         frame_cfg.domain,
         epochs=args.epochs,
@@ -155,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     data = prepare(songs, codec, features)
     if features is not None:
         print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
+        model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs))
 
     from liveshtr.training.export import export_bundle
     from liveshtr.training.fit import fit, load_checkpoint, run_signature

@@ -8,7 +8,8 @@ seed and controls.
 The magnitude model's frames are log-magnitude features: they become magnitudes (each band's level spread over
 its bins, then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum goes to
 the same overlap-add as coefficient frames do. Its clock is an oscillator: the beat count advances by the tempo
-every hop, starting where the prime's first frame sat in the song's bar.
+every hop, starting where the prime's first frame sat in the song's bar. A model with a position input is told
+where in the song it plays: from where the prime lies, one frame of the song a hop, round from the end to the start.
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ class Generator:
         self.frozen = False
         self.magnitude = bundle.kind == "magnitude"
         self._beat = 0.0  # beat count of the frame being played, modulo the bar
+        self._place = 0.0  # where in its song the frame being played lies (a model with a position input)
+        self._place_step = 0.0  # ... and how far one frame moves on
+        self._position_feed = self.model.feeds.get("position")
         if self.magnitude:
             feats = bundle.meta["features"]
             self.layout = MagnitudeLayout(
@@ -160,6 +164,7 @@ class Generator:
         self._prime = self.bundle.primes[index]
         self._prime_left = len(self._prime)
         self._beat = float(self.bundle.prime_beats[index])
+        self._place, self._place_step = self.bundle.prime_song_place(index)
         self.rng.standard_normal(dtype=np.float32, out=self._wander)
         self.model.reset_state()
         self.frozen = False
@@ -192,6 +197,9 @@ class Generator:
             tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
             self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
             feeds["beat"][0] = self._beat  # the clock of the frame being predicted
+            if self._position_feed is not None:  # the song plays on from the prime, around to its start
+                self._place = (self._place + self._place_step) % 1.0
+                self._position_feed[0] = self._place
         self._played[:] = frame
         predicted = self.model.step()["next_frame"][0]
         if not (-RUNAWAY < float(predicted.min()) and float(predicted.max()) < RUNAWAY):  # NaN fails both

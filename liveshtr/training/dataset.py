@@ -36,6 +36,8 @@ class FrameData:
     train_beats: np.ndarray  # (T_train,) beat count of every training frame (the clock the model is given)
     val_beats: list[np.ndarray]  # (n,) beside each validation block
     song_beats: list[np.ndarray]  # (T_i,) beside each song
+    train_positions: np.ndarray  # (T_train,) where every training frame lies in its song, 0..1
+    val_positions: list[np.ndarray]  # (n,) beside each validation block
     pulse: Pulse  # of the longest song: the tempo the engine's clock starts at
     bin_power: np.ndarray  # (n_bins,) mean power of every bin over the training frames (the output EQ's target)
 
@@ -100,25 +102,29 @@ def prepare(
     del coeffs
     shortest = len(min(raw, key=len))
     block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * codec.samplerate / codec.hop), shortest // val_every))
-    train_parts, beat_parts, val_spans = [], [], []
+    train_parts, beat_parts, position_parts, val_spans = [], [], [], []
     for frames, pulse in zip(raw, pulses, strict=True):
         n_blocks = len(frames) // block
         held = [i for i in range(n_blocks) if i % val_every == val_every // 2] or [n_blocks - 1]
+        position = song_positions(len(frames))
         start = 0
         for i in held:
             train_parts.append(frames[start : i * block])
             beat_parts.append(pulse.beats[start : i * block])
-            val_spans.append((frames, pulse.beats, i * block, (i + 1) * block))
+            position_parts.append(position[start : i * block])
+            val_spans.append((frames, pulse.beats, position, i * block, (i + 1) * block))
             start = (i + 1) * block
         train_parts.append(frames[start:])
         beat_parts.append(pulse.beats[start:])
+        position_parts.append(position[start:])
     train_raw = np.concatenate([p for p in train_parts if len(p)], axis=0)
     stats = FrameStats.fit(train_raw)
-    val, val_beats = [], []
-    for frames, beats, lo, hi in val_spans:
+    val, val_beats, val_positions = [], [], []
+    for frames, beats, position, lo, hi in val_spans:
         ctx = min(VAL_CONTEXT, lo)
         val.append((stats.normalise(frames[lo - ctx : hi]), ctx))
         val_beats.append(beats[lo - ctx : hi].astype(np.float32))
+        val_positions.append(position[lo - ctx : hi])
     return FrameData(
         stats=stats,
         train=stats.normalise(train_raw),
@@ -127,9 +133,16 @@ def prepare(
         train_beats=np.concatenate(beat_parts).astype(np.float32),
         val_beats=val_beats,
         song_beats=[p.beats.astype(np.float32) for p in pulses],
+        train_positions=np.concatenate(position_parts),
+        val_positions=val_positions,
         pulse=max(zip(raw, pulses, strict=True), key=lambda rp: len(rp[0]))[1],
         bin_power=bin_power,
     )
+
+
+def song_positions(n_frames: int) -> np.ndarray:
+    """Where each of a song's frames lies in it: (n_frames,) float32 from 0 up to (not reaching) 1."""
+    return (np.arange(n_frames, dtype=np.float64) / n_frames).astype(np.float32)
 
 
 def streams(train: np.ndarray, batch_size: int, seq_len: int, offset: int) -> np.ndarray:

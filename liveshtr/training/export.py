@@ -27,7 +27,7 @@ from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
 from liveshtr.sound.magnitude import MagnitudeLayout
 from liveshtr.sound.tone import median_flatness, tone_target
-from liveshtr.training.dataset import FrameData
+from liveshtr.training.dataset import FrameData, song_positions
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
 from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
@@ -63,6 +63,7 @@ RESTRAINT_STEPS = 6  # ... in this many bisection steps
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
     "beat": "beat count of the frame being predicted (the clock; the bar is 4 beats)",
+    "position": "where the frame being predicted lies in the song, 0..1 (a model with a position input)",
     "noise": "normal noise for sampling the next frame's features (unit variance times sampling.noise)",
     "h_in": "LSTM hidden state of every layer (zeros to start)",
     "c_in": "LSTM cell state of every layer (zeros to start)",
@@ -115,7 +116,8 @@ def magnitude_latent_statistics(model: MagnitudeModel, data: FrameData, max_fram
     model.eval()
     frames = torch.from_numpy(data.train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, F)
     beats = torch.from_numpy(data.train_beats[1 : max_frames + 1]).unsqueeze(0)
-    out = model(frames[:, :-1], beats, frames[:, 1:], model.initial_state(1), sample=False)
+    positions = torch.from_numpy(data.train_positions[1 : max_frames + 1]).unsqueeze(0)
+    out = model(frames[:, :-1], beats, frames[:, 1:], model.initial_state(1), sample=False, position=positions)
     spread = (out.mu_p[0].var(dim=0) + out.logvar_p[0].exp().mean(dim=0)).sqrt()
     return out.h[0], out.mu_q[0], spread
 
@@ -160,20 +162,24 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
 def pick_primes(
     song_frames: list[np.ndarray], song_beats: list[np.ndarray], n_primes: int = N_PRIMES, length: int = PRIME_FRAMES
 ):
-    """Seed windows evenly spread over all songs: (P, length, dim), their positions 0..1 and the beat count at
-    each window's first frame (modulo the bar)."""
+    """Seed windows evenly spread over all songs: (P, length, dim), their positions 0..1 through all the songs,
+    and for each window's first frame the beat count (modulo the bar), where it lies in its own song (0..1) and
+    how many frames that song has (the pace at which a model's position input moves on)."""
     length = min(length, min(len(f) for f in song_frames) - 1)
     total = sum(len(f) for f in song_frames)
     starts = np.linspace(0, total - length - 1, n_primes).astype(int)
     offsets = np.cumsum([0] + [len(f) for f in song_frames])
-    primes, positions, beats = [], [], []
+    primes, positions, beats, in_song, song_lengths = [], [], [], [], []
     for start in starts:
         i = int(np.searchsorted(offsets, start, side="right") - 1)
         local = min(start - offsets[i], len(song_frames[i]) - length)
         primes.append(song_frames[i][local : local + length])
         positions.append(float(start / total))
         beats.append(round(float(song_beats[i][local]) % 4.0, 4))
-    return np.stack(primes), positions, beats
+        in_song.append(round(float(song_positions(len(song_frames[i]))[local]), 6))
+        song_lengths.append(len(song_frames[i]))
+    places = {"positions": positions, "beats": beats, "song_positions": in_song, "song_frames": song_lengths}
+    return np.stack(primes), places
 
 
 def frame_change(frames: list[np.ndarray], pitch_bins: int) -> np.ndarray:
@@ -460,7 +466,7 @@ def export_bundle(
         graph = StepGraph(model, latent_mean, spread)
         shapes = tensor_shapes(model.cfg)
     prime_frames = MAGNITUDE_PRIME_FRAMES if magnitude else PRIME_FRAMES
-    primes, positions, prime_beats = pick_primes(data.songs, data.song_beats, length=prime_frames)
+    primes, places = pick_primes(data.songs, data.song_beats, length=prime_frames)
     n_params = sum(p.numel() for p in model.parameters())
     meta = {
         **extra,
@@ -479,7 +485,7 @@ def export_bundle(
         "tensors": {name: {"shape": shape, "doc": TENSOR_DOCS[name]} for name, shape in shapes.items()},
         "inputs": list(graph.INPUTS),
         "outputs": list(graph.OUTPUTS),
-        "primes": {"frames": primes.shape[1], "positions": positions, "beats": prime_beats},
+        "primes": {"frames": primes.shape[1], **places},
         "training": {
             "songs": [{"name": s.name, "file": s.path.name, "seconds": round(s.duration_s, 2)} for s in songs],
             "config": train_cfg.to_dict(),

@@ -132,7 +132,7 @@ class CoefficientObjective:
             model.continuation.fit_least_squares(torch.from_numpy(data.train[:CONTINUATION_FIT_FRAMES]))
         return model
 
-    def loss(self, model: SongModel, x, y, beat, state, warm: float):
+    def loss(self, model: SongModel, x, y, beat, state, warm: float, position=None):
         out = model(x + self.cfg.input_noise * torch.randn_like(x), y, state)
         rec = (out.pred - y).pow(2).mean()
         kl = out.kl_posterior.mean()
@@ -178,35 +178,37 @@ class MagnitudeObjective:
                 model.skip.copy_(torch.from_numpy(np.clip(skip, 0.0, 1.0)))
         return model
 
-    def loss(self, model: MagnitudeModel, x, y, beat, state, warm: float):
+    def loss(self, model: MagnitudeModel, x, y, beat, state, warm: float, position=None):
         if self.cfg.own_samples > 0:
-            x = self.own_inputs(model, x, beat, state)
-        out = model(x + self.cfg.input_noise * torch.randn_like(x), beat, y, state)
+            x = self.own_inputs(model, x, beat, state, position)
+        out = model(x + self.cfg.input_noise * torch.randn_like(x), beat, y, state, position=position)
         nll = gaussian_nll(y, out.mean, out.logvar).mean()
         kl = out.kl_posterior.mean()
         weighted = (self.cfg.beta * warm * out.kl_posterior + self.cfg.prior_weight * out.kl_prior).mean()
         return nll + weighted / model.cfg.features, nll, kl, out.state
 
     @torch.no_grad()
-    def own_inputs(self, model: MagnitudeModel, x, beat, state) -> torch.Tensor:
+    def own_inputs(self, model: MagnitudeModel, x, beat, state, position=None) -> torch.Tensor:
         """Inputs (B, T, F) with runs of frames (a share `own_samples` of them) replaced by the model's own
         playing, frame by frame from the frame before, as on stage (scheduled sampling). The targets stay the
         song's: inside a run the model learns to come back from its own inventions (a hit off the beat, a flicker)
         to the song's pattern, which only the clock tells it, instead of timing the next hit from the last one it
         played. Each stream has runs of its own (runs shared by all streams, which leave the frames between them to
         one LSTM call, gave the groove less of its beat: README)."""
-        return model.play_along(x, beat, state, own_runs(x.shape[0], x.shape[1], self.cfg.own_samples, x.device))
+        replaced = own_runs(x.shape[0], x.shape[1], self.cfg.own_samples, x.device)
+        return model.play_along(x, beat, state, replaced, position)
 
     @torch.no_grad()
     def validate(self, model: MagnitudeModel, data: FrameData, device: torch.device) -> tuple[float, float]:
         """On the held-out blocks after a warm-up: the evidence bound per feature (posterior mean), which picks
         the best model, and the next-frame MSE when playing (z = prior mean, no sampling)."""
         nll, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
-        for (frames, ctx), beats in zip(data.val, data.val_beats, strict=True):
+        for (frames, ctx), beats, positions in zip(data.val, data.val_beats, data.val_positions, strict=True):
             f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, F)
             b = torch.from_numpy(beats).to(device).unsqueeze(0)[:, 1:]  # beats of the frames to predict
+            p = torch.from_numpy(positions).to(device).unsqueeze(0)[:, 1:]  # and where they lie in the song
             x, y = f[:, :-1], f[:, 1:]
-            out = model(x, b, y, model.initial_state(1, device), sample=False)
+            out = model(x, b, y, model.initial_state(1, device), sample=False, position=p)
             target = y[0, ctx:]
             nll += float(gaussian_nll(target, out.mean[0, ctx:], out.logvar[0, ctx:]).sum())
             kl += float(out.kl_posterior[0, ctx:].sum())
@@ -328,17 +330,19 @@ def fit(
             for _ in range(plan.passes):  # one pass over the frames: fresh state, a new random start offset
                 offset = int(rng.integers(seq_len))
                 batch = torch.from_numpy(streams(data.train, plan.batch, seq_len, offset)).to(device)  # (B, S, dim)
-                beats = torch.from_numpy(streams(data.train_beats[:, None], plan.batch, seq_len, offset)[..., 0])
-                beats = beats.to(device)  # (B, S): the clock beside every frame
+                when = np.stack([data.train_beats, data.train_positions], axis=1)  # (T, 2)
+                when = torch.from_numpy(streams(when, plan.batch, seq_len, offset)).to(device)
+                beats, positions = when[..., 0], when[..., 1]  # (B, S): the clock and the song's position
                 state = model.initial_state(batch.shape[0], device)
                 for k in range((batch.shape[1] - 1) // seq_len):
                     x = batch[:, k * seq_len : (k + 1) * seq_len]  # (B, T, dim)
                     y = batch[:, k * seq_len + 1 : (k + 1) * seq_len + 1]  # (B, T, dim)
                     beat = beats[:, k * seq_len + 1 : (k + 1) * seq_len + 1]  # (B, T) beats of the frames to predict
+                    position = positions[:, k * seq_len + 1 : (k + 1) * seq_len + 1]
                     for group in opt.param_groups:  # cosine decay to a tenth over the whole run
                         group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total_steps))))
                     warm = min(1.0, step / warmup_steps)
-                    loss, rec, kl, state = objective.loss(model, x, y, beat, state, warm)
+                    loss, rec, kl, state = objective.loss(model, x, y, beat, state, warm, position)
                     state = (state[0].detach(), state[1].detach())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

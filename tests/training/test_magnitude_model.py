@@ -16,9 +16,11 @@ STEPS = 200
 FEATURES = 40
 
 
-def small(layers: int, seed: int = 0) -> tuple[MagnitudeModel, MagnitudeStep]:
+def small(layers: int, seed: int = 0, position: tuple[int, ...] = ()) -> tuple[MagnitudeModel, MagnitudeStep]:
     torch.manual_seed(seed)
-    cfg = MagnitudeConfig(features=FEATURES, layers=layers, hidden=64, latent_dim=8, input_size=32)
+    cfg = MagnitudeConfig(
+        features=FEATURES, layers=layers, hidden=64, latent_dim=8, input_size=32, position_harmonics=position
+    )
     model = MagnitudeModel(cfg).eval()
     with torch.no_grad():  # a decoder like a trained one (training starts it at zero)
         torch.nn.init.normal_(model.out.weight, std=0.1)
@@ -54,12 +56,12 @@ def test_any_pattern_of_sixteenths_is_a_linear_function_of_the_clock():
         assert np.allclose(design @ weights, pattern, atol=1e-6) == fits
 
 
-@pytest.mark.parametrize("layers", [1, 3])
-def test_onnx_step_matches_torch_over_200_steps(layers):
-    _, graph = small(layers)
+@pytest.mark.parametrize(("layers", "position"), [(1, ()), (3, ()), (2, (1, 2, 3))])
+def test_onnx_step_matches_torch_over_200_steps(layers, position):
+    _, graph = small(layers, position=position)
     shapes = step_shapes(graph.model.cfg)
     session = ort.InferenceSession(export_onnx(graph, shapes), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == list(MagnitudeStep.INPUTS)
+    assert [i.name for i in session.get_inputs()] == list(MagnitudeStep.INPUTS) + (["position"] if position else [])
     assert [o.name for o in session.get_outputs()] == list(MagnitudeStep.OUTPUTS)
     for tensor in (*session.get_inputs(), *session.get_outputs()):
         assert list(tensor.shape) == shapes[tensor.name]
@@ -79,6 +81,7 @@ def test_onnx_step_matches_torch_over_200_steps(layers):
         for t in range(STEPS):
             per_step = {
                 "beat": np.array([(t * 0.037) % 4.0], np.float32),
+                **({"position": np.array([(0.9 + t * 0.003) % 1.0], np.float32)} if position else {}),
                 "eps": rng.normal(size=(1, L)).astype(np.float32),
                 "noise": rng.normal(size=(1, FEATURES)).astype(np.float32),
             }
@@ -132,6 +135,21 @@ def test_clock_changes_the_prediction():
     assert torch.allclose(a, c, atol=1e-5)  # ... and a bar later is the same place
 
 
+def test_a_model_with_a_position_input_hears_where_in_the_song_it_is():
+    model, _ = small(1, position=(1, 2))
+    x, beat, state = torch.randn(1, 1, FEATURES), torch.tensor([[1.0]]), model.initial_state(1)
+    with torch.no_grad():
+        early, _ = model.play(x, beat, state, position=torch.tensor([[0.1]]))
+        late, _ = model.play(x, beat, state, position=torch.tensor([[0.6]]))
+        around, _ = model.play(x, beat, state, position=torch.tensor([[1.1]]))
+    assert (early - late).abs().max() > 1e-4  # another part of the song sounds different ...
+    assert torch.allclose(early, around, atol=1e-5)  # ... and the song's end runs on into its start
+    with pytest.raises(ValueError, match="position"):
+        model.play(x, beat, state)  # a position input cannot be left out silently
+    plain, _ = small(1)
+    assert plain.inp.in_features == model.inp.in_features - 4  # sin and cos of each of the two harmonics
+
+
 def test_latent_order_puts_the_strongest_dimension_first():
     model, _ = small(1)
     H = model.cfg.hidden
@@ -162,16 +180,18 @@ def test_own_runs_cover_the_share_in_quarter_second_runs_and_never_the_first_fra
     assert own_runs(3, 50, 1.0)[:, 1:].all() and not own_runs(3, 50, 0.0).any()
 
 
-def test_own_samples_play_on_from_the_frames_before_them():
+@pytest.mark.parametrize("position", [(), (1, 2)])
+def test_own_samples_play_on_from_the_frames_before_them(position):
     """Every replaced frame is what the model plays after all the frames before it (the song's and its own, through
     a state carried from before the sequence); the others stay the song's. Checked at temperature 0, against
     running the LSTM afresh over everything before each frame."""
     from liveshtr.config import MAGNITUDE_TRAINING, TrainConfig
     from liveshtr.training.fit import MagnitudeObjective
 
-    model, _ = small(2)
+    model, _ = small(2, position=position)
     torch.manual_seed(5)
     x, beat = torch.randn(3, 120, FEATURES), torch.rand(3, 120) * 4
+    where = torch.rand(3, 120) if position else None
     state = (torch.randn(2, 3, 64) * 0.5, torch.randn(2, 3, 64) * 0.5)
     replaced = torch.zeros(3, 120, dtype=torch.bool)
     replaced[0, [*range(5, 30), 31, *range(60, 61), *range(100, 120)]] = True
@@ -180,18 +200,16 @@ def test_own_samples_play_on_from_the_frames_before_them():
     def mean_only(h, frames):  # temperature 0: the decoded mean at the prior's mean
         return model.decode(h, model.prior(h)[0], frames)[0]
 
-    model._sample = mean_only
-    mixed = model.play_along(x, beat, state, replaced)
+    mixed = model.play_along(x, beat, state, replaced, where, temperature=0.0)
     assert torch.equal(mixed[~replaced], x[~replaced])
     with torch.no_grad():
         for b, t in replaced.nonzero().tolist():
-            h, _ = model.lstm(model.project(mixed[:, :t], beat[:, :t]), state)
+            h, _ = model.lstm(model.project(mixed[:, :t], beat[:, :t], None if where is None else where[:, :t]), state)
             assert torch.allclose(mixed[b, t], mean_only(h[:, -1], mixed[:, t - 1])[b], atol=1e-5), (b, t)
     with pytest.raises(ValueError, match="first frame"):
-        model.play_along(x, beat, state, torch.ones(3, 120, dtype=torch.bool))
-    del model._sample
+        model.play_along(x, beat, state, torch.ones(3, 120, dtype=torch.bool), where)
     objective = MagnitudeObjective(TrainConfig(**{**MAGNITUDE_TRAINING, "own_samples": 1.0}))
-    a, b = (objective.own_inputs(model, x, beat, state) for _ in range(2))
+    a, b = (objective.own_inputs(model, x, beat, state, where) for _ in range(2))
     assert torch.isfinite(a).all() and torch.equal(a[:, 0], x[:, 0])
     assert not torch.allclose(a[:, 1:], b[:, 1:])  # sampled at temperature 1, not the mean
 

@@ -230,6 +230,8 @@ def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
         (["--clock-harmonics", "4,4"], "clock-harmonics 4,4: 1 to 64 different harmonics"),
         (["--domain", "dct", "--own-samples", "0.3"], "apply to FFT frames"),
         (["--domain", "dct", "--clock-harmonics", "16"], "apply to FFT frames"),
+        (["--domain", "dct", "--position-harmonics", "2"], "apply to FFT frames"),
+        (["--position-harmonics", "2,17"], "position-harmonics 2,17: different harmonics, each in 1..16"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "0"], "cuda|lr"),
     ],
 )
@@ -304,6 +306,72 @@ def test_a_drum_loop_trains_on_its_own_playing_with_a_sixteenths_clock(tmp_path)
     assert np.isclose(bundle.latent_scale, 0.6 * sampling["restraint"], atol=1e-3)
     audio = Generator(bundle, seed=1).render(3.0, Controls.for_bundle(bundle))
     assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
+
+
+def test_the_model_plays_on_through_the_song_from_where_it_was_primed(tmp_path):
+    """The position input: the step has it; on stage it starts where the prime lies in the song, moves on one
+    frame's worth of the song every hop and runs from the song's end into its start."""
+    from liveshtr.live.generator import Controls, Generator
+
+    out = tmp_path / "m"
+    song = shared_song("hungarian_dance_5_brahms_us_army_strings.ogg")  # 42 s: the whole song, one harmonic
+    flags = ["--position-harmonics", "4", "--epochs", "1", "--hidden", "64", "--layers", "1"]
+    result = train(str(song), "-o", str(out), *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s" in result.stdout
+    bundle = load_bundle(out)
+    assert bundle.meta["model"]["position_harmonics"] == [1] and bundle.has_position
+    assert bundle.meta["inputs"][-1] == "position" and bundle.meta["tensors"]["position"]["shape"] == [1]
+    g = Generator(bundle, seed=1)
+    controls = Controls.for_bundle(bundle)
+    primes = bundle.meta["primes"]
+    for target in (0.3, 1.0):  # the last prime lies at the song's end: the position runs around into its start
+        g.prime(target)
+        index = int(np.argmin(np.abs(bundle.prime_positions - target)))
+        start, n_frames = primes["song_positions"][index], primes["song_frames"][index]
+        seen = []
+        for _ in range(150):
+            g.next_frame(controls)
+            seen.append(float(g.model.feeds["position"][0]))
+        expected = (start + np.arange(1, 151) / n_frames) % 1.0
+        assert np.allclose(seen, expected, atol=1e-5), target
+    assert min(seen) < 0.01 and max(seen) > 0.99  # it went round
+    audio = g.render(2.0, controls)
+    assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
+
+
+def test_position_harmonics_turn_no_faster_than_once_in_40_s(capsys, trained):
+    from liveshtr.commands.train import _place_in_song
+    from liveshtr.config import MagnitudeConfig
+
+    asked = MagnitudeConfig(features=8, position_harmonics=(1, 2, 3, 4))
+    assert _place_in_song(asked, 207.0).position_harmonics == (1, 2, 3, 4)  # the quarters of 207 s: 52 s
+    assert _place_in_song(asked, 60.0).position_harmonics == (1,)
+    assert _place_in_song(asked, 37.0).position_harmonics == ()  # a loop: the bar is the clock's
+    said = capsys.readouterr().out.splitlines()
+    assert said[1].startswith("position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s")
+    assert said[2].startswith("position  none: every harmonic asked turns faster than once in 40 s of a 37 s song")
+    assert _place_in_song(MagnitudeConfig(features=8), 37.0).position_harmonics == ()
+    assert capsys.readouterr().out == ""  # none asked (the default): nothing to say
+    assert not load_bundle(trained[0]).has_position  # the default model has none
+
+
+def test_primes_of_several_songs_know_where_they_lie_in_their_own_song():
+    from liveshtr.training.export import pick_primes
+
+    # frames that say which song and which frame they are: a short song, then one three times as long
+    songs = [np.stack([np.full(n, i), np.arange(n)], axis=1).astype(np.float32) for i, n in enumerate((300, 900))]
+    beats = [np.arange(300) * 0.1, np.arange(900) * 0.05]
+    primes, places = pick_primes(songs, beats, n_primes=9, length=20)
+    assert primes.shape == (9, 20, 2)
+    for i, prime in enumerate(primes):
+        song, start = int(prime[0, 0]), int(prime[0, 1])
+        n = len(songs[song])
+        assert places["song_frames"][i] == n  # the position moves on at its own song's pace ...
+        assert places["song_positions"][i] == pytest.approx(start / n, abs=1e-6)  # ... from where the prime starts
+        assert places["beats"][i] == pytest.approx(beats[song][start] % 4, abs=1e-3)
+        assert places["positions"][i] == pytest.approx((start + song * 300) / 1200, abs=0.02)  # through all songs
+    assert places["song_frames"].count(300) == 3  # the short song is a quarter of the material
 
 
 @pytest.mark.parametrize("rate", [24000, 48000])  # at another rate the resampler's edges must not count as sound
