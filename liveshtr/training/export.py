@@ -27,7 +27,7 @@ from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
 from liveshtr.sound.magnitude import MagnitudeLayout
 from liveshtr.sound.tone import median_flatness, tone_target
-from liveshtr.training.dataset import FrameData, song_positions
+from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
 from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
@@ -176,7 +176,7 @@ def pick_primes(
         primes.append(song_frames[i][local : local + length])
         positions.append(float(start / total))
         beats.append(round(float(song_beats[i][local]) % 4.0, 4))
-        in_song.append(round(float(song_positions(len(song_frames[i]))[local]), 6))
+        in_song.append(round(local / len(song_frames[i]), 6))
         song_lengths.append(len(song_frames[i]))
     places = {"positions": positions, "beats": beats, "song_positions": in_song, "song_frames": song_lengths}
     return np.stack(primes), places

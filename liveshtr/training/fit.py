@@ -323,6 +323,7 @@ def fit(
             "numpy_rng": rng.bit_generator.state,
         }
 
+    timing = np.stack([data.train_beats, data.train_positions], axis=1)  # (T, 2): the clock beside every frame
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
@@ -330,8 +331,7 @@ def fit(
             for _ in range(plan.passes):  # one pass over the frames: fresh state, a new random start offset
                 offset = int(rng.integers(seq_len))
                 batch = torch.from_numpy(streams(data.train, plan.batch, seq_len, offset)).to(device)  # (B, S, dim)
-                when = np.stack([data.train_beats, data.train_positions], axis=1)  # (T, 2)
-                when = torch.from_numpy(streams(when, plan.batch, seq_len, offset)).to(device)
+                when = torch.from_numpy(streams(timing, plan.batch, seq_len, offset)).to(device)
                 beats, positions = when[..., 0], when[..., 1]  # (B, S): the clock and the song's position
                 state = model.initial_state(batch.shape[0], device)
                 for k in range((batch.shape[1] - 1) // seq_len):

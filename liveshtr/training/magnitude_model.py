@@ -137,10 +137,9 @@ class MagnitudeModel(nn.Module):
         plays on its own output, as on stage. The frames before the first replaced one go through the LSTM in one
         call, the rest frame by frame (the first frame cannot be replaced: a run starts from a frame of the song).
 
-        Frame by frame each operation reads its weights once for all the streams: the clock's share of the input
-        projection and the noise are made for the whole sequence up front, and each layer steps with
-        `torch.lstm_cell` (nn.LSTM's overhead is per call). Stepping each stream alone through its own runs (the
-        song's frames between them in one call) cost more: a step of one stream costs about what a step of 16 does."""
+        Each layer steps with `torch.lstm_cell` (nn.LSTM's overhead is per call), all the streams together: stepping
+        each stream alone through its own runs (the song's frames between them in one call) cost more, since a
+        step of one stream costs about what a step of 16 does."""
         if bool(replaced[:, 0].any()):
             raise ValueError("the first frame cannot be replaced")
         when = replaced.any(dim=0).nonzero().flatten()
@@ -148,14 +147,12 @@ class MagnitudeModel(nn.Module):
         if len(when) == 0:
             return out
         first, last = int(when[0]), int(when[-1])
-        n = x.shape[-1]
-        w_frame = self.inp.weight[:, :n].t()
-        timed = F.linear(self.timing(beat, position), self.inp.weight[:, n:], self.inp.bias)  # (B, T, input)
-        h, (hs, cs) = self.lstm(torch.tanh(timed[:, :first] + x[:, :first] @ w_frame), state)
+        at = (lambda t: None) if position is None else (lambda t: position[:, t])
+        h, (hs, cs) = self.lstm(self.project(x[:, :first], beat[:, :first], at(slice(0, first))), state)
         h, hs, cs = h[:, -1], list(hs), list(cs)
         steps = last + 1 - first
         eps_z = temperature * torch.randn(steps, x.shape[0], self.cfg.latent_dim, device=x.device)
-        eps_x = temperature * torch.randn(steps, x.shape[0], n, device=x.device)
+        eps_x = temperature * torch.randn(steps, *x.shape[::2], device=x.device)
         layers = [
             tuple(getattr(self.lstm, f"{kind}_l{i}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for i in range(self.cfg.layers)
@@ -164,7 +161,7 @@ class MagnitudeModel(nn.Module):
             played = self._sample(h, out[:, t - 1], eps_z[t - first], eps_x[t - first])
             out[:, t] = torch.where(replaced[:, t, None], played, x[:, t])
             if t < last:
-                h = torch.tanh(torch.addmm(timed[:, t], out[:, t], w_frame))
+                h = self.project(out[:, t], beat[:, t], at(t))
                 for i, weights in enumerate(layers):
                     hs[i], cs[i] = torch.lstm_cell(h, (hs[i], cs[i]), *weights)
                     h = hs[i]
