@@ -17,6 +17,7 @@ from liveshtr.commands.common import add_signal_arguments, signal_configs
 from liveshtr.config import (
     MAGNITUDE_TRAINING,
     MIN_POSITION_PERIOD_S,
+    PERCUSSIVE_RECIPE,
     MagnitudeConfig,
     ModelConfig,
     TrainConfig,
@@ -37,7 +38,7 @@ PER_DOMAIN_TRAINING = (
     ("beta", float, "weight of the KL on the posterior's side"),
     ("prior_weight", float, "weight of the KL on the prior's side"),
     ("input_noise", float, "noise on the teacher-forced inputs"),
-    ("own_samples", float, "share of the input frames replaced by the model's own playing"),
+    ("own_samples", float, "share of the input frames replaced by the model's own playing (0.3 for percussive songs)"),
 )
 
 
@@ -74,6 +75,26 @@ def _place_in_song(model_cfg: MagnitudeConfig, seconds: float) -> MagnitudeConfi
     return replace(model_cfg, position_harmonics=kept)
 
 
+def _recipe_for_material(model_cfg: MagnitudeConfig, train_cfg: TrainConfig, songs, clock_given: bool, own_given: bool):
+    """Percussive material gets PERCUSSIVE_RECIPE where the flags leave it open; says so in one line."""
+    from liveshtr.sound.tone import PERCUSSIVE_SHARE, noise_likeness
+
+    share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
+    if share < PERCUSSIVE_SHARE or (clock_given and own_given):
+        return model_cfg, train_cfg
+    if not clock_given:
+        model_cfg = replace(model_cfg, clock_harmonics=PERCUSSIVE_RECIPE["clock_harmonics"])
+    if not own_given:
+        train_cfg = replace(train_cfg, own_samples=PERCUSSIVE_RECIPE["own_samples"])
+    changes = [] if clock_given else ["a clock of the bar's first 16 harmonics (any pattern of sixteenths)"]
+    changes += [] if own_given else [f"{train_cfg.own_samples:g} of its inputs its own playing"]
+    print(
+        f"material  percussive (as flat as noise with its spectrum x{share:.2f}): {' and '.join(changes)}, so "
+        "that the sampled beat holds (--clock-harmonics 4,1,8 --own-samples 0: the plain recipe)"
+    )
+    return model_cfg, train_cfg
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("songs", nargs="+", metavar="SONG", help="audio files or folders (WAV, FLAC, OGG, MP3)")
     p.add_argument(
@@ -89,10 +110,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clock-harmonics",
         type=_harmonics,
-        default=",".join(map(str, _MAGNITUDE.clock_harmonics)),  # a string, which argparse parses as it shows it
         metavar="N|LIST",
         help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
-        "beat); 16 holds any pattern of sixteenths (FFT frames)",
+        "beat); 16 holds any pattern of sixteenths (FFT frames; default "
+        f"{','.join(map(str, _MAGNITUDE.clock_harmonics))}, "
+        f"{len(PERCUSSIVE_RECIPE['clock_harmonics'])} for percussive material)",
     )
     g.add_argument(
         "--position-harmonics",
@@ -141,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = MagnitudeConfig(
             features=layout.n_features,
             latent_dim=args.latent_dim,
-            clock_harmonics=args.clock_harmonics,
+            clock_harmonics=_MAGNITUDE.clock_harmonics if args.clock_harmonics is None else args.clock_harmonics,
             position_harmonics=args.position_harmonics,
             **shape,
         )
@@ -154,9 +176,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
     given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
-    magnitude_only = (
-        given["own_samples"] or args.clock_harmonics != _MAGNITUDE.clock_harmonics or args.position_harmonics
-    )
+    magnitude_only = given["own_samples"] or args.clock_harmonics is not None or args.position_harmonics
     if frame_cfg.domain == "dct" and magnitude_only:
         raise ConfigError(
             "--own-samples, --clock-harmonics and --position-harmonics apply to FFT frames (the magnitude model) only"
@@ -194,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
     if features is not None:
         print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
         model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs))
+        model_cfg, train_cfg = _recipe_for_material(
+            model_cfg, train_cfg, songs, args.clock_harmonics is not None, given["own_samples"] is not None
+        )
 
     from liveshtr.training.export import export_bundle
     from liveshtr.training.fit import fit, load_checkpoint, run_signature

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from liveshtr.sound.bands import band_edges_bins, ltas_noise
-from liveshtr.sound.tone import NOISE_SHARE, ContrastFilter, median_flatness, tone_target, tone_window
+from liveshtr.sound.tone import (
+    NOISE_SHARE,
+    PERCUSSIVE_SHARE,
+    ContrastFilter,
+    median_flatness,
+    noise_likeness,
+    tone_target,
+    tone_window,
+)
 
 SR = 24000
 
@@ -90,3 +98,23 @@ def test_tone_target_is_the_song_unless_the_song_is_nearly_as_flat_as_its_noise(
     assert tonal["target"] == tonal["song"] < NOISE_SHARE * tonal["noise"]
     hiss = tone_target([rng.standard_normal(len(t))], SR)  # a song that is noise: aim below it
     assert hiss["target"] == pytest.approx(NOISE_SHARE * hiss["noise"]) and hiss["target"] < 0.6 * hiss["song"]
+
+
+def test_a_drum_kit_is_percussive_and_struck_chords_are_not():
+    """What picks the percussive training recipe: a kit of noise hits and a decaying kick is nearly as flat as noise
+    with its spectrum; struck chords, and struck chords over a quieter kit, are far from it."""
+    rng = np.random.default_rng(5)
+    t = np.arange(4 * SR) / SR
+    noise = rng.standard_normal(len(t))
+
+    def hits(period: float, decay: float, source: np.ndarray) -> np.ndarray:
+        return np.exp(-(t % period) / decay) * source
+
+    kit = 0.5 * hits(0.5, 0.08, noise) + 0.3 * hits(0.125, 0.02, np.diff(noise, prepend=0.0))
+    kit += 0.8 * hits(0.5, 0.15, np.sin(2 * np.pi * 55 * t))
+    chords = hits(0.5, 0.3, sum(np.sin(2 * np.pi * f * k * t) / k for f in (220.0, 277.2, 329.6) for k in range(1, 20)))
+    share = {
+        name: noise_likeness([x], SR) for name, x in {"kit": kit, "chords": chords, "both": chords + 0.1 * kit}.items()
+    }
+    assert share["kit"] > PERCUSSIVE_SHARE > share["both"] > share["chords"], share
+    assert noise_likeness([noise], SR) == pytest.approx(1.0, abs=0.05)

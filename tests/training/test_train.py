@@ -285,19 +285,20 @@ def test_short_material_trains_and_beats_both_baselines(tmp_path, material):
     assert "short material:" in result.stdout and "beats both" in result.stdout, result.stdout
     bundle = load_bundle(out)
     assert np.isfinite(bundle.primes).all() and bundle.meta["training"]["epochs_done"] == 4
+    assert "percussive" not in result.stdout and "clock_harmonics" not in bundle.meta["model"]  # the plain recipe
 
 
 def test_a_drum_loop_trains_on_its_own_playing_with_a_sixteenths_clock(tmp_path):
-    """The drum-loop recipe end to end: the clock and the share are recorded, the sampling is restrained (or says
-    why not), and the bundle plays."""
+    """The drum-loop recipe end to end, chosen by the material itself: the clock and the share are recorded, the
+    sampling is restrained (or says why not), and the bundle plays."""
     from liveshtr.live.generator import Controls, Generator
 
     song = tmp_path / "loop.wav"
     sf.write(song, *loop_of(GROOVE, 10.0, 4.0))
     out = tmp_path / "m"
-    flags = ["--clock-harmonics", "16", "--own-samples", "0.3", "--epochs", "1", "--hidden", "64", "--layers", "1"]
-    result = train(str(song), "-o", str(out), *flags)
+    result = train(str(song), "-o", str(out), "--epochs", "1", "--hidden", "64", "--layers", "1")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "material  percussive" in result.stdout, result.stdout
     bundle = load_bundle(out)
     assert bundle.meta["model"]["clock_harmonics"] == list(range(1, 17))
     assert bundle.meta["training"]["config"]["own_samples"] == 0.3
