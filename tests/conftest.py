@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,26 @@ def shared_song(name: str) -> Path:
     if not path.is_file():
         pytest.fail(f"real-music test material missing: {path} (clone with ../shared beside the repo)")
     return path
+
+
+GROOVE = "violent_groove_4_berklee_olpc.mp3"
+QUICK = ["--epochs", "3", "--hidden", "64", "--layers", "1", "--latent-dim", "8"]
+
+
+def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`liveshtr train ARGS` in a fresh interpreter, as a performer runs it."""
+    cmd = [sys.executable, "-m", "liveshtr", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One short training run of the drum groove from the command line, shared by the tests that need a freshly
+    trained bundle: (its folder, the run's CompletedProcess). Tests that change the bundle change a copy."""
+    out = tmp_path_factory.mktemp("models") / "groove"
+    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    return out, result
 
 
 @pytest.fixture(scope="session")

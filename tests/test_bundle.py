@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from liveshtr.bundle import BundleError, load_bundle
-from tests.training.test_train import trained  # noqa: F401  (module fixture: one short training run)
 
 
 @pytest.fixture
-def bundle_copy(trained, tmp_path):  # noqa: F811
+def bundle_copy(trained, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(trained[0], out)
     return out
@@ -81,7 +80,7 @@ def test_tampered_int8_graph_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def test_int8_step_tracks_the_float_step(trained):  # noqa: F811
+def test_int8_step_tracks_the_float_step(trained):
     """The int8 graph (the CPU default) predicts the same next frames as the float graph, from the song's own frames
     and with the state fed back: the magnitude model's log features to ~2e-3 relative squared error (a twentieth
     of a spread; it samples each feature with a spread of 0.55 or more), at worst ~1e-2."""

@@ -11,8 +11,11 @@ makes; the music floors of the sound issue are measured on the defaults by `make
 
 from __future__ import annotations
 
+import os
+import queue
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -25,16 +28,44 @@ from liveshtr.bundle import load_bundle
 CI_TRAINING = ["--layers", "1", "--hidden", "256", "--epochs", "6", "--own-samples", "0", "--clock-harmonics", "4,1,8"]
 
 
+def train_side_by_side(commands: list[list[str]], timeout: float) -> list[subprocess.CompletedProcess]:
+    """Run the commands as many at a time as this process has CPUs, each pinned to one of them: small models train
+    faster one thread each side by side than with every thread one after another (the reference run: 31 s on one
+    core beside another training, 23 s alone on two)."""
+    cpus: queue.Queue[int] = queue.Queue()
+    for cpu in sorted(os.sched_getaffinity(0)):
+        cpus.put(cpu)
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        cpu = cpus.get()
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            os.sched_setaffinity(proc.pid, {cpu})  # before it reads its affinity to size its threads
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        finally:
+            cpus.put(cpu)
+
+    with ThreadPoolExecutor(max_workers=cpus.qsize()) as pool:
+        return list(pool.map(run, commands))
+
+
 @pytest.fixture(scope="session")
 def reports(songs, song_files, tmp_path_factory):
     """One bundle per shared song, trained on the CI budget (the slow part of the suite), and its figures."""
     root = tmp_path_factory.mktemp("default-models")
     signals = {s.name: s.samples for s in songs}
+    folders = [root / song.name for song in songs]
+    commands = [
+        [sys.executable, "-m", "liveshtr", "train", str(path), "-o", str(folder), *CI_TRAINING]
+        for path, folder in zip(song_files, folders, strict=True)
+    ]
     out = {}
-    for song, path in zip(songs, song_files, strict=True):
-        folder = root / song.name
-        cmd = [sys.executable, "-m", "liveshtr", "train", str(path), "-o", str(folder), *CI_TRAINING]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    for song, folder, result in zip(songs, folders, train_side_by_side(commands, timeout=900), strict=True):
         assert result.returncode == 0, result.stderr[-2000:]
         out[song.name] = quality_report(load_bundle(folder), signals, song.samplerate)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import time
 import warnings
 from dataclasses import asdict
@@ -49,7 +50,8 @@ LEVEL_RANGE = (-CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
 BAND_POWER_FLOOR = 1e-10  # added to a band's power before its log (a bin at the features' floor, FLOOR squared)
 TONE_SECONDS = 8.0  # the contrast is set on this much of every calibration render ...
 CONTRAST_RANGE = (0.5, 3.0)  # ... within this range ...
-CONTRAST_STEPS = 8  # ... in this many bisection steps
+CONTRAST_STEPS = 8  # ... in at most this many steps inside it ...
+CONTRAST_TOLERANCE = 0.02  # ... until the renders' flatness is within 2% of the target
 LATENT_SCALE = 0.6  # the magnitude model's latent is sampled at this fraction of its prior's spread (see README)
 SAMPLING_PRIMES = (0.25, 0.5, 0.75)  # the sampling calibration plays from these places in the song ...
 SAMPLING_FRAMES = 600  # ... this many frames each (6.4 s at the default hop), after the prime
@@ -330,14 +332,41 @@ def band_log_power(power: np.ndarray, band: np.ndarray) -> np.ndarray:
     return out
 
 
+def falling_root(f, lo: float, hi: float, steps: int, tolerance: float) -> float:
+    """Where a falling function `f` crosses zero between `lo` and `hi`: regula falsi with the Illinois rule (the
+    secant between the two ends that hold the crossing between them; an end kept twice in a row counts half), which
+    on a smooth curve needs a few evaluations where bisection needs many. Returns `lo` or `hi` where `f` does not
+    cross between them, else the last point tried: within `tolerance` of zero, or after `steps` of them."""
+    f_lo, f_hi = f(lo), f(hi)
+    if f_lo <= 0:
+        return lo
+    if f_hi >= 0:
+        return hi
+    x, kept = lo, 0  # kept: +1 when `hi` was kept last time, -1 when `lo` was
+    for _ in range(steps):
+        x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        fx = f(x)
+        if abs(fx) < tolerance:
+            break
+        if fx > 0:
+            lo, f_lo = x, fx
+            f_hi = f_hi / 2 if kept == 1 else f_hi
+            kept = 1
+        else:
+            hi, f_hi = x, fx
+            f_lo = f_lo / 2 if kept == -1 else f_lo
+            kept = -1
+    return x
+
+
 def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
     """The magnitude model's output stage: the partials' contrast and the EQ (`liveshtr.sound.tone`).
 
     The EQ matches each 1/3-octave band's level in a typical frame (its mean log power) to the song's, and the
     overall mean power to the song's. The mean power alone, matched per band, made a model that plays its attacks
     softer than the song turn up the bands they live in all the time: on the acoustic guitar the bands above 3 kHz
-    sat 9 dB above the song's in every frame, a veil of noise over the notes. The contrast is then chosen, by
-    bisection, so that the renders through this EQ, the phase and the overlap-add are as tonal as the song
+    sat 9 dB above the song's in every frame, a veil of noise over the notes. The contrast is then chosen (by
+    `falling_root`) so that the renders through this EQ, the phase and the overlap-add are as tonal as the song
     (`median_flatness` of both, the first TONE_SECONDS of every calibration render)."""
     renders = free_renders(bundle, seed)
     frames = np.concatenate(renders)
@@ -365,13 +394,18 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
             audio.append(np.concatenate([player.play_frame(f).copy() for f in render[:n_tone]]))
         return median_flatness(audio, bundle.audio.samplerate), eq
 
+    staged = {}  # contrast -> (flatness, eq): the contrast found was staged on the way
+
+    def excess(log_contrast: float) -> float:  # falls as the contrast grows
+        contrast = round(float(np.exp(log_contrast)), 3)
+        if contrast not in staged:
+            staged[contrast] = stage(contrast)
+        return math.log(staged[contrast][0] / target)
+
     lo, hi = np.log(CONTRAST_RANGE)
-    for _ in range(CONTRAST_STEPS):  # flatness falls as the contrast grows
-        mid = (lo + hi) / 2
-        flat, _ = stage(float(np.exp(mid)))
-        lo, hi = (mid, hi) if flat > target else (lo, mid)
-    contrast = round(float(np.exp((lo + hi) / 2)), 3)
-    flat, eq = stage(contrast)
+    contrast = round(float(np.exp(falling_root(excess, float(lo), float(hi), CONTRAST_STEPS, CONTRAST_TOLERANCE))), 3)
+    excess(math.log(contrast))
+    flat, eq = staged[contrast]
     flatness = {"song": round(tone["song"], 6), "noise": round(tone["noise"], 6), "render": round(flat, 6)}
     return {**eq, "contrast": contrast, "flatness": flatness}
 

@@ -6,7 +6,6 @@ import numpy as np
 
 from liveshtr.live.generator import Controls, Generator
 from liveshtr.live.safety import SafetyStage
-from tests.training.test_train import trained  # noqa: F401  (module fixture: one short training run)
 
 
 def test_ceiling_holds_for_loud_bursts_and_quiet_audio_passes():
@@ -25,7 +24,7 @@ def test_ceiling_holds_for_loud_bursts_and_quiet_audio_passes():
     assert np.abs(out[-2400:]).max() > 0.09
 
 
-def test_diverging_model_is_reset_and_output_stays_safe(trained):  # noqa: F811
+def test_diverging_model_is_reset_and_output_stays_safe(trained):
     from liveshtr.bundle import load_bundle
 
     bundle = load_bundle(trained[0])

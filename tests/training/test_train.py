@@ -16,23 +16,7 @@ import soundfile as sf
 import torch
 
 from liveshtr.bundle import load_bundle
-from tests.conftest import shared_song
-
-GROOVE = "violent_groove_4_berklee_olpc.mp3"
-QUICK = ["--epochs", "3", "--hidden", "64", "--layers", "1", "--latent-dim", "8"]
-
-
-def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "liveshtr", "train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "groove"
-    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
-    assert result.returncode == 0, result.stderr
-    return out, result
+from tests.conftest import GROOVE, QUICK, shared_song, train
 
 
 def test_bundle_is_complete_and_loadable(trained):
@@ -421,3 +405,21 @@ def test_resume_with_other_settings_or_nothing_to_resume(trained, tmp_path):
     assert result.returncode == 2 and "model settings" in result.stderr
     result = train(str(shared_song(GROOVE)), "-o", str(tmp_path / "fresh"), *QUICK, "--resume")
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+def test_falling_root_finds_the_crossing_in_a_few_steps_and_stops_at_the_ends():
+    """How export sets the partials' contrast: each evaluation renders seconds of audio, so few of them."""
+    from liveshtr.training.export import falling_root
+
+    calls = []
+
+    def flatness_excess(x: float) -> float:  # log flatness over the target falls about linearly in log contrast
+        calls.append(x)
+        return 0.4 - 1.3 * x - 0.2 * x**3
+
+    root = falling_root(flatness_excess, -0.7, 1.1, steps=8, tolerance=0.02)
+    assert abs(flatness_excess(root)) < 0.02 and len(calls) <= 6, calls
+    assert falling_root(lambda x: 1.0 - x, -0.7, 0.5, 8, 0.02) == 0.5  # still too flat at the most contrast
+    assert falling_root(lambda x: -1.0 - x, -0.7, 0.5, 8, 0.02) == -0.7  # tonal enough at the least
+    steep = falling_root(lambda x: np.tanh(8 * (0.3 - x)), -0.7, 1.1, 8, 0.001)  # a curve the secant overshoots
+    assert abs(steep - 0.3) < 0.01
