@@ -15,7 +15,9 @@ from pathlib import Path
 
 from liveshtr.commands.common import add_signal_arguments, signal_configs
 from liveshtr.config import (
+    AUTO_POSITION,
     MAGNITUDE_TRAINING,
+    MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
     PERCUSSIVE_RECIPE,
     MagnitudeConfig,
@@ -61,9 +63,15 @@ def _harmonics(text: str) -> tuple[int, ...]:
     return tuple(range(1, values[0] + 1)) if len(values) == 1 else tuple(values)
 
 
-def _place_in_song(model_cfg: MagnitudeConfig, seconds: float) -> MagnitudeConfig:
-    """Keep the position harmonics that turn slowly enough for the shortest song, and say which the model gets."""
-    asked = model_cfg.position_harmonics
+def _position(text: str) -> tuple[int, ...] | None:
+    """`--position-harmonics`: "auto" (None: chosen by the song's length) or harmonics as `_harmonics` reads them."""
+    return None if text == "auto" else _harmonics(text)
+
+
+def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool = False) -> MagnitudeConfig:
+    """Keep the position harmonics that turn slowly enough for the shortest song, and say which the model gets;
+    `auto`: AUTO_POSITION for songs of MIN_AUTO_POSITION_S and more, none (and nothing said) for shorter ones."""
+    asked = (AUTO_POSITION if seconds >= MIN_AUTO_POSITION_S else ()) if auto else model_cfg.position_harmonics
     kept = position_harmonics_for(asked, seconds)
     if asked:
         limit = f"faster than once in {MIN_POSITION_PERIOD_S:.0f} s of a {seconds:.0f} s song"
@@ -118,13 +126,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--position-harmonics",
-        type=_harmonics,
-        default="0",  # a string, which argparse parses as it shows it
-        metavar="N|LIST",
+        type=_position,
+        default="auto",  # a string, which argparse parses as it shows it
+        metavar="auto|N|LIST",
         help="where in the song each frame lies, as harmonics of the song's length, N for 1..N, 0 for none: the "
-        "model plays the part of the song it was primed from and moves on through the song; 4 (the halves, thirds "
-        "and quarters, those that turn no faster than once in 40 s) made the prime a clear control on the longer "
-        "songs (FFT frames)",
+        "model plays the part of the song it was primed from and moves on through the song; only harmonics that "
+        f"turn no faster than once in {MIN_POSITION_PERIOD_S:.0f} s are kept (default auto: 1..4 for a song of "
+        f"{MIN_AUTO_POSITION_S:.0f} s and more, where it made the prime a clear control; none for shorter ones; "
+        "FFT frames)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
@@ -164,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             features=layout.n_features,
             latent_dim=args.latent_dim,
             clock_harmonics=_MAGNITUDE.clock_harmonics if args.clock_harmonics is None else args.clock_harmonics,
-            position_harmonics=args.position_harmonics,
+            position_harmonics=args.position_harmonics or (),
             **shape,
         )
 
@@ -213,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     data = prepare(songs, codec, features)
     if features is not None:
         print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
-        model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs))
+        model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
         model_cfg, train_cfg = _recipe_for_material(
             model_cfg, train_cfg, songs, args.clock_harmonics is not None, given["own_samples"] is not None
         )

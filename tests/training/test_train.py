@@ -337,7 +337,11 @@ def test_position_harmonics_turn_no_faster_than_once_in_40_s(capsys, trained):
     assert said[1].startswith("position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s")
     assert said[2].startswith("position  none: every harmonic asked turns faster than once in 40 s of a 37 s song")
     assert _place_in_song(MagnitudeConfig(features=8), 37.0).position_harmonics == ()
-    assert capsys.readouterr().out == ""  # none asked (the default): nothing to say
+    assert capsys.readouterr().out == ""  # none asked: nothing to say
+    auto = MagnitudeConfig(features=8)  # the default: the first four for a song of 80 s and more, else none
+    assert _place_in_song(auto, 207.0, auto=True).position_harmonics == (1, 2, 3, 4)
+    assert _place_in_song(auto, 100.0, auto=True).position_harmonics == (1, 2)  # thirds of 100 s turn in 33 s
+    assert _place_in_song(auto, 79.0, auto=True).position_harmonics == ()
     assert not load_bundle(trained[0]).has_position  # the default model has none
 
 
