@@ -118,6 +118,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clock-harmonics",
         type=_harmonics,
+        default=argparse.SUPPRESS,  # unset unless given: percussive material then gets its own clock
         metavar="N|LIST",
         help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
         "beat); 16 holds any pattern of sixteenths (FFT frames; default "
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
     shape = {k: getattr(args, k) for k in ("layers", "hidden") if hasattr(args, k)}
+    clock = getattr(args, "clock_harmonics", None)  # None: not given
     features = None
     if frame_cfg.domain == "fft":
         from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = MagnitudeConfig(
             features=layout.n_features,
             latent_dim=args.latent_dim,
-            clock_harmonics=_MAGNITUDE.clock_harmonics if args.clock_harmonics is None else args.clock_harmonics,
+            clock_harmonics=_MAGNITUDE.clock_harmonics if clock is None else clock,
             position_harmonics=args.position_harmonics or (),
             **shape,
         )
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
     given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
-    magnitude_only = given["own_samples"] or args.clock_harmonics is not None or args.position_harmonics
+    magnitude_only = given["own_samples"] or clock is not None or args.position_harmonics
     if frame_cfg.domain == "dct" and magnitude_only:
         raise ConfigError(
             "--own-samples, --clock-harmonics and --position-harmonics apply to FFT frames (the magnitude model) only"
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
         model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
         model_cfg, train_cfg = _recipe_for_material(
-            model_cfg, train_cfg, songs, args.clock_harmonics is not None, given["own_samples"] is not None
+            model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None
         )
 
     from liveshtr.training.export import export_bundle
