@@ -87,15 +87,18 @@ def _recipe_for_material(model_cfg: MagnitudeConfig, train_cfg: TrainConfig, son
     """Percussive material gets PERCUSSIVE_RECIPE where the flags leave it open; says so in one line."""
     from liveshtr.sound.tone import PERCUSSIVE_SHARE, noise_likeness
 
-    share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
-    if share < PERCUSSIVE_SHARE or (clock_given and own_given):
+    if clock_given and own_given:
         return model_cfg, train_cfg
+    share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
+    if share < PERCUSSIVE_SHARE:
+        return model_cfg, train_cfg
+    changes = []
     if not clock_given:
         model_cfg = replace(model_cfg, clock_harmonics=PERCUSSIVE_RECIPE["clock_harmonics"])
+        changes.append("a clock of the bar's first 16 harmonics (any pattern of sixteenths)")
     if not own_given:
         train_cfg = replace(train_cfg, own_samples=PERCUSSIVE_RECIPE["own_samples"])
-    changes = [] if clock_given else ["a clock of the bar's first 16 harmonics (any pattern of sixteenths)"]
-    changes += [] if own_given else [f"{train_cfg.own_samples:g} of its inputs its own playing"]
+        changes.append(f"{train_cfg.own_samples:g} of its inputs its own playing")
     print(
         f"material  percussive (as flat as noise with its spectrum x{share:.2f}): {' and '.join(changes)}, so "
         "that the sampled beat holds (--clock-harmonics 4,1,8 --own-samples 0: the plain recipe)"

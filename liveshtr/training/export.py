@@ -394,7 +394,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
             audio.append(np.concatenate([player.play_frame(f).copy() for f in render[:n_tone]]))
         return median_flatness(audio, bundle.audio.samplerate), eq
 
-    staged = {}  # contrast -> (flatness, eq): the contrast found was staged on the way
+    staged = {}  # contrast -> (flatness, eq) of every contrast tried, the one found among them
 
     def excess(log_contrast: float) -> float:  # falls as the contrast grows
         contrast = round(float(np.exp(log_contrast)), 3)
@@ -403,8 +403,8 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
         return math.log(staged[contrast][0] / target)
 
     lo, hi = np.log(CONTRAST_RANGE)
-    contrast = round(float(np.exp(falling_root(excess, float(lo), float(hi), CONTRAST_STEPS, CONTRAST_TOLERANCE))), 3)
-    excess(math.log(contrast))
+    found = falling_root(excess, float(lo), float(hi), CONTRAST_STEPS, CONTRAST_TOLERANCE)  # a point it evaluated
+    contrast = round(float(np.exp(found)), 3)
     flat, eq = staged[contrast]
     flatness = {"song": round(tone["song"], 6), "noise": round(tone["noise"], 6), "render": round(flat, 6)}
     return {**eq, "contrast": contrast, "flatness": flatness}
