@@ -16,10 +16,12 @@ from pathlib import Path
 from liveshtr.commands.common import add_signal_arguments, signal_configs
 from liveshtr.config import (
     AUTO_POSITION,
+    BEAT_RECIPE,
+    LOOP_MAX_S,
+    LOOP_TRAIN_S,
     MAGNITUDE_TRAINING,
     MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
-    PERCUSSIVE_RECIPE,
     MagnitudeConfig,
     ModelConfig,
     TrainConfig,
@@ -40,7 +42,11 @@ PER_DOMAIN_TRAINING = (
     ("beta", float, "weight of the KL on the posterior's side"),
     ("prior_weight", float, "weight of the KL on the prior's side"),
     ("input_noise", float, "noise on the teacher-forced inputs"),
-    ("own_samples", float, "share of the input frames replaced by the model's own playing (0.3 for percussive songs)"),
+    (
+        "own_samples",
+        float,
+        "share of the input frames replaced by the model's own playing (0.3 for loops and percussive songs)",
+    ),
 )
 
 
@@ -83,25 +89,31 @@ def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool = Fals
     return replace(model_cfg, position_harmonics=kept)
 
 
-def _recipe_for_material(model_cfg: MagnitudeConfig, train_cfg: TrainConfig, songs, clock_given: bool, own_given: bool):
-    """Percussive material gets PERCUSSIVE_RECIPE where the flags leave it open; says so in one line."""
+def _recipe_for_material(
+    model_cfg: MagnitudeConfig, train_cfg: TrainConfig, songs, clock_given: bool, own_given: bool, looped: bool
+):
+    """Loops and percussive material get BEAT_RECIPE where the flags leave it open; says so in one line."""
     from liveshtr.sound.tone import PERCUSSIVE_SHARE, noise_likeness
 
     if clock_given and own_given:
         return model_cfg, train_cfg
-    share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
-    if share < PERCUSSIVE_SHARE:
-        return model_cfg, train_cfg
+    if looped:
+        material = "a loop"
+    else:
+        share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
+        if share < PERCUSSIVE_SHARE:
+            return model_cfg, train_cfg
+        material = f"percussive (as flat as noise with its spectrum x{share:.2f})"
     changes = []
     if not clock_given:
-        model_cfg = replace(model_cfg, clock_harmonics=PERCUSSIVE_RECIPE["clock_harmonics"])
+        model_cfg = replace(model_cfg, clock_harmonics=BEAT_RECIPE["clock_harmonics"])
         changes.append("a clock of the bar's first 16 harmonics (any pattern of sixteenths)")
     if not own_given:
-        train_cfg = replace(train_cfg, own_samples=PERCUSSIVE_RECIPE["own_samples"])
+        train_cfg = replace(train_cfg, own_samples=BEAT_RECIPE["own_samples"])
         changes.append(f"{train_cfg.own_samples:g} of its inputs its own playing")
     print(
-        f"material  percussive (as flat as noise with its spectrum x{share:.2f}): {' and '.join(changes)}, so "
-        "that the sampled beat holds (--clock-harmonics 4,1,8 --own-samples 0: the plain recipe)"
+        f"material  {material}: {' and '.join(changes)}, so that the sampled beat holds "
+        "(--clock-harmonics 4,1,8 --own-samples 0: the plain recipe)"
     )
     return model_cfg, train_cfg
 
@@ -126,7 +138,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
         "beat); 16 holds any pattern of sixteenths (FFT frames; default "
         f"{','.join(map(str, _MAGNITUDE.clock_harmonics))}, "
-        f"{len(PERCUSSIVE_RECIPE['clock_harmonics'])} for percussive material)",
+        f"{len(BEAT_RECIPE['clock_harmonics'])} for loops and percussive material)",
     )
     g.add_argument(
         "--position-harmonics",
@@ -150,6 +162,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
     for name, kind, doc in PER_DOMAIN_TRAINING:
         _per_domain(g, name, kind, doc, MAGNITUDE_TRAINING[name], getattr(_TRAIN, name))
+    g.add_argument(
+        "--loop",
+        choices=("auto", "on", "off"),
+        default=_TRAIN.loop,
+        help="train the material as a loop: a whole number of beats whose end runs into its start, its training "
+        f"frames repeated to {LOOP_TRAIN_S:.0f} s (auto: material shorter than {LOOP_MAX_S:.0f} s)",
+    )
     g.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -201,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
+        loop=args.loop,
         **given,
     )
     first = expand_paths(args.songs)[0]
@@ -224,12 +244,21 @@ def run(args: argparse.Namespace) -> int:
         f"{frame_cfg.frame}/{frame_cfg.hop}, {size}; model {model_cfg.layers}x{model_cfg.hidden}, "
         f"latent {model_cfg.latent_dim}"
     )
-    data = prepare(songs, codec, features)
+    data = prepare(
+        songs, codec, features, loops=None if train_cfg.loop == "auto" else [train_cfg.loop == "on"] * len(songs)
+    )
+    for song, copies, beats in zip(songs, data.loops, data.song_beats, strict=True):
+        if copies:
+            count = round(float(beats[1] - beats[0]) * len(beats))
+            print(
+                f"loop      {song.name} ({song.duration_s:.1f} s) trains as a loop: {count} beat(s) whose end runs "
+                f"into its start, {copies} times over (--loop off: as it is)"
+            )
     if features is not None:
         print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
         model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
         model_cfg, train_cfg = _recipe_for_material(
-            model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None
+            model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None, all(data.loops)
         )
 
     from liveshtr.training.export import export_bundle

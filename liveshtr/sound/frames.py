@@ -49,12 +49,17 @@ class FrameCodec:
         """Frames needed so that the last real sample lies in a finished output block."""
         return (n_samples - 1 + self.pad) // self.hop + 1
 
-    def analyse(self, x: np.ndarray) -> np.ndarray:
-        """Signal (N,) -> coefficient frames (T, dim) float32."""
+    def analyse(self, x: np.ndarray, loop: bool = False) -> np.ndarray:
+        """Signal (N,) -> coefficient frames (T, dim) float32. `loop`: the signal repeats, so its N // hop frames
+        go round it once, the frames over its start hearing its end where a song's hear silence."""
         x = np.asarray(x, dtype=np.float64)
-        n_frames = self.n_frames(len(x))
-        padded = np.zeros((n_frames - 1) * self.hop + self.frame)
-        padded[self.pad : self.pad + len(x)] = x
+        if loop:
+            n_frames = max(1, len(x) // self.hop)
+            padded = np.resize(np.roll(x, self.pad), (n_frames - 1) * self.hop + self.frame)
+        else:
+            n_frames = self.n_frames(len(x))
+            padded = np.zeros((n_frames - 1) * self.hop + self.frame)
+            padded[self.pad : self.pad + len(x)] = x
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.frame)[:: self.hop]  # (T, frame)
         return self.forward(frames * self.window)
 

@@ -112,3 +112,13 @@ def find_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse
     beats = tempo.track_beats(env, frame_rate, bpm)
     period = 60.0 * frame_rate / bpm
     return Pulse(bpm, clarity, tempo.beat_phase(len(mags), beats, period))
+
+
+def find_loop_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse:
+    """As `find_pulse`, for a loop's frames (T, n_bins), which go round it once: a whole number of beats fill
+    it, counted evenly, so the beat runs on across its end as it does when it is looped."""
+    frame_rate = samplerate / hop
+    env = tempo.onset_strength(mags, samplerate, frame, frame_rate)
+    count, clarity, first = tempo.loop_tempo(env, frame_rate)
+    per_frame = count / len(mags)
+    return Pulse(60.0 * frame_rate * per_frame, clarity, first + per_frame * np.arange(len(mags), dtype=np.float64))

@@ -12,6 +12,10 @@ the song's tempo (or an external clock) takes its place.
   lags; the weighted peak's height is the pulse's clarity;
 - `track_beats`: dynamic-programming beat tracking (Ellis 2007): beats on strong onsets, spaced close to the
   period, so a tempo that drifts is followed; a beat's frame is the first whose window reaches the attack;
+- `loop_tempo`: for a loop, whose onsets repeat round it, the whole number of beats it holds (the circular
+  autocorrelation at the loop's length over each count, weighted as above and towards counts of 1, 2, 4, 8 ...
+  beats, as loops are most often cut in whole bars of four) and where they fall (the phase of the envelope's
+  component at that count);
 - `beat_phase`: beats counted at every frame (0 at the first beat, 1 at the next, fractional between, the period
   extended before the first and after the last beat).
 """
@@ -30,6 +34,7 @@ BPM_PRIOR = 120.0  # centre of the tempo preference
 PRIOR_OCTAVES = 1.0  # its width, in octaves of tempo
 TIGHTNESS = 100.0  # how strongly beat tracking holds the spacing to the period (Ellis's alpha)
 TREND_S = 1.0  # the slow trend removed from the onset envelope
+ODD_COUNT_WEIGHT = 0.9  # a loop's count of beats that is not a power of two (3 bars, a bar of 3/4) counts so much
 
 
 def onset_strength(magnitudes: np.ndarray, samplerate: int, frame: int, frame_rate: float) -> np.ndarray:
@@ -69,6 +74,31 @@ def estimate_tempo(env: np.ndarray, frame_rate: float) -> tuple[float, float]:
         if a - 2 * b + c < 0:
             lag += 0.5 * (a - c) / (a - 2 * b + c)
     return 60.0 * frame_rate / lag, max(0.0, float(ac[lags[k]]))
+
+
+def loop_tempo(env: np.ndarray, frame_rate: float) -> tuple[int, float, float]:
+    """A loop's onset envelope (T,), which runs on from its end into its start -> the whole number of beats it
+    holds, the pulse's clarity (as `estimate_tempo`'s) and the beats counted at its first frame (0..1)."""
+    env = np.asarray(env, dtype=np.float64) - np.mean(env)
+    n = len(env)
+    spectrum = np.fft.rfft(env)
+    energy = float(np.dot(env, env))
+    counts = np.arange(2, n // 2 + 1)  # a pulse repeats within the loop: one beat round it is no evidence of one
+    bpm = 60.0 * frame_rate * counts / n
+    counts = counts[(bpm >= BPM_RANGE[0]) & (bpm <= BPM_RANGE[1])]
+    if not len(counts):  # too short for two of the fastest beats: one beat, its phase where the onsets are
+        return 1, 0.0, float(np.angle(spectrum[1])) / (2 * np.pi) % 1.0
+    lags = n / counts
+    if energy <= 1e-12:  # no onsets: the count nearest the preferred tempo
+        return int(counts[np.argmax(_tempo_weights(lags, frame_rate))]), 0.0, 0.0
+    ac = np.fft.irfft(np.abs(spectrum) ** 2, n) / energy  # (n,) circular autocorrelation
+    low = np.floor(lags).astype(int)
+    at = ac[low] + (lags - low) * (ac[(low + 1) % n] - ac[low])  # between lags, linearly
+    powers = (counts & (counts - 1)) == 0
+    weighted = at * _tempo_weights(lags, frame_rate) * np.where(powers, 1.0, ODD_COUNT_WEIGHT)
+    k = int(np.argmax(weighted))
+    count = int(counts[k])
+    return count, max(0.0, float(at[k])), float(np.angle(spectrum[count])) / (2 * np.pi) % 1.0
 
 
 def track_beats(env: np.ndarray, frame_rate: float, bpm: float) -> np.ndarray:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liveshtr.config import LOOP_MAX_S, LOOP_TRAIN_S
 from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec, FrameStats
-from liveshtr.sound.magnitude import Pulse, find_pulse, magnitudes
+from liveshtr.sound.magnitude import Pulse, find_loop_pulse, find_pulse, magnitudes
 
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block
@@ -40,6 +41,7 @@ class FrameData:
     val_positions: list[np.ndarray]  # (n,) beside each validation block
     pulse: Pulse  # of the longest song: the tempo the engine's clock starts at
     bin_power: np.ndarray  # (n_bins,) mean power of every bin over the training frames (the output EQ's target)
+    loops: list[int]  # beside each song: 0 for a song, else how many times its training frames were repeated
 
 
 def min_samples(codec: FrameCodec) -> int:
@@ -88,35 +90,45 @@ def prepare(
     codec: FrameCodec,
     features: Callable[[np.ndarray], np.ndarray] | None = None,
     val_every: int = VAL_EVERY,
+    loops: list[bool] | None = None,
 ) -> FrameData:
     """Frames of every song, split and normalised. `features` turns coefficient frames (T, dim) into what the
-    model sees (the magnitude model's log features); without it the model sees the coefficients."""
-    coeffs = [codec.analyse(s.samples) for s in songs]  # [(T_i, dim)]
+    model sees (the magnitude model's log features); without it the model sees the coefficients. `loops`: which
+    songs train as loops (default: those shorter than LOOP_MAX_S)."""
+    if loops is None:
+        loops = [s.duration_s < LOOP_MAX_S for s in songs]
+    frame_rate = codec.samplerate / codec.hop
+    coeffs = [codec.analyse(s.samples, loop) for s, loop in zip(songs, loops, strict=True)]  # [(T_i, dim)]
     if codec.cfg.domain == "fft":
         mags = [magnitudes(c, codec.n_bins) for c in coeffs]
     else:
         mags = [np.abs(c) for c in coeffs]
-    pulses = [find_pulse(m, codec.samplerate, codec.frame, codec.hop) for m in mags]
+    pulses = [
+        (find_loop_pulse if loop else find_pulse)(m, codec.samplerate, codec.frame, codec.hop)
+        for m, loop in zip(mags, loops, strict=True)
+    ]
     bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in mags]).mean(axis=0)
     raw = coeffs if features is None else [features(c) for c in coeffs]
     del coeffs
     shortest = len(min(raw, key=len))
-    block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * codec.samplerate / codec.hop), shortest // val_every))
-    train_parts, beat_parts, position_parts, val_spans = [], [], [], []
-    for frames, pulse in zip(raw, pulses, strict=True):
+    block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * frame_rate), shortest // val_every))
+    train_parts, beat_parts, position_parts, val_spans, copies = [], [], [], [], []
+    for frames, pulse, loop in zip(raw, pulses, loops, strict=True):
         n_blocks = len(frames) // block
         held = [i for i in range(n_blocks) if i % val_every == val_every // 2] or [n_blocks - 1]
         position = song_positions(len(frames))
-        start = 0
         for i in held:
-            train_parts.append(frames[start : i * block])
-            beat_parts.append(pulse.beats[start : i * block])
-            position_parts.append(position[start : i * block])
             val_spans.append((frames, pulse.beats, position, i * block, (i + 1) * block))
-            start = (i + 1) * block
-        train_parts.append(frames[start:])
-        beat_parts.append(pulse.beats[start:])
-        position_parts.append(position[start:])
+        spans = training_spans(len(frames), [(i * block, (i + 1) * block) for i in held], loop)
+        repeats = loop_repeats(sum(map(len, spans)), frame_rate) if loop else 1
+        copies.append(repeats if loop else 0)
+        step = pulse.beats[1] - pulse.beats[0] if loop else 0.0  # a loop's beats come evenly: so many a frame
+        for k in range(repeats):
+            for span in spans:  # frames of a song, or loop time: k whole turns on, running past the loop's end
+                t = span + k * len(frames)
+                train_parts.append(frames[t % len(frames)])
+                beat_parts.append(pulse.beats[0] + t * step if loop else pulse.beats[t])
+                position_parts.append(position[t % len(frames)])
     train_raw = np.concatenate([p for p in train_parts if len(p)], axis=0)
     stats = FrameStats.fit(train_raw)
     val, val_beats, val_positions = [], [], []
@@ -137,7 +149,23 @@ def prepare(
         val_positions=val_positions,
         pulse=max(zip(raw, pulses, strict=True), key=lambda rp: len(rp[0]))[1],
         bin_power=bin_power,
+        loops=copies,
     )
+
+
+def training_spans(n_frames: int, held: list[tuple[int, int]], loop: bool) -> list[np.ndarray]:
+    """Frame indices of the stretches between the held-out blocks; in a loop the stretch after the last block runs
+    on past the loop's end into the one before the first (indices from n_frames up stand for the loop's start)."""
+    edges = [0, *[e for block in held for e in block], n_frames]
+    spans = [np.arange(lo, hi) for lo, hi in zip(edges[::2], edges[1::2], strict=True)]
+    if loop and len(spans) > 1:
+        spans = [*spans[1:-1], np.concatenate([spans[-1], spans[0] + n_frames])]
+    return [s for s in spans if len(s)]
+
+
+def loop_repeats(frames: int, frame_rate: float) -> int:
+    """How often a loop's training frames are repeated: at least twice, and to LOOP_TRAIN_S."""
+    return max(2, -(-int(LOOP_TRAIN_S * frame_rate) // max(1, frames)))
 
 
 def song_positions(n_frames: int) -> np.ndarray:

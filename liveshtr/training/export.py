@@ -521,7 +521,11 @@ def export_bundle(
         "outputs": list(graph.OUTPUTS),
         "primes": {"frames": primes.shape[1], **places},
         "training": {
-            "songs": [{"name": s.name, "file": s.path.name, "seconds": round(s.duration_s, 2)} for s in songs],
+            "songs": [
+                {"name": s.name, "file": s.path.name, "seconds": round(s.duration_s, 2)}
+                | ({"loop": {"repeated": copies}} if copies else {})
+                for s, copies in zip(songs, data.loops, strict=True)
+            ],
             "config": train_cfg.to_dict(),
             "device": result.device,
             "epochs_done": result.epochs_done,

@@ -228,6 +228,8 @@ def run_signature(audio: AudioConfig, frames: FrameConfig, model, train: TrainCo
     t = asdict(train)
     for free in ("epochs", "device"):
         t.pop(free)
+    if t["loop"] == "auto":  # as checkpoints from before the flag: the songs' lengths decide
+        del t["loop"]
     return {
         "audio": audio.to_dict(),
         "frames": frames.to_dict(),
