@@ -8,8 +8,9 @@ the song's tempo (or an external clock) takes its place.
 - `onset_strength`: spectral flux of log-magnitude frames, summed over 1/3-octave bands so that one loud bin
   does not dominate, with its slow trend removed;
 - `estimate_tempo`: the autocorrelation of that envelope over periods of 0.3-1.0 s (60-200 beats a minute),
+  each period scored with the autocorrelation at 2 and 4 of it (the half bar and the bar: a metrical comb) and
   weighted towards 120 beats a minute as listeners are (a log-Gaussian, as in Ellis 2007), peak refined between
-  lags; the weighted peak's height is the pulse's clarity;
+  lags; the autocorrelation at the period found is the pulse's clarity;
 - `track_beats`: dynamic-programming beat tracking (Ellis 2007): beats on strong onsets, spaced close to the
   period, so a tempo that drifts is followed; a beat's frame is the first whose window reaches the attack;
 - `loop_tempo`: for a loop, whose onsets repeat round it, the whole number of beats it holds (the circular
@@ -34,6 +35,7 @@ BPM_PRIOR = 120.0  # centre of the tempo preference
 PRIOR_OCTAVES = 1.0  # its width, in octaves of tempo
 TIGHTNESS = 100.0  # how strongly beat tracking holds the spacing to the period (Ellis's alpha)
 TREND_S = 1.0  # the slow trend removed from the onset envelope
+METRE = (1, 2, 4)  # a beat's period is scored with the periods of 2 and 4 beats: a half bar and a bar of four
 ODD_COUNT_WEIGHT = 0.9  # a loop's count of beats that is not a power of two (3 bars, a bar of 3/4) counts so much
 
 
@@ -57,16 +59,25 @@ def _tempo_weights(lags: np.ndarray, frame_rate: float) -> np.ndarray:
 
 def estimate_tempo(env: np.ndarray, frame_rate: float) -> tuple[float, float]:
     """The envelope's tempo in beats a minute and the pulse's clarity (normalised autocorrelation at its period,
-    0 for an envelope with no pulse or no energy)."""
+    0 for an envelope with no pulse or no energy).
+
+    Each period is scored by the autocorrelation at it and at two and four of it (`METRE`): a beat is one whose
+    half bar and bar recur as well. At the beat's period alone a jazz tune's comping on the off-beats scored 104
+    a minute as high as its 130 (0.30 against 0.29), and 104 is nearer 120; at 2 and 4 beats of 104 its onsets
+    hardly recur (0.29, 0.25), at 2 and 4 beats of 130 they do (0.28, 0.45)."""
     env = np.asarray(env, dtype=np.float64) - np.mean(env)
     energy = float(np.dot(env, env))
     lo, hi = (int(math.floor(60.0 * frame_rate / bpm)) for bpm in (BPM_RANGE[1], BPM_RANGE[0]))
     if energy <= 1e-12 or len(env) < 2 * hi + 2:
         return BPM_PRIOR, 0.0
     spectrum = np.fft.rfft(env, n=2 * len(env))
-    ac = np.fft.irfft(np.abs(spectrum) ** 2)[: hi + 2] / energy  # (hi + 2,) linear autocorrelation
+    ac = np.fft.irfft(np.abs(spectrum) ** 2)[: len(env)] / energy  # (T,) linear autocorrelation
     lags = np.arange(lo, hi + 1)
-    weighted = ac[lo : hi + 1] * _tempo_weights(lags, frame_rate)
+    levels = [m for m in METRE if m * hi < len(env) // 2] or [1]  # the levels a song this long can show
+    # A multiple of a whole lag can miss the peak of a period between lags by up to m / 2 frames: take the
+    # highest autocorrelation within that of m times the lag.
+    score = np.mean([ndimage.maximum_filter1d(ac, m + 1)[m * lags] for m in levels], axis=0)
+    weighted = score * _tempo_weights(lags, frame_rate)
     k = int(np.argmax(weighted))
     lag = float(lags[k])
     if 0 < k < len(lags) - 1:  # parabolic refinement between lags
