@@ -267,6 +267,36 @@ class Generator:
         self._denormalise(frame)
         return self.safety.process(self.synth.process(self._denorm))
 
+    def play_frames(self, frames: np.ndarray) -> np.ndarray:
+        """`play_frame` for a block of normalised frames (N, dim) at once: the N hops of audio (N * hop,), a new
+        array, the same samples and the same state after (offline only: it allocates, the engine plays frame by
+        frame). Calibration plays thousands of frames through the output stage for every setting it tries."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if self.magnitude:
+            spectra = self._phase.process_many(self.magnitudes_many(frames) * self.output_gain)
+            nb = self.codec.n_bins
+            coeffs = np.empty((len(frames), self.codec.dim), dtype=np.float32)
+            coeffs[:, :nb], coeffs[:, nb:] = spectra.real, spectra.imag
+        else:
+            coeffs = frames * self._out_scale + self._out_offset
+        if len(coeffs):
+            self._previous[:] = coeffs[-2] if len(coeffs) > 1 else self._denorm
+            self._denorm[:] = coeffs[-1]
+        hops = self.synth.process_many(coeffs).reshape(len(frames), self.hop)
+        for row in hops:
+            row[:] = self.safety.process(row)
+        return hops.reshape(-1)
+
+    def magnitudes_many(self, frames: np.ndarray) -> np.ndarray:
+        """`magnitudes` for a block of normalised frames (N, dim): (N, n_bins), a new array."""
+        stats = self.bundle.stats
+        features = np.asarray(frames, dtype=np.float32) * stats.std + stats.mean
+        pitch = features[:, : self.layout.pitch_bins]
+        ContrastFilter(pitch.shape).apply(pitch, self.contrast)
+        mags = np.exp(features[:, self._source])
+        mags -= FLOOR
+        return np.maximum(mags, 0.0, out=mags)
+
     def render(self, seconds: float, controls: Controls) -> np.ndarray:
         """As fast as possible: `seconds` of audio (N,) float32."""
         n_hops = int(np.ceil(seconds * self.samplerate / self.hop))

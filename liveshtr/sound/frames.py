@@ -143,6 +143,29 @@ class StreamingSynthesis:
         self._acc[tail:] = 0.0
         return self._out
 
+    def process_many(self, coeffs: np.ndarray) -> np.ndarray:
+        """`process` for a block of frames (N, dim): the N hops as one new array (N * hop,), the same samples and
+        the same state after. For offline work (calibration) that plays many frames at once."""
+        codec, hop, n = self.codec, self.codec.hop, self.codec.n_bins
+        coeffs = np.asarray(coeffs, dtype=np.float32)
+        count = len(coeffs)
+        if codec.cfg.domain == "dct":
+            spec = np.zeros((count, codec.frame), dtype=np.float32)
+            spec[:, :n] = coeffs
+            frames = scipy.fft.idct(spec, type=2, norm="ortho", axis=-1)
+        else:
+            spec = np.zeros((count, codec.frame // 2 + 1), dtype=np.complex64)
+            spec.real[:, :n] = coeffs[:, :n]
+            spec.imag[:, :n] = coeffs[:, n:]
+            frames = scipy.fft.irfft(spec, n=codec.frame, norm="ortho", axis=-1)
+        frames *= codec.synthesis_window
+        out = np.zeros(count * hop + codec.frame, dtype=np.float32)
+        out[: codec.frame] = self._acc  # what is already sounding, added first as `process` adds it
+        for i, frame in enumerate(frames):  # in time order, so every sample sums in the order `process` sums it
+            out[i * hop : i * hop + codec.frame] += frame
+        self._acc[:] = out[count * hop : count * hop + codec.frame]
+        return out[: count * hop]
+
 
 class FrameStats:
     """Per-coefficient mean and spread of the training frames; the model sees normalised frames."""

@@ -381,17 +381,14 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
 
     def stage(contrast: float) -> tuple[float, dict]:
         generator.contrast = contrast
-        power = np.empty((len(frames), len(band)))
-        for row, frame in zip(power, frames, strict=True):
-            row[:] = generator.magnitudes(frame)  # a reused array: copied out here
-        power **= 2
+        power = generator.magnitudes_many(frames).astype(np.float64) ** 2
         eq = equaliser(power.mean(axis=0), song_power, band, 10 * (song_log - band_log_power(power, band)))
         audio = []
         for i, render in enumerate(renders):
             player = Generator(bundle, model, seed=seed + i)
             player.contrast = contrast
             player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
-            audio.append(np.concatenate([player.play_frame(f).copy() for f in render[:n_tone]]))
+            audio.append(player.play_frames(render[:n_tone]))
         return median_flatness(audio, bundle.audio.samplerate), eq
 
     staged = {}  # contrast -> (flatness, eq) of every contrast tried, the one found among them

@@ -69,3 +69,17 @@ def test_a_broken_step_restarts_from_the_song_in_silence(bundle):
     assert g.resets == 1 and np.all(frame == -FEATURE_LIMIT)
     hops = np.concatenate([g.next_hop(c).copy() for _ in range(200)])
     assert np.isfinite(hops).all() and np.abs(hops).max() < 1.0 and g.resets == 1
+
+
+def test_a_block_of_frames_plays_exactly_as_frame_by_frame(bundle):
+    """The output stage as export calibrates it (a block at once) and as the engine plays it (a frame a hop)."""
+    frames_source = Generator(bundle, seed=2)
+    controls = Controls.for_bundle(bundle)
+    frames = np.array([frames_source.next_frame(controls).copy() for _ in range(300)])
+    one, block = Generator(bundle, seed=5), Generator(bundle, seed=5)
+    one.contrast = block.contrast = 1.7
+    expected = np.concatenate([one.play_frame(f).copy() for f in frames])
+    got = np.concatenate([block.play_frames(frames[:1]), block.play_frames(frames[1:])])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(block.magnitudes_many(frames[:4]), [one.magnitudes(f).copy() for f in frames[:4]])
+    np.testing.assert_array_equal(block.play_frame(frames[9]), one.play_frame(frames[9]))

@@ -56,6 +56,10 @@ def test_streaming_synthesis_equals_one_shot(songs, domain):
     stream.reset()
     again = np.concatenate([stream.process(frame).copy() for frame in coeffs])
     np.testing.assert_array_equal(again, np.concatenate(hops))
+    # A block at once plays the same samples and leaves the same tail, whatever the blocks' sizes.
+    stream.reset()
+    blocks = [stream.process_many(coeffs[:3]), stream.process_many(coeffs[3:3]), stream.process_many(coeffs[3:-1])]
+    np.testing.assert_array_equal(np.concatenate(blocks + [stream.process(coeffs[-1])]), np.concatenate(hops))
 
 
 @pytest.mark.parametrize("domain", ["dct", "fft"])

@@ -91,3 +91,19 @@ def test_silence_stays_silent_and_reset_forgets():
     assert np.all(phase._phase == 0) and np.all(phase._mag == 0)
     with pytest.raises(ValueError, match="delay"):
         PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=2)
+
+
+@pytest.mark.parametrize("delay", [0, 1])
+def test_a_block_at_once_is_exactly_frame_by_frame(songs, delay):
+    """Calibration plays seconds of frames at once; what it hears must be what the engine plays, sample for
+    sample: the same spectra, the same random phases in quiet bins, the same state afterwards."""
+    mag = magnitudes(songs[3].samples[5 * RATE : 8 * RATE])
+    mag[40:50] = 0.0  # silence, and a frame with most bins far below its peak (random phases there)
+    mag[80, 100:] *= 1e-7
+    one = PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=delay, seed=3)
+    block = PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=delay, seed=3)
+    expected = np.stack([one.process(m).copy() for m in mag])
+    got = np.concatenate([block.process_many(mag[:2]), block.process_many(mag[2:2]), block.process_many(mag[2:])])
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(block.process(mag[7]), one.process(mag[7]))
