@@ -11,16 +11,13 @@ makes; the music floors of the sound issue are measured on the defaults by `make
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from liveshtr.analysis.report import quality_report
 from liveshtr.bundle import load_bundle
+from tests.conftest import train_side_by_side
 
 # The plain recipe for every song: the percussive one (own playing, a clock of 16 harmonics) beats the next-frame
 # baselines at the defaults (the drum groove 0.272 against 0.339) but not after this budget's 6 epochs (0.403), and
@@ -31,32 +28,6 @@ CI_TRAINING = [
     *("--layers", "1", "--hidden", "256", "--epochs", "6"),
     *("--own-samples", "0", "--clock-harmonics", "4,1,8", "--position-harmonics", "0"),
 ]
-
-
-def train_side_by_side(commands: list[list[str]], timeout: float) -> list[subprocess.CompletedProcess]:
-    """Run the commands as many at a time as this process has CPUs, each pinned to one of them: small models train
-    faster one thread each side by side than with every thread one after another (the reference run: 31 s on one
-    core beside another training, 23 s alone on two)."""
-    cpus: queue.Queue[int] = queue.Queue()
-    for cpu in sorted(os.sched_getaffinity(0)):
-        cpus.put(cpu)
-
-    def run(cmd: list[str]) -> subprocess.CompletedProcess:
-        cpu = cpus.get()
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            os.sched_setaffinity(proc.pid, {cpu})  # before it reads its affinity to size its threads
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-        finally:
-            cpus.put(cpu)
-
-    with ThreadPoolExecutor(max_workers=cpus.qsize()) as pool:
-        return list(pool.map(run, commands))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,48 @@ import soundfile as sf
 import torch
 
 from liveshtr.bundle import load_bundle
-from tests.conftest import GROOVE, QUICK, shared_song, train
+from tests.conftest import GROOVE, QUICK, shared_song, train, train_side_by_side
+
+
+def loop_of(name: str, start_s: float, seconds: float) -> np.ndarray:
+    """A stretch of a shared recording as a performer would cut a loop from it."""
+    with sf.SoundFile(shared_song(name)) as f:
+        f.seek(int(start_s * f.samplerate))
+        return f.read(int(seconds * f.samplerate)), f.samplerate
+
+
+SHORT = ["sine 5 s", "2 s loop", "first 100 KB of an MP3, not as a loop"]
+SMALL = ["--hidden", "64", "--layers", "1"]
+
+
+@pytest.fixture(scope="module")
+def trainings(trained, tmp_path_factory) -> dict[str, tuple]:
+    """This module's longer trainings, run side by side one core each (about 100 s sooner than one after another
+    on two cores): name -> (bundle folder, the run's CompletedProcess). Each test asserts on its own run."""
+    root = tmp_path_factory.mktemp("trainings")
+    brahms = shared_song("hungarian_dance_5_brahms_us_army_strings.ogg")
+    sine, loop, cut, drums = root / "sine.wav", root / "loop.wav", root / "cut.mp3", root / "drums.wav"
+    sf.write(sine, 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * 24000) / 24000), 24000)
+    sf.write(loop, *loop_of("electronic_happy_song_maddirtmonkey.mp3", 30.0, 2.0))
+    cut.write_bytes(shared_song("electronic_happy_song_maddirtmonkey.mp3").read_bytes()[:100_000])
+    sf.write(drums, *loop_of(GROOVE, 10.0, 4.0))
+    shutil.copytree(trained[0], root / "resumed")
+    short = ["--epochs", "2", "--hidden", "128", "--layers", "1"]
+    jobs = {  # the longest first, so that the two cores finish together
+        SHORT[0]: [sine, *short],
+        SHORT[1]: [loop, *short],
+        SHORT[2]: [cut, *short, "--loop", "off"],
+        "resumed": [shared_song(GROOVE), *QUICK[2:], "--epochs", "5", "--resume"],
+        "again": [shared_song(GROOVE), *QUICK],
+        "position": [brahms, "--position-harmonics", "4", "--epochs", "1", *SMALL],  # 42 s: one harmonic
+        "drums": [drums, "--epochs", "1", *SMALL, "--loop", "off"],  # as a loop, it would be one
+    }
+    commands = [
+        [sys.executable, "-m", "liveshtr", "train", str(args[0]), "-o", str(root / name), *map(str, args[1:])]
+        for name, args in jobs.items()
+    ]
+    results = train_side_by_side(commands, timeout=600)
+    return {name: (root / name, result) for name, result in zip(jobs, results, strict=True)}
 
 
 def test_bundle_is_complete_and_loadable(trained):
@@ -136,11 +177,9 @@ def test_validation_beats_both_baselines(trained):
     assert training["val_mse"] < training["baselines"]["mean_frame"]
 
 
-def test_resume_continues_epochs_and_optimiser(trained, tmp_path):
-    out = tmp_path / "groove"
-    shutil.copytree(trained[0], out)
-    before = torch.load(out / "checkpoint.pt", weights_only=False)
-    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK[2:], "--epochs", "5", "--resume")
+def test_resume_continues_epochs_and_optimiser(trained, trainings):
+    out, result = trainings["resumed"]  # a copy of `trained`, resumed from its third epoch to its fifth
+    before = torch.load(trained[0] / "checkpoint.pt", weights_only=False)
     assert result.returncode == 0, result.stderr
     after = torch.load(out / "checkpoint.pt", weights_only=False)
     assert before["epochs_done"] == 3 and after["epochs_done"] == 5
@@ -150,9 +189,8 @@ def test_resume_continues_epochs_and_optimiser(trained, tmp_path):
     assert load_bundle(out).meta["training"]["epochs_done"] == 5
 
 
-def test_same_seed_trains_the_same_model(trained, tmp_path):
-    out = tmp_path / "again"
-    result = train(str(shared_song(GROOVE)), "-o", str(out), *QUICK)
+def test_same_seed_trains_the_same_model(trained, trainings):
+    out, result = trainings["again"]  # on one core beside another training: the same model as `trained`'s
     assert result.returncode == 0, result.stderr
     first = torch.load(trained[0] / "checkpoint.pt", weights_only=False)["model"]
     second = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
@@ -242,34 +280,17 @@ def test_song_shorter_than_a_sequence(tmp_path):
     assert result.returncode == 2 and "shorter than one training sequence" in result.stderr
 
 
-def loop_of(name: str, start_s: float, seconds: float) -> np.ndarray:
-    """A stretch of a shared recording as a performer would cut a loop from it."""
-    with sf.SoundFile(shared_song(name)) as f:
-        f.seek(int(start_s * f.samplerate))
-        return f.read(int(seconds * f.samplerate)), f.samplerate
-
-
-@pytest.mark.parametrize("material", ["sine 5 s", "2 s loop", "first 100 KB of an MP3, not as a loop"])
-def test_short_material_trains_and_beats_both_baselines(tmp_path, material):
-    song = tmp_path / "loop.wav"
-    flags = []
-    if material == "sine 5 s":
-        sf.write(song, 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * 24000) / 24000), 24000)
-    elif material == "2 s loop":
-        sf.write(song, *loop_of("electronic_happy_song_maddirtmonkey.mp3", 30.0, 2.0))
-    else:
-        song = tmp_path / "cut.mp3"
-        song.write_bytes(shared_song("electronic_happy_song_maddirtmonkey.mp3").read_bytes()[:100_000])
-        flags = ["--loop", "off"]
-    out = tmp_path / "m"
-    result = train(str(song), "-o", str(out), "--epochs", "2", "--hidden", "128", "--layers", "1", *flags)
+@pytest.mark.parametrize("material", SHORT)
+def test_short_material_trains_and_beats_both_baselines(trainings, material):
+    out, result = trainings[material]  # 2 epochs of 1 x 128; the MP3's first 100 KB with --loop off
+    as_it_is = material == SHORT[2]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "short material:" in result.stdout and "beats both" in result.stdout, result.stdout
     bundle = load_bundle(out)
     assert np.isfinite(bundle.primes).all() and bundle.meta["training"]["epochs_done"] == 2
     looped = bundle.meta["training"]["songs"][0].get("loop", {}).get("repeated", 0)
-    assert ("trains as a loop" in result.stdout) == (looped >= 2) == (not flags), result.stdout
-    if flags:  # as it is: tonal material keeps the plain recipe
+    assert ("trains as a loop" in result.stdout) == (looped >= 2) == (not as_it_is), result.stdout
+    if as_it_is:  # tonal material keeps the plain recipe
         assert "material  " not in result.stdout and "clock_harmonics" not in bundle.meta["model"]
     else:  # a loop gets the beat's recipe
         assert "material  a loop: a clock of the bar's first 16 harmonics" in result.stdout, result.stdout
@@ -277,16 +298,12 @@ def test_short_material_trains_and_beats_both_baselines(tmp_path, material):
         assert bundle.meta["training"]["config"]["own_samples"] == 0.3
 
 
-def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(tmp_path):
-    """The beat's recipe end to end, chosen by how percussive the material is (a drum cut trained as it is, not as
-    a loop): the clock and the share are recorded, the sampling is restrained (or says why not), and it plays."""
+def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(trainings):
+    """The beat's recipe end to end, chosen by how percussive the material is (a 4 s drum cut trained as it is, not
+    as a loop): the clock and the share are recorded, the sampling is restrained (or says why not), and it plays."""
     from liveshtr.live.generator import Controls, Generator
 
-    song = tmp_path / "loop.wav"
-    sf.write(song, *loop_of(GROOVE, 10.0, 4.0))
-    out = tmp_path / "m"
-    flags = ["--epochs", "1", "--hidden", "64", "--layers", "1", "--loop", "off"]  # as a loop, it would be one
-    result = train(str(song), "-o", str(out), *flags)
+    out, result = trainings["drums"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "material  percussive" in result.stdout, result.stdout
     bundle = load_bundle(out)
@@ -300,15 +317,12 @@ def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(tmp_path):
     assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
 
 
-def test_the_model_plays_on_through_the_song_from_where_it_was_primed(tmp_path):
+def test_the_model_plays_on_through_the_song_from_where_it_was_primed(trainings):
     """The position input: the step has it; on stage it starts where the prime lies in the song, moves on one
     frame's worth of the song every hop and runs from the song's end into its start."""
     from liveshtr.live.generator import Controls, Generator
 
-    out = tmp_path / "m"
-    song = shared_song("hungarian_dance_5_brahms_us_army_strings.ogg")  # 42 s: the whole song, one harmonic
-    flags = ["--position-harmonics", "4", "--epochs", "1", "--hidden", "64", "--layers", "1"]
-    result = train(str(song), "-o", str(out), *flags)
+    out, result = trainings["position"]  # 42 s of the Brahms asked for four harmonics of its length
     assert result.returncode == 0, result.stderr[-2000:]
     assert "position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s" in result.stdout
     bundle = load_bundle(out)
