@@ -229,15 +229,19 @@ class Generator:
     def magnitudes(self, frame: np.ndarray) -> np.ndarray:
         """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), the partials' contrast
         applied, before the output EQ. The array is reused."""
+        return self._magnitudes_into(frame, self._features, self._pitch, self._contrast, self._mag)
+
+    def _magnitudes_into(self, frames, features, pitch, contrast: ContrastFilter, mag) -> np.ndarray:
+        """`magnitudes` of one frame (dim,) or a block (N, dim) into the given buffers (`pitch` a view of
+        `features`' pitch bins, `contrast` a filter of its shape); returns `mag`."""
         stats = self.bundle.stats
-        np.multiply(frame, stats.std, out=self._features)
-        np.add(self._features, stats.mean, out=self._features)
-        self._contrast.apply(self._pitch, self.contrast)
-        np.take(self._features, self._source, out=self._mag)
-        np.exp(self._mag, out=self._mag)
-        self._mag -= FLOOR
-        np.maximum(self._mag, 0.0, out=self._mag)
-        return self._mag
+        np.multiply(frames, stats.std, out=features)
+        np.add(features, stats.mean, out=features)
+        contrast.apply(pitch, self.contrast)
+        np.take(features, self._source, axis=-1, out=mag)
+        np.exp(mag, out=mag)
+        mag -= FLOOR
+        return np.maximum(mag, 0.0, out=mag)
 
     def bin_power(self, frame: np.ndarray) -> np.ndarray:
         """Power of every bin (n_bins,) that a normalised model frame puts out, before the output EQ."""
@@ -289,13 +293,10 @@ class Generator:
 
     def magnitudes_many(self, frames: np.ndarray) -> np.ndarray:
         """`magnitudes` for a block of normalised frames (N, dim): (N, n_bins), a new array."""
-        stats = self.bundle.stats
-        features = np.asarray(frames, dtype=np.float32) * stats.std + stats.mean
+        features = np.empty((len(frames), self.bundle.dim), dtype=np.float32)
         pitch = features[:, : self.layout.pitch_bins]
-        ContrastFilter(pitch.shape).apply(pitch, self.contrast)
-        mags = np.exp(features[:, self._source])
-        mags -= FLOOR
-        return np.maximum(mags, 0.0, out=mags)
+        mag = np.empty((len(frames), self.codec.n_bins), dtype=np.float32)
+        return self._magnitudes_into(frames, features, pitch, ContrastFilter(pitch.shape), mag)
 
     def render(self, seconds: float, controls: Controls) -> np.ndarray:
         """As fast as possible: `seconds` of audio (N,) float32."""

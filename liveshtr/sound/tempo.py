@@ -73,7 +73,7 @@ def estimate_tempo(env: np.ndarray, frame_rate: float) -> tuple[float, float]:
     spectrum = np.fft.rfft(env, n=2 * len(env))
     ac = np.fft.irfft(np.abs(spectrum) ** 2)[: len(env)] / energy  # (T,) linear autocorrelation
     lags = np.arange(lo, hi + 1)
-    levels = [m for m in METRE if m * hi < len(env) // 2] or [1]  # the levels a song this long can show
+    levels = [m for m in METRE if m * hi < len(env) // 2]  # those a song this long can show (1 always)
     # A multiple of a whole lag can miss the peak of a period between lags by up to m / 2 frames: take the
     # highest autocorrelation within that of m times the lag.
     score = np.mean([ndimage.maximum_filter1d(ac, m + 1)[m * lags] for m in levels], axis=0)
