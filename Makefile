@@ -71,11 +71,15 @@ patch-check: setup-dev
 
 # Trains every shared song with the defaults and prints the quality figures the README quotes: the spectral table,
 # then beat, onsets, pitch classes, flatness, harmonic share and copying for each song, its two noises, the default
-# render and the temperature-0 render; each song's spectrograms go to out/quality-pictures.
+# render and the temperature-0 render; each song's spectrograms go to out/quality-pictures. DOMAIN=dct: the same
+# with DCT frames, into out/quality-dct.
+DOMAIN ?= fft
+QUALITY_DIR := out/quality$(if $(filter dct,$(DOMAIN)),-dct)
 quality-report: setup-quality
 	for f in ../shared/audio/*.mp3 ../shared/audio/*.ogg; do \
-	  $(BIN)/liveshtr train "$$f" -o "out/quality/$$(basename "$${f%.*}")" --force >/dev/null || exit 1; done
-	$(BIN)/python -m liveshtr.analysis out/quality/* --songs ../shared/audio --pictures out/quality-pictures
+	  $(BIN)/liveshtr train "$$f" --domain $(DOMAIN) -o "$(QUALITY_DIR)/$$(basename "$${f%.*}")" --force >/dev/null \
+	  || exit 1; done
+	$(BIN)/python -m liveshtr.analysis $(QUALITY_DIR)/* --songs ../shared/audio --pictures $(QUALITY_DIR)-pictures
 
 setup: $(VENV)/.stamp-run
 setup-quality: $(VENV)/.stamp-quality

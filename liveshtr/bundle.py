@@ -26,7 +26,7 @@ from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.errors import LiveshtrError
 from liveshtr.sound.frames import FrameStats
 
-FORMAT_VERSION = 2  # 2: the magnitude model (FFT domain) beside the coefficient model (DCT domain); a clock
+FORMAT_VERSION = 2  # 2: the magnitude model beside the coefficient model; a clock
 KINDS = ("magnitude", "coefficients")
 MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -230,8 +230,6 @@ def load_bundle(path: str | Path) -> Bundle:
         output_gain = gain.astype(np.float32)
         bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
         dim, latent = bundle.dim, bundle.latent_dim
-        if bundle.kind == "magnitude" and frames.domain != "fft":
-            raise BundleError(f"{path}: a magnitude model needs FFT frames, not {frames.domain}")
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
     n_bins = frames.n_bins(audio.samplerate)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from liveshtr.errors import ConfigError
 
 DOMAINS = ("dct", "fft")
+MODELS = ("magnitude", "coefficients")  # what `liveshtr train --model` fits (either frame domain)
 
 
 @dataclass(frozen=True)
@@ -224,9 +225,9 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def for_domain(cls, domain: str, **given) -> TrainConfig:
-        """The defaults of the domain's model, with what was given (None: not given) on top."""
-        defaults = MAGNITUDE_TRAINING if domain == "fft" else {}
+    def for_model(cls, model: str, **given) -> TrainConfig:
+        """The defaults of a model (one of MODELS), with what was given (None: not given) on top."""
+        defaults = MAGNITUDE_TRAINING if model == "magnitude" else {}
         return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
 
     def __post_init__(self) -> None:

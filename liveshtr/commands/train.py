@@ -1,7 +1,8 @@
 """Train a model on one song (or several) and write a model bundle under models/: the ONNX step graph,
 model.json, primes, a checkpoint for --resume, loss curves, a 20 s preview rendered through the ONNX graph and a
-spectrogram comparison. FFT frames (the default) train the magnitude model (log-magnitude features, a beat clock,
-a recurrent latent; 2 x 384); DCT frames train the coefficient model (1 x 128). The seed's reference
+spectrogram comparison. The magnitude model (log-magnitudes of the frames' spectra, a beat clock, a recurrent
+latent; 2 x 384) trains on FFT frames (the default) or DCT frames; `--model coefficients` trains the model before it
+on the coefficients themselves (1 x 128). The seed's reference
 configuration is `--layers 1 --hidden 128 --epochs 5`."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from liveshtr.config import (
     MAGNITUDE_TRAINING,
     MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
+    MODELS,
     MagnitudeConfig,
     ModelConfig,
     TrainConfig,
@@ -35,8 +37,8 @@ _MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
 
 
-# Training flags whose defaults depend on the model the frame domain picks: (TrainConfig field, type, help).
-PER_DOMAIN_TRAINING = (
+# Training flags whose defaults depend on the model (`--model`): (TrainConfig field, type, help).
+PER_MODEL_TRAINING = (
     ("seq_len", int, "frames per training sequence"),
     ("lr", float, "Adam learning rate"),
     ("beta", float, "weight of the KL on the posterior's side"),
@@ -50,13 +52,13 @@ PER_DOMAIN_TRAINING = (
 )
 
 
-def _per_domain(group, name: str, kind, doc: str, magnitude, coefficients) -> None:
-    """A flag whose default depends on the domain: left unset (absent from the namespace) unless given."""
+def _per_model(group, name: str, kind, doc: str, magnitude, coefficients) -> None:
+    """A flag whose default depends on the model: left unset (absent from the namespace) unless given."""
     group.add_argument(
         "--" + name.replace("_", "-"),
         type=kind,
         default=argparse.SUPPRESS,
-        help=f"{doc} (default {magnitude} for FFT frames, {coefficients} for DCT frames)",
+        help=f"{doc} (default {magnitude}; the coefficient model's {coefficients})",
     )
 
 
@@ -127,8 +129,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
     add_signal_arguments(p)
     g = p.add_argument_group("model")
-    _per_domain(g, "layers", int, "stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers)
-    _per_domain(g, "hidden", int, "LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden)
+    g.add_argument(
+        "--model",
+        choices=MODELS,
+        default=MODELS[0],
+        help="magnitude: log-magnitudes of the frames' spectra, a beat clock, phase made on stage (either frame "
+        "domain); coefficients: the frames' coefficients themselves (the model before it: its renders are noise "
+        "in the song's colours, kept to compare with)",
+    )
+    _per_model(g, "layers", int, "stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers)
+    _per_model(g, "hidden", int, "LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden)
     g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
     g.add_argument(
         "--clock-harmonics",
@@ -149,19 +159,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model plays the part of the song it was primed from and moves on through the song; only harmonics that "
         f"turn no faster than once in {MIN_POSITION_PERIOD_S:.0f} s are kept (default auto: 1..4 for a song of "
         f"{MIN_AUTO_POSITION_S:.0f} s and more, where it made the prime a clear control; none for shorter ones; "
-        "FFT frames)",
+        "the magnitude model)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
         "--epochs",
         type=int,
         default=_TRAIN.epochs,
-        help=f"passes over the song, each at least {MAGNITUDE_TRAINING['min_steps']} (FFT) or {_TRAIN.min_steps} "
-        "(DCT) optimiser steps",
+        help=f"passes over the song, each at least {MAGNITUDE_TRAINING['min_steps']} optimiser steps (the "
+        f"coefficient model's {_TRAIN.min_steps})",
     )
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
-    for name, kind, doc in PER_DOMAIN_TRAINING:
-        _per_domain(g, name, kind, doc, MAGNITUDE_TRAINING[name], getattr(_TRAIN, name))
+    for name, kind, doc in PER_MODEL_TRAINING:
+        _per_model(g, name, kind, doc, MAGNITUDE_TRAINING[name], getattr(_TRAIN, name))
     g.add_argument(
         "--loop",
         choices=("auto", "on", "off"),
@@ -189,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
     shape = {k: getattr(args, k) for k in ("layers", "hidden") if hasattr(args, k)}
     clock = getattr(args, "clock_harmonics", None)  # None: not given
     features = None
-    if frame_cfg.domain == "fft":
-        from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
+    if args.model == "magnitude":
+        from liveshtr.sound.magnitude import MagnitudeLayout
 
         layout = MagnitudeLayout(codec.n_bins, frame_cfg.bin_hz(audio_cfg.samplerate))
         model_cfg = MagnitudeConfig(
@@ -202,20 +212,18 @@ def run(args: argparse.Namespace) -> int:
         )
 
         def features(coeffs):
-            return layout.to_features(magnitudes(coeffs, codec.n_bins))
+            return layout.to_features(codec.magnitudes(coeffs))
 
         size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
     else:
         model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
         size = f"{codec.dim} coefficients"
-    given = {name: getattr(args, name, None) for name, _, _ in PER_DOMAIN_TRAINING}
+    given = {name: getattr(args, name, None) for name, _, _ in PER_MODEL_TRAINING}
     magnitude_only = given["own_samples"] or clock is not None or args.position_harmonics
-    if frame_cfg.domain == "dct" and magnitude_only:
-        raise ConfigError(
-            "--own-samples, --clock-harmonics and --position-harmonics apply to FFT frames (the magnitude model) only"
-        )
-    train_cfg = TrainConfig.for_domain(
-        frame_cfg.domain,
+    if args.model == "coefficients" and magnitude_only:
+        raise ConfigError("--own-samples, --clock-harmonics and --position-harmonics apply to the magnitude model only")
+    train_cfg = TrainConfig.for_model(
+        args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device,

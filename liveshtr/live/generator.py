@@ -6,9 +6,10 @@ renders the preview, `liveshtr render` and the live engine's producer, so they a
 seed and controls.
 
 The magnitude model's frames are log-magnitude features: they become magnitudes (each band's level spread over
-its bins, then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum goes to
-the same overlap-add as coefficient frames do. Its clock is an oscillator: the beat count advances by the tempo
-every hop, starting where the prime's first frame sat in the song's bar. A model with a position input is told
+its bins, then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum becomes
+the frame domain's coefficients (`FrameCodec.from_spectrum`) for the same overlap-add as coefficient frames. Its
+clock is an oscillator: the beat count advances by the tempo every hop, starting where the prime's first frame sat
+in the song's bar. A model with a position input is told
 where in the song it plays: from where the prime lies, one frame of the song a hop, round from the end to the start.
 """
 
@@ -121,7 +122,9 @@ class Generator:
                 self.codec.n_bins, bundle.frames.bin_hz(self.samplerate), feats["pitch_hz"], feats["bands"]
             )
             self._source = self.layout.source  # (n_bins,) the feature each bin takes its level from
-            self._phase = PhaseReconstructor(self.codec.frame, self.codec.hop, self.codec.n_bins)
+            self._phase = PhaseReconstructor(
+                self.codec.frame, self.codec.hop, self.codec.n_bins, fft_size=self.codec.fft_size
+            )
             self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
             self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
             self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
@@ -221,10 +224,7 @@ class Generator:
             return
         mag = self.magnitudes(frame)
         mag *= self.output_gain
-        spectrum = self._phase.process(mag)
-        nb = self.codec.n_bins
-        self._denorm[:nb] = spectrum.real
-        self._denorm[nb:] = spectrum.imag
+        self.codec.from_spectrum(self._phase.process(mag), out=self._denorm)
 
     def magnitudes(self, frame: np.ndarray) -> np.ndarray:
         """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), the partials' contrast
@@ -277,10 +277,7 @@ class Generator:
         frame). Calibration plays thousands of frames through the output stage for every setting it tries."""
         frames = np.asarray(frames, dtype=np.float32)
         if self.magnitude:
-            spectra = self._phase.process_many(self.magnitudes_many(frames) * self.output_gain)
-            nb = self.codec.n_bins
-            coeffs = np.empty((len(frames), self.codec.dim), dtype=np.float32)
-            coeffs[:, :nb], coeffs[:, nb:] = spectra.real, spectra.imag
+            coeffs = self.codec.from_spectrum(self._phase.process_many(self.magnitudes_many(frames) * self.output_gain))
         else:
             coeffs = frames * self._out_scale + self._out_offset
         if len(coeffs):

@@ -9,6 +9,13 @@ Timing: the signal is preceded by (frame - hop) zeros, so frame t covers padded 
 and, once frame t has been added, output block t (padded samples [t*hop, (t+1)*hop)) is final. The streaming
 synthesiser therefore returns exactly one finished hop per frame, and the one-shot synthesiser returns the same
 blocks stacked.
+
+Spectra: the magnitude model sees every frame as the magnitudes of its spectrum on the domain's grid of bins and
+gets coefficients back from a complex spectrum (`magnitudes`, `from_spectrum`). For FFT frames that spectrum is the
+rfft itself. A DCT-II coefficient swings with the phase of the partial under it, so DCT frames take the spectrum
+on their own grid (bin k at k * sr / (2 * frame)): the rfft of the windowed frame zero-padded to twice its length,
+Z_k. Then exactly X_k = Re(Z_k * exp(-i pi k / (2 frame))) (scaled to the orthonormal DCT), so a spectrum whose
+phases advance as a partial's do gives DCT frames that overlap-add into that partial, at twice the FFT's resolution.
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ class FrameCodec:
         if coverage.min() < 1e-3 * coverage.max():
             raise ConfigError(f"frame {cfg.frame} / hop {cfg.hop} overlap too little for reconstruction")
         self.synthesis_window = (self.window / np.tile(coverage, reps)[: cfg.frame]).astype(np.float32)
+        # The length of the FFT whose bins are the domain's grid (see the module's notes on spectra).
+        self.fft_size = 2 * cfg.frame if cfg.domain == "dct" else cfg.frame
+        if cfg.domain == "dct":  # the orthonormal DCT's scale of the zero-padded rfft (DC's apart), the half-bin turn
+            k = np.arange(self.n_bins)
+            self._scale = np.where(k == 0, np.sqrt(1.0 / cfg.frame), np.sqrt(2.0 / cfg.frame)).astype(np.float32)
+            self._turn = np.exp(-1j * np.pi * k / (2 * cfg.frame)).astype(np.complex64)
 
     # -- analysis ----------------------------------------------------------------------------------------
 
@@ -71,6 +84,30 @@ class FrameCodec:
             spec = scipy.fft.rfft(windowed, norm="ortho", axis=-1)[..., : self.n_bins]
             coeffs = np.concatenate([spec.real, spec.imag], axis=-1)  # (..., 2 * n_bins): [re..., im...]
         return coeffs.astype(np.float32)
+
+    def magnitudes(self, coeffs: np.ndarray) -> np.ndarray:
+        """Coefficient frames (..., dim) -> magnitudes of their spectra on the domain's grid (..., n_bins), scaled
+        so that `from_spectrum` of a spectrum with these magnitudes and the frames' own phases gives the frames."""
+        coeffs = np.asarray(coeffs, dtype=np.float32)
+        n = self.n_bins
+        if self.cfg.domain == "fft":
+            return np.hypot(coeffs[..., :n], coeffs[..., n:])
+        windowed = self.inverse(coeffs)  # (..., frame): the orthonormal DCT's inverse is the windowed frame
+        spectrum = scipy.fft.rfft(windowed, n=self.fft_size, axis=-1)[..., :n]
+        return (np.abs(spectrum) * self._scale).astype(np.float32)
+
+    def from_spectrum(self, spectrum: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Complex spectra on the domain's grid (..., n_bins) -> coefficient frames (..., dim) float32, into
+        `out` if given (no allocation for one FFT frame)."""
+        n = self.n_bins
+        if out is None:
+            out = np.empty(spectrum.shape[:-1] + (self.dim,), dtype=np.float32)
+        if self.cfg.domain == "fft":
+            out[..., :n] = spectrum.real
+            out[..., n:] = spectrum.imag
+        else:
+            out[...] = (spectrum * self._turn).real
+        return out
 
     # -- synthesis ---------------------------------------------------------------------------------------
 

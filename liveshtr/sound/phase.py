@@ -21,7 +21,9 @@ previous frames, so no frame waits for the next one; `delay=1` uses the centred 
 before the newest one.
 
 Conventions: frames as `FrameCodec` makes them (periodic Hann starting at the frame's first sample), so a
-stationary sinusoid's neighbouring bins differ by pi in phase; `spectrum` bins 0..n_bins-1 of the rfft.
+stationary sinusoid's neighbouring bins differ by -2 pi (frame / 2) / fft_size in phase (pi for the rfft of the frame
+itself); `spectrum` bins 0..n_bins-1 of an rfft of `fft_size` samples: the frame, zero-padded beyond its length for
+the DCT's grid (`FrameCodec.fft_size`).
 """
 
 from __future__ import annotations
@@ -37,14 +39,20 @@ TOLERANCE_DB = -100.0  # bins this far below the frame's peak get random phase
 class PhaseReconstructor:
     """Magnitude frames in, complex spectra out; all state from earlier frames is kept here."""
 
-    def __init__(self, frame: int, hop: int, n_bins: int, delay: int = 0, seed: int = 0):
+    def __init__(self, frame: int, hop: int, n_bins: int, delay: int = 0, seed: int = 0, fft_size: int | None = None):
         if delay not in (0, 1):
             raise ValueError(f"delay {delay} must be 0 (causal) or 1 (one frame late, centred gradients)")
         self.frame, self.hop, self.n_bins, self.delay = frame, hop, n_bins, delay
-        lam = HANN_LAMBDA * frame * frame
-        self._tgrad_scale = hop * frame / lam / 2  # per hop, times the centred difference over bins
-        self._tgrad_offset = 2 * math.pi * hop * np.arange(n_bins) / frame  # per hop: the bin's own frequency
-        self._fgrad_scale = -lam / (hop * frame)  # per bin, times the change of log-magnitude per hop
+        size = self.fft_size = fft_size or frame  # the bins are samplerate / size apart
+        lam = HANN_LAMBDA * frame * frame  # the window's: its length, not the transform's
+        self._tgrad_scale = hop * size / lam / 2  # per hop, times the centred difference over bins
+        self._tgrad_offset = 2 * math.pi * hop * np.arange(n_bins) / size  # per hop: the bin's own frequency
+        self._fgrad_scale = -lam / (hop * size)  # per bin, times the change of log-magnitude per hop
+        # Phase from one bin to the next for a window that starts, not centres, at the frame's first sample:
+        # -2 pi (frame / 2) / size, taken in 0..2 pi (pi for the frame's own rfft). An event inside the frame lies
+        # at most half a frame from its centre, which bounds the group delay's step to +-pi frame / size.
+        self._bin_step = 2 * math.pi - math.pi * frame / size
+        self._fgrad_limit = math.pi * frame / size
         self._rng = np.random.default_rng(seed)
         self._index = np.arange(n_bins)
         self._tilt = 1e-9 * self._index
@@ -83,8 +91,8 @@ class PhaseReconstructor:
         tgrad = self._tgrad_scale * ds_dm + self._tgrad_offset  # (n_bins,) phase advance per hop
         # (n_bins,) phase step per bin, centred-window convention. An attack out of silence makes the log-magnitude
         # jump by tens of nepers in one hop; no event inside the frame is further than half a frame from its
-        # centre, which bounds the step to +-pi.
-        fgrad = np.clip(self._fgrad_scale * ds_dt, -math.pi, math.pi)
+        # centre, which bounds the step (`_fgrad_limit`).
+        fgrad = np.clip(self._fgrad_scale * ds_dt, -self._fgrad_limit, self._fgrad_limit)
 
         # Each bin's peak: follow the larger neighbour uphill, by pointer doubling (log2(n_bins) gathers). A tilt
         # far below any real level difference breaks ties downwards, so a flat spectrum (a click) is one region
@@ -100,9 +108,9 @@ class PhaseReconstructor:
 
         # Peaks carry on from the last frame at their instantaneous frequency (trapezoidal in time) ...
         phase = self._phase + (self._tgrad_prev + tgrad) / 2
-        # ... and every other bin is integrated from its peak across frequency (trapezoidal; +pi a bin for the
-        # window that starts, not centres, at the frame's first sample).
-        increments = (fgrad[:-1] + fgrad[1:]) / 2 + math.pi  # from bin k to bin k+1
+        # ... and every other bin is integrated from its peak across frequency (trapezoidal; `_bin_step` a bin for
+        # the window that starts, not centres, at the frame's first sample).
+        increments = (fgrad[:-1] + fgrad[1:]) / 2 + self._bin_step  # from bin k to bin k+1
         along = np.concatenate(([0.0], np.cumsum(increments)))  # (n_bins,)
         phase = np.where(is_peak, phase, phase[peak] + along - along[peak])
         quiet = s < s.max() + TOLERANCE_DB / 20 * math.log(10)
@@ -134,7 +142,7 @@ class PhaseReconstructor:
         ds_dm[:, 1:-1] = s[:, 2:] - s[:, :-2]
         ds_dm[:, 0], ds_dm[:, -1] = 2 * (s[:, 1] - s[:, 0]), 2 * (s[:, -1] - s[:, -2])
         tgrad = self._tgrad_scale * ds_dm + self._tgrad_offset
-        fgrad = np.clip(self._fgrad_scale * ds_dt, -math.pi, math.pi)
+        fgrad = np.clip(self._fgrad_scale * ds_dt, -self._fgrad_limit, self._fgrad_limit)
 
         tilted = s - self._tilt
         edge = np.full((n, 1), -np.inf)
@@ -150,7 +158,7 @@ class PhaseReconstructor:
         is_peak = peak == self._index
 
         advance = (np.concatenate((self._tgrad_prev[None], tgrad[:-1])) + tgrad) / 2
-        increments = (fgrad[:, :-1] + fgrad[:, 1:]) / 2 + math.pi
+        increments = (fgrad[:, :-1] + fgrad[:, 1:]) / 2 + self._bin_step
         along = np.concatenate((np.zeros((n, 1)), np.cumsum(increments, axis=1)), axis=1)
         along_peak = np.take_along_axis(along, peak, axis=1)
         quiet = s < s.max(axis=1, keepdims=True) + TOLERANCE_DB / 20 * math.log(10)

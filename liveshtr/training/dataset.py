@@ -16,7 +16,7 @@ import numpy as np
 from liveshtr.config import LOOP_MAX_S, LOOP_TRAIN_S
 from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec, FrameStats
-from liveshtr.sound.magnitude import Pulse, find_loop_pulse, find_pulse, magnitudes
+from liveshtr.sound.magnitude import Pulse, find_loop_pulse, find_pulse
 
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block
@@ -99,15 +99,15 @@ def prepare(
         loops = [s.duration_s < LOOP_MAX_S for s in songs]
     frame_rate = codec.samplerate / codec.hop
     coeffs = [codec.analyse(s.samples, loop) for s, loop in zip(songs, loops, strict=True)]  # [(T_i, dim)]
-    if codec.cfg.domain == "fft":
-        mags = [magnitudes(c, codec.n_bins) for c in coeffs]
-    else:
-        mags = [np.abs(c) for c in coeffs]
+    spectra = [codec.magnitudes(c) for c in coeffs]  # on the domain's grid of bins: the beat is found in them
     pulses = [
-        (find_loop_pulse if loop else find_pulse)(m, codec.samplerate, codec.frame, codec.hop)
-        for m, loop in zip(mags, loops, strict=True)
+        (find_loop_pulse if loop else find_pulse)(m, codec.samplerate, codec.fft_size, codec.hop)
+        for m, loop in zip(spectra, loops, strict=True)
     ]
-    bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in mags]).mean(axis=0)
+    # what a coefficient model's output EQ aims at: each coefficient's power (a DCT coefficient's own, not its bin's)
+    levels = spectra if codec.cfg.domain == "fft" else [np.abs(c) for c in coeffs]
+    bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in levels]).mean(axis=0)
+    del spectra, levels
     raw = coeffs if features is None else [features(c) for c in coeffs]
     del coeffs
     shortest = len(min(raw, key=len))

@@ -121,7 +121,7 @@ def _hms(seconds: float) -> str:
 
 
 class CoefficientObjective:
-    """The coefficient model (DCT domain): squared error of the next frame plus the balanced KL."""
+    """The coefficient model: squared error of the next frame plus the balanced KL."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -160,7 +160,7 @@ class CoefficientObjective:
 
 
 class MagnitudeObjective:
-    """The magnitude model (FFT domain): Gaussian negative log-likelihood of every feature of the next frame plus
+    """The magnitude model: Gaussian negative log-likelihood of every feature of the next frame plus
     the KL, balanced (beta on the posterior's side, prior_weight on the prior's) and counted per feature. With
     weights summing to 1 the loss is the evidence bound per feature; the defaults sum to 5, so the latent keeps only
     what is worth more than 5 nats of the frame's likelihood (events), and the LSTM predicts the rest."""

@@ -83,6 +83,29 @@ def test_cutoff_reproduces_the_low_passed_signal(songs, domain):
         assert np.sum(np.abs(np.fft.rfft(y))[above] ** 2) < 1e-5 * np.sum(y**2) * len(y)
 
 
+@pytest.mark.parametrize("domain", ["dct", "fft"])
+@pytest.mark.parametrize("max_hz", [0.0, 4000.0])
+def test_a_spectrum_with_the_frames_own_phases_gives_the_frames_back(songs, domain, max_hz):
+    """The magnitude model's way in and out: magnitudes on the domain's grid, and coefficients from a complex
+    spectrum. A DCT frame's spectrum is the rfft of the windowed frame zero-padded to twice its length (bins
+    sr / (2 frame) apart, as the DCT's); with the frames' own phases the coefficients come back exactly."""
+    sr = songs[0].samplerate
+    codec = FrameCodec(FrameConfig(domain=domain, frame=1024, hop=256, max_hz=max_hz), sr)
+    coeffs = codec.analyse(excerpt(songs[1])[: 2 * sr])
+    mags = codec.magnitudes(coeffs)
+    assert mags.shape == (len(coeffs), codec.n_bins) and codec.fft_size == (2048 if domain == "dct" else 1024)
+    windowed = codec.inverse(coeffs)
+    phases = np.angle(np.fft.rfft(windowed, n=codec.fft_size, axis=-1)[:, : codec.n_bins])
+    back = codec.from_spectrum(mags * np.exp(1j * phases))
+    assert back.dtype == np.float32 and back.shape == coeffs.shape
+    np.testing.assert_allclose(back, coeffs, rtol=0, atol=1e-5 * np.abs(coeffs).max())
+    out = np.empty(codec.dim, dtype=np.float32)  # one frame into a buffer, as the engine makes them
+    assert codec.from_spectrum(mags[5] * np.exp(1j * phases[5]), out=out) is out
+    np.testing.assert_array_equal(out, back[5])
+    if domain == "dct":  # a coefficient swings within its bin's magnitude, reaching it at some phase
+        assert np.all(np.abs(coeffs) <= mags * (1 + 1e-4) + 1e-6)
+
+
 def test_cutoff_bin_counts():
     sr = 24000
     assert FrameConfig(domain="dct", frame=1024, max_hz=6000).n_bins(sr) == 512  # DCT bin = 11.7 Hz

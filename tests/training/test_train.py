@@ -51,6 +51,8 @@ def trainings(trained, tmp_path_factory) -> dict[str, tuple]:
         "again": [shared_song(GROOVE), *QUICK],
         "position": [brahms, "--position-harmonics", "4", "--epochs", "1", *SMALL],  # 42 s: one harmonic
         "drums": [drums, "--epochs", "1", *SMALL, "--loop", "off"],  # as a loop, it would be one
+        "dct": [brahms, "--domain", "dct", "--epochs", "1", *SMALL],
+        "coefficients": [brahms, "--domain", "dct", "--model", "coefficients", "--epochs", "2"],
     }
     commands = [
         [sys.executable, "-m", "liveshtr", "train", str(args[0]), "-o", str(root / name), *map(str, args[1:])]
@@ -251,9 +253,9 @@ def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
         (["--own-samples", "1.5"], "own-samples 1.5"),
         (["--clock-harmonics", "0"], "clock-harmonics : 1 to 64 different harmonics"),
         (["--clock-harmonics", "4,4"], "clock-harmonics 4,4: 1 to 64 different harmonics"),
-        (["--domain", "dct", "--own-samples", "0.3"], "apply to FFT frames"),
-        (["--domain", "dct", "--clock-harmonics", "16"], "apply to FFT frames"),
-        (["--domain", "dct", "--position-harmonics", "2"], "apply to FFT frames"),
+        (["--model", "coefficients", "--own-samples", "0.3"], "apply to the magnitude model only"),
+        (["--model", "coefficients", "--clock-harmonics", "16"], "apply to the magnitude model only"),
+        (["--model", "coefficients", "--position-harmonics", "2"], "apply to the magnitude model only"),
         (["--position-harmonics", "2,17"], "position-harmonics 2,17: different harmonics, each in 1..16"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "0"], "cuda|lr"),
     ],
@@ -315,6 +317,36 @@ def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(trainings):
     assert np.isclose(bundle.latent_scale, 0.6 * sampling["restraint"], atol=1e-3)
     audio = Generator(bundle, seed=1).render(3.0, Controls.for_bundle(bundle))
     assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
+
+
+def plays(bundle) -> None:
+    """Three seconds through the ONNX graph: finite, audible, below full scale."""
+    from liveshtr.live.generator import Controls, Generator
+
+    audio = Generator(bundle, seed=1).render(3.0, Controls.for_bundle(bundle))
+    assert np.isfinite(audio).all() and 1e-3 < np.abs(audio).max() < 1.0
+
+
+def test_dct_frames_train_the_magnitude_model_on_their_own_grid(trainings):
+    """The DCT domain's model is the magnitude model, on the DCT's grid of bins (11.7 Hz apart at 24 kHz / 1024:
+    twice the FFT's), its phase made on stage and its DCT frames taken from that spectrum."""
+    out, result = trainings["dct"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DCT frames 1024/256, 320 features (256 bins, then bands)" in result.stdout, result.stdout
+    assert "beats both" in result.stdout and "tempo     " in result.stdout, result.stdout
+    bundle = load_bundle(out)
+    assert bundle.kind == "magnitude" and bundle.frames.domain == "dct" and bundle.tempo
+    assert bundle.meta["features"]["pitch_bins"] == 256 and bundle.output_gain.shape == (1024,)
+    plays(bundle)
+
+
+def test_the_coefficient_model_still_trains_to_compare_with(trainings):
+    out, result = trainings["coefficients"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DCT frames 1024/256, 1024 coefficients; model 1x128" in result.stdout, result.stdout
+    bundle = load_bundle(out)
+    assert bundle.kind == "coefficients" and bundle.tempo is None and bundle.drift > 0
+    plays(bundle)
 
 
 def test_the_model_plays_on_through_the_song_from_where_it_was_primed(trainings):
