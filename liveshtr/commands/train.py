@@ -211,8 +211,7 @@ def run(args: argparse.Namespace) -> int:
             **shape,
         )
 
-        def features(coeffs):
-            return layout.to_features(codec.magnitudes(coeffs))
+        features = layout.to_features
 
         size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
     else:

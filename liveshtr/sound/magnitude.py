@@ -77,11 +77,6 @@ class MagnitudeLayout:
         return {"pitch_hz": self.pitch_hz, "bands": self.bands}
 
 
-def magnitudes(coeffs: np.ndarray, n_bins: int) -> np.ndarray:
-    """FFT-domain coefficient frames (..., 2 * n_bins) [re..., im...] -> magnitudes (..., n_bins)."""
-    return np.hypot(coeffs[..., :n_bins], coeffs[..., n_bins:])
-
-
 def clock_features(beat: np.ndarray | float, harmonics: tuple[int, ...]) -> np.ndarray:
     """Beat counts (...,) -> (..., 2 * len(harmonics)): sin and cos of each harmonic of the bar in turn (4 is the
     beat, 16 the sixteenth note). With the harmonics 1..16 any pattern of hits on the sixteenth-note grid is a

@@ -92,8 +92,9 @@ def prepare(
     val_every: int = VAL_EVERY,
     loops: list[bool] | None = None,
 ) -> FrameData:
-    """Frames of every song, split and normalised. `features` turns coefficient frames (T, dim) into what the
-    model sees (the magnitude model's log features); without it the model sees the coefficients. `loops`: which
+    """Frames of every song, split and normalised. `features` turns the frames' magnitudes on the domain's grid
+    (T, n_bins; `FrameCodec.magnitudes`) into what the model sees (the magnitude model's log features); without it
+    the model sees the coefficients. `loops`: which
     songs train as loops (default: those shorter than LOOP_MAX_S)."""
     if loops is None:
         loops = [s.duration_s < LOOP_MAX_S for s in songs]
@@ -107,9 +108,8 @@ def prepare(
     # what a coefficient model's output EQ aims at: each coefficient's power (a DCT coefficient's own, not its bin's)
     levels = spectra if codec.cfg.domain == "fft" else [np.abs(c) for c in coeffs]
     bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in levels]).mean(axis=0)
-    del spectra, levels
-    raw = coeffs if features is None else [features(c) for c in coeffs]
-    del coeffs
+    raw = coeffs if features is None else [features(m) for m in spectra]
+    del coeffs, spectra, levels
     shortest = len(min(raw, key=len))
     block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * frame_rate), shortest // val_every))
     train_parts, beat_parts, position_parts, val_spans, copies = [], [], [], [], []

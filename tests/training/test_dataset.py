@@ -9,7 +9,7 @@ import soundfile as sf
 from liveshtr.config import LOOP_TRAIN_S, AudioConfig, FrameConfig
 from liveshtr.sound.audio import load_songs
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.sound.magnitude import find_loop_pulse, magnitudes
+from liveshtr.sound.magnitude import find_loop_pulse
 from liveshtr.training.dataset import prepare, training_spans
 from tests.conftest import GROOVE, shared_song
 
@@ -91,7 +91,7 @@ def test_songs_are_not_loops_unless_told(tmp_path):
 def loop_pulse_of(samples: np.ndarray):
     audio, frames = AudioConfig(), FrameConfig()
     codec = FrameCodec(frames, audio.samplerate)
-    mags = magnitudes(codec.analyse(samples, loop=True), codec.n_bins)
+    mags = codec.magnitudes(codec.analyse(samples, loop=True))
     return find_loop_pulse(mags, audio.samplerate, frames.frame, frames.hop), len(mags)
 
 

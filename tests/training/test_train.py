@@ -103,7 +103,7 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.audio import load_song
     from liveshtr.sound.frames import FrameCodec
-    from liveshtr.sound.magnitude import MagnitudeLayout, magnitudes
+    from liveshtr.sound.magnitude import MagnitudeLayout
     from liveshtr.training.export import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
 
     out, result = trained
@@ -111,7 +111,7 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     codec = FrameCodec(bundle.frames, bundle.audio.samplerate)
     layout = MagnitudeLayout(codec.n_bins, bundle.frames.bin_hz(codec.samplerate))
     song = load_song(shared_song(GROOVE), AudioConfig())
-    features = layout.to_features(magnitudes(codec.analyse(song.samples), codec.n_bins))
+    features = layout.to_features(codec.magnitudes(codec.analyse(song.samples)))
     target = frame_change([bundle.stats.normalise(features)], layout.pitch_bins)
     generator = Generator(bundle, seed=5)
     controls = Controls.for_bundle(bundle)
