@@ -131,18 +131,30 @@ CONTROL_SETTINGS = {
 }
 CONTROL_MEASURES = ("beat", "onsets_per_s", "pitch_corr", "log_flatness", "harmonic_share")
 CONTROL_SEEDS = (1, 2, 3)
+SONG_PRIMES = "the song itself at 0.25 / 0.75"  # the prime's yardstick: how far the song's own stretches differ
+
+
+def stretch_at(x: np.ndarray, samplerate: int, position: float, seconds: float) -> np.ndarray:
+    """`seconds` of a signal about `position` (0..1) through it, moved inside it where it would run over an end."""
+    n = min(len(x), int(seconds * samplerate))
+    start = min(max(0, int(position * len(x)) - n // 2), len(x) - n)
+    return x[start : start + n]
 
 
 def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 30.0) -> dict:
     """How much each control changes each music measure, against chance: the spread (max - min) of every measure
     over CONTROL_SEEDS at default controls, and for each of CONTROL_SETTINGS the change between its two settings
-    (seed RENDER_SEED). A control changes the music clearly where some change exceeds 3x its measure's spread."""
+    (seed RENDER_SEED). A control changes the music clearly where some change exceeds 3x its measure's spread.
+
+    Beside them (SONG_PRIMES), how far the song's own stretches about the two primes' positions differ: a prime
+    that follows the song can change the music clearly only where the song's own parts differ so."""
     from liveshtr.analysis import music
 
     reference = music.pitch_classes(music.to_measure_rate(song, samplerate))
 
-    def measures(seed: int = RENDER_SEED, **controls) -> dict:
-        y = music.to_measure_rate(render(bundle, seconds, seed, **controls), samplerate)
+    def measures(seed: int = RENDER_SEED, signal: np.ndarray | None = None, **controls) -> dict:
+        x = render(bundle, seconds, seed, **controls) if signal is None else signal
+        y = music.to_measure_rate(x, samplerate)
         m = music.measure(y).to_dict()
         m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
         m["log_flatness"] = float(np.log10(max(m["flatness"], 1e-12)))
@@ -154,6 +166,8 @@ def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 
     for name, (a, b) in CONTROL_SETTINGS.items():
         ma, mb = measures(**a), measures(**b)
         effects[name] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
+    ma, mb = (measures(signal=stretch_at(song, samplerate, p, seconds)) for p in (0.25, 0.75))
+    effects[SONG_PRIMES] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
     return {"spread": spread, "effects": effects}
 
 

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "magnitude":
         from liveshtr.sound.magnitude import MagnitudeLayout
 
-        layout = MagnitudeLayout(codec.n_bins, frame_cfg.bin_hz(audio_cfg.samplerate))
+        layout = MagnitudeLayout.for_codec(codec)
         model_cfg = MagnitudeConfig(
             features=layout.n_features,
             latent_dim=args.latent_dim,

@@ -119,9 +119,15 @@ class Generator:
         if self.magnitude:
             feats = bundle.meta["features"]
             self.layout = MagnitudeLayout(
-                self.codec.n_bins, bundle.frames.bin_hz(self.samplerate), feats["pitch_hz"], feats["bands"]
+                self.codec.n_bins,
+                bundle.frames.bin_hz(self.samplerate),
+                feats["pitch_hz"],
+                feats["bands"],
+                feats.get("pitch_step", 1),
             )
-            self._source = self.layout.source  # (n_bins,) the feature each bin takes its level from
+            # every bin's log-magnitude from the features: one feature each, or a few weighted (`taps`)
+            self._taps, self._tap_weights = self.layout.taps  # (n_bins, taps) each
+            self._tapped = np.zeros(self._taps.shape, dtype=np.float32)
             self._phase = PhaseReconstructor(
                 self.codec.frame, self.codec.hop, self.codec.n_bins, fft_size=self.codec.fft_size
             )
@@ -238,7 +244,13 @@ class Generator:
         np.multiply(frames, stats.std, out=features)
         np.add(features, stats.mean, out=features)
         contrast.apply(pitch, self.contrast)
-        np.take(features, self._source, axis=-1, out=mag)
+        if self._taps.shape[1] == 1:
+            np.take(features, self._taps[:, 0], axis=-1, out=mag)
+        else:
+            tapped = self._tapped if mag.ndim == 1 else np.empty(mag.shape + self._taps.shape[1:], np.float32)
+            np.take(features, self._taps, axis=-1, out=tapped)
+            tapped *= self._tap_weights
+            np.sum(tapped, axis=-1, out=mag)
         np.exp(mag, out=mag)
         mag -= FLOOR
         return np.maximum(mag, 0.0, out=mag)

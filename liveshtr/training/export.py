@@ -26,6 +26,7 @@ from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.live.runtime import StepModel
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
+from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout
 from liveshtr.sound.tone import median_flatness, tone_target
 from liveshtr.training.dataset import FrameData
@@ -471,9 +472,7 @@ def export_bundle(
         spread = spread.clamp_min(1e-3)
         every = max(1, len(mu) // IMPORTANCE_FRAMES)
         order = order_latents(model, h[::every], mu[::every], spread)
-        layout = MagnitudeLayout(
-            frames.n_bins(audio.samplerate), frames.bin_hz(audio.samplerate), model.cfg.pitch_hz, model.cfg.bands
-        )
+        layout = MagnitudeLayout.for_codec(FrameCodec(frames, audio.samplerate), model.cfg.pitch_hz, model.cfg.bands)
         sharpness = np.where(np.arange(layout.n_features) < layout.pitch_bins, PITCH_SHARPNESS, 1.0)
         extra = {
             "kind": "magnitude",

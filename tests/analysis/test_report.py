@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS
+import numpy as np
+
+from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
 from tests.conftest import REPO, SHARED_AUDIO
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
@@ -50,9 +52,18 @@ def test_controls_table_sets_each_control_against_the_seed_spread():
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()]
     table = {cells[1]: cells[2:] for cells in rows if len(cells) == 8 and cells[0].startswith("hungarian")}
     spread = table.pop("seed spread (3 seeds)")
-    assert set(table) == set(CONTROL_SETTINGS) and all(float(v) >= 0 for v in spread[:5])
+    assert set(table) == {*CONTROL_SETTINGS, SONG_PRIMES} and all(float(v) >= 0 for v in spread[:5])
     for name, cells in table.items():
         changes = [float(v) for v in cells[:5]]
         clear = any(abs(c) > 3 * float(s) for c, s in zip(changes, spread[:5], strict=True))
         assert cells[5] == ("yes" if clear else "no"), name
     assert any(float(v) != 0 for v in table["temperature 0.5 / 1.5"][:5])  # the renders differ
+
+
+def test_the_songs_own_stretches_lie_inside_it():
+    """The prime's yardstick: the song's stretches about 0.25 and 0.75, moved inside where they would run over."""
+    x = np.arange(100.0)
+    assert stretch_at(x, 1, 0.25, 30).tolist() == list(range(10, 40))
+    assert stretch_at(x, 1, 0.05, 30).tolist() == list(range(30))
+    assert stretch_at(x, 1, 0.95, 30).tolist() == list(range(70, 100))
+    assert len(stretch_at(x, 1, 0.5, 300)) == 100

@@ -329,15 +329,24 @@ def plays(bundle) -> None:
 
 def test_dct_frames_train_the_magnitude_model_on_their_own_grid(trainings):
     """The DCT domain's model is the magnitude model, on the DCT's grid of bins (11.7 Hz apart at 24 kHz / 1024:
-    twice the FFT's), its phase made on stage and its DCT frames taken from that spectrum."""
+    twice the FFT's), its pitch features the frame's own rfft bins (every other one of that grid), its phase made
+    on stage and its DCT frames taken from that spectrum."""
+    from liveshtr.live.generator import Controls, Generator
+
     out, result = trainings["dct"]
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "DCT frames 1024/256, 320 features (256 bins, then bands)" in result.stdout, result.stdout
+    assert "DCT frames 1024/256, 192 features (128 bins, then bands)" in result.stdout, result.stdout
     assert "beats both" in result.stdout and "tempo     " in result.stdout, result.stdout
     bundle = load_bundle(out)
     assert bundle.kind == "magnitude" and bundle.frames.domain == "dct" and bundle.tempo
-    assert bundle.meta["features"]["pitch_bins"] == 256 and bundle.output_gain.shape == (1024,)
+    features = bundle.meta["features"]
+    assert features["pitch_bins"] == 128 and features["pitch_step"] == 2 and bundle.output_gain.shape == (1024,)
     plays(bundle)
+    # the bins between the pitch features are interpolated the same way live (a frame a hop) and in export's blocks
+    frames = np.array([Generator(bundle, seed=2).next_frame(Controls.for_bundle(bundle)).copy() for _ in range(3)])
+    one, block = Generator(bundle, seed=5), Generator(bundle, seed=5)
+    np.testing.assert_array_equal(block.magnitudes_many(frames), [one.magnitudes(f).copy() for f in frames])
+    np.testing.assert_allclose(one.magnitudes(frames[0]), one.layout.to_magnitudes(one._features), rtol=1e-4)
 
 
 def test_the_coefficient_model_still_trains_to_compare_with(trainings):
