@@ -25,6 +25,7 @@ from liveshtr.atomic import atomic_path
 from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.errors import LiveshtrError
 from liveshtr.sound.frames import FrameStats
+from liveshtr.sound.magnitude import MagnitudeLayout
 
 FORMAT_VERSION = 2  # 2: the magnitude model beside the coefficient model; a clock
 KINDS = ("magnitude", "coefficients")
@@ -78,6 +79,18 @@ class Bundle:
     def kind(self) -> str:
         """'magnitude' (log-magnitude features, a clock, phase made by the engine) or 'coefficients'."""
         return self.meta["kind"]
+
+    @property
+    def layout(self) -> MagnitudeLayout:
+        """The magnitude model's features: which bins and bands a frame's values are (magnitude bundles only)."""
+        features = self.meta["features"]
+        return MagnitudeLayout(
+            self.frames.n_bins(self.audio.samplerate),
+            self.frames.bin_hz(self.audio.samplerate),
+            float(features["pitch_hz"]),
+            int(features["bands"]),
+            int(features.get("pitch_step", 1)),  # bundles from before it have every bin
+        )
 
     @property
     def tempo(self) -> float | None:
@@ -230,11 +243,12 @@ def load_bundle(path: str | Path) -> Bundle:
         output_gain = gain.astype(np.float32)
         bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
         dim, latent = bundle.dim, bundle.latent_dim
+        features = bundle.layout.n_features if bundle.kind == "magnitude" else dim
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
     n_bins = frames.n_bins(audio.samplerate)
     checks = {
-        "model dim": (dim, frames.dim(audio.samplerate) if bundle.kind == "coefficients" else dim),
+        "model dim": (dim, frames.dim(audio.samplerate) if bundle.kind == "coefficients" else features),
         "normalisation stats": (stats.mean.shape, (dim,)),
         "latent mean": (latent_mean.shape, (latent,)),
         "latent spread": (latent_spread.shape, (latent,)),

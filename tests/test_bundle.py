@@ -64,6 +64,24 @@ def test_inconsistent_shapes(bundle_copy):
         load_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ({"pitch_step": 2}, "model dim has shape 192, expected 128"),  # the features would be other bins
+        ({"pitch_hz": 1500.0}, "model dim has shape 192, expected 128"),
+        ({"pitch_step": 0}, "incomplete or malformed .*pitch_step"),
+        ({"bands": "many"}, "incomplete or malformed"),
+    ],
+)
+def test_features_that_are_not_the_models_are_refused(bundle_copy, features, message):
+    """A magnitude bundle's feature layout must give the model's own number of features: an engine that read its
+    values as other bins would play another spectrum."""
+    assert load_bundle(bundle_copy).layout.n_features == 192
+    edit_meta(bundle_copy, lambda m: m["features"].update(features))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle_copy)
+
+
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="no such model folder"):
         load_bundle(tmp_path / "nothing")

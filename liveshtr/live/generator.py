@@ -25,7 +25,7 @@ from liveshtr.bundle import COEFFICIENT_DRIFT, Bundle
 from liveshtr.live.runtime import StepModel
 from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.sound.magnitude import FLOOR, MagnitudeLayout
+from liveshtr.sound.magnitude import FLOOR
 from liveshtr.sound.phase import PhaseReconstructor
 from liveshtr.sound.tone import ContrastFilter
 
@@ -117,14 +117,7 @@ class Generator:
         self._place_step = 0.0  # ... and how far one frame moves on
         self._position_feed = self.model.feeds.get("position")
         if self.magnitude:
-            feats = bundle.meta["features"]
-            self.layout = MagnitudeLayout(
-                self.codec.n_bins,
-                bundle.frames.bin_hz(self.samplerate),
-                feats["pitch_hz"],
-                feats["bands"],
-                feats.get("pitch_step", 1),
-            )
+            self.layout = bundle.layout
             # every bin's log-magnitude from the features: one feature each, or a few weighted (`taps`)
             self._taps, self._tap_weights = self.layout.taps  # (n_bins, taps) each
             self._tapped = np.zeros(self._taps.shape, dtype=np.float32)

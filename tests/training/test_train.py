@@ -103,13 +103,12 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.audio import load_song
     from liveshtr.sound.frames import FrameCodec
-    from liveshtr.sound.magnitude import MagnitudeLayout
     from liveshtr.training.export import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
 
     out, result = trained
     bundle = load_bundle(out)
     codec = FrameCodec(bundle.frames, bundle.audio.samplerate)
-    layout = MagnitudeLayout(codec.n_bins, bundle.frames.bin_hz(codec.samplerate))
+    layout = bundle.layout
     song = load_song(shared_song(GROOVE), AudioConfig())
     features = layout.to_features(codec.magnitudes(codec.analyse(song.samples)))
     target = frame_change([bundle.stats.normalise(features)], layout.pitch_bins)
