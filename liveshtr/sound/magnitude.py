@@ -53,7 +53,7 @@ class MagnitudeLayout:
     @classmethod
     def for_codec(cls, codec, pitch_hz: float = 3000.0, bands: int = 64) -> MagnitudeLayout:
         """The layout of a FrameCodec's magnitudes, its pitch bins at the frame's own resolution."""
-        bin_hz = codec.samplerate / codec.fft_size
+        bin_hz = codec.cfg.bin_hz(codec.samplerate)
         return cls(codec.n_bins, bin_hz, pitch_hz, bands, pitch_step=codec.fft_size // codec.frame)
 
     @property
