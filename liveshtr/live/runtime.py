@@ -11,6 +11,9 @@ No torch here: this is the serving path.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import onnxruntime as ort
 
@@ -45,6 +48,23 @@ def default_threads(bundle: Bundle, precision: str = "float32") -> int:
     return 2 if bundle.hidden >= (1024 if precision == "int8" else 512) else 1
 
 
+_cuda_libraries_loaded = False
+
+
+def load_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that pip installed (the nvidia-* packages torch's CUDA build brings)
+    before the first CUDA session: the dynamic loader does not search there, and
+    without them the CUDA provider cannot start unless torch was imported first, which the serving path never
+    does. onnxruntime's own `preload_dlls`, once, quietly: a library it cannot find is what the session that cannot
+    start then reports, in one line."""
+    global _cuda_libraries_loaded
+    if _cuda_libraries_loaded or not hasattr(ort, "preload_dlls"):
+        return
+    _cuda_libraries_loaded = True
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+        ort.preload_dlls(msvc=False)
+
+
 def _load(path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
@@ -75,6 +95,7 @@ def make_session(
     if want_cuda:
         if precision == "int8":
             raise DeviceError("--precision int8 runs on the CPU only; use --precision float32 with --device cuda")
+        load_cuda_libraries()
         session = _load(bundle.model_path("float32"), options, ["CUDAExecutionProvider", "CPUExecutionProvider"])
         if session.get_providers()[0] == "CUDAExecutionProvider":
             return session, "cuda", "float32"
