@@ -111,7 +111,7 @@ def test_overloaded_producer_counts_underruns_and_the_stream_survives(jack, tmp_
 def test_devices_lists_the_jack_output(jack):
     result = cli("devices", "--json", env=jack)
     assert result.returncode == 0, result.stderr
-    devices = json.loads(result.stdout)
+    devices = json.loads(result.stdout)["audio"]
     assert any(d["name"] == "system" and d["hostapi"].startswith("JACK") for d in devices)
 
 

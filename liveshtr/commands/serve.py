@@ -87,6 +87,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="allow --host beyond this machine without a token or allow-list"
     )
     c.add_argument(
+        "--midi",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PORT",
+        help="play from MIDI: an input's name (or part of it) or index from `liveshtr devices`; alone, a virtual "
+        "input called liveshtr for a DAW or controller to connect to (put it after MODEL)",
+    )
+    c.add_argument(
+        "--midi-map",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON: which controller moves which control (default: README, Playing with MIDI)",
+    )
+    c.add_argument(
+        "--midi-api",
+        choices=("auto", "alsa", "jack", "coremidi", "windows"),
+        default="auto",
+        help="the MIDI system (auto: ALSA's sequencer where it exists, else JACK, on Linux)",
+    )
+    c.add_argument(
         "--telemetry-hz",
         type=float,
         default=20.0,
@@ -134,7 +156,22 @@ def check_surfaces(args: argparse.Namespace):
         insecure=args.insecure,
     )
     check_exposure(exposure)
+    if args.midi_map is not None:
+        if args.midi is None:
+            raise ConfigError("--midi-map needs --midi (the input it maps)")
+        args.midi_map_data = read_midi_map(args.midi_map)
     return exposure
+
+
+def read_midi_map(path: Path) -> dict:
+    from liveshtr.errors import ConfigError
+
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--midi-map {path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"--midi-map {path}: not JSON ({exc})") from None
 
 
 class Surfaces:
@@ -145,7 +182,7 @@ class Surfaces:
 
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
-        self.osc = self.web = self.feedback = None
+        self.osc = self.web = self.feedback = self.midi = None
         # What clients can first see: any change after this (even before the feedback thread exists, by a page
         # that connects early or a datagram that waited in the OSC socket) is published to everyone.
         self._since = engine.params.snapshot
@@ -161,11 +198,23 @@ class Surfaces:
 
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
+        if args.midi is not None:
+            from liveshtr.control.midi import MidiInput
+            from liveshtr.control.midi_protocol import MidiMap, MidiMapError, MidiProtocol
+            from liveshtr.errors import ConfigError
+
+            data = getattr(args, "midi_map_data", None)
+            try:
+                midi_map = MidiMap.default(engine.params) if data is None else MidiMap.from_dict(data, engine.params)
+            except MidiMapError as exc:
+                raise ConfigError(f"--midi-map {args.midi_map}: {exc}") from None
+            self.midi = MidiInput(MidiProtocol(engine.params, midi_map), args.midi or None, args.midi_api)
         if e.osc:
             from liveshtr.control.osc import OscServer
             from liveshtr.control.osc_protocol import OscProtocol
 
-            self.osc = OscServer(OscProtocol(engine.params), e.host, args.osc_port, list(e.osc_allow))
+            midi = self.midi.protocol if self.midi is not None else None
+            self.osc = OscServer(OscProtocol(engine.params, midi), e.host, args.osc_port, list(e.osc_allow))
         if e.web:
             from liveshtr.commands.common import model_info
             from liveshtr.control.telemetry import Spectrum
@@ -192,13 +241,15 @@ class Surfaces:
             address = reachable_address(self.exposure.host)
             query = f"?token={self.exposure.token}" if self.exposure.token else ""
             lines.append(f"page      http://{address}:{self.web.port}/{query}  (WebSocket at /ws)")
+        if self.midi is not None:
+            lines.append(self.midi.describe())
         lines += [f"exposed   {line}" for line in self.exposed]
         return lines
 
     def start(self) -> None:
         from liveshtr.control.telemetry import Feedback
 
-        listeners = [server for _, server in self._servers()]
+        listeners = [server for name, server in self._servers() if name != "midi"]  # MIDI only listens
         if self.osc is not None:
             self.osc.start()
         if listeners:
@@ -223,7 +274,7 @@ class Surfaces:
         return lines
 
     def stop(self) -> None:
-        for part in (self.feedback, self.osc, self.web):
+        for part in (self.feedback, self.osc, self.web, self.midi):
             if part is not None:
                 part.stop()
 
@@ -231,7 +282,8 @@ class Surfaces:
         return {name: server.summary() for name, server in self._servers()}
 
     def _servers(self) -> list[tuple[str, object]]:
-        return [(name, server) for name, server in (("osc", self.osc), ("web", self.web)) if server is not None]
+        surfaces = (("osc", self.osc), ("web", self.web), ("midi", self.midi))
+        return [(name, server) for name, server in surfaces if server is not None]
 
 
 def run(args: argparse.Namespace) -> int:

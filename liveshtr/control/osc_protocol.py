@@ -13,6 +13,11 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
                                    /liveshtr/telemetry played_s fill_ms underruns device_xruns resets step_us load
                                    peak_db rms_db errors; replies /liveshtr/subscribed port, then the whole state
     /liveshtr/unsubscribe [port]   stop it
+    /liveshtr/midi/learn s [i]     bind the next MIDI controller moved (or the pitch wheel) to a control (and
+                                   dimension); replies /liveshtr/midi/learning control
+    /liveshtr/midi/cancel          stop learning
+    /liveshtr/midi/map             replies /liveshtr/midi/cc number control per bound controller, then
+                                   /liveshtr/midi/bend control (or "none")
 
 Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
 feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
@@ -28,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from liveshtr.control.midi_protocol import MidiProtocol
 from liveshtr.live.params import ParamError, Params
 
 PREFIX = "/liveshtr"
@@ -81,6 +87,9 @@ def client_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/list", "", "", f"reply with {PREFIX}/param for each control"),
         Address(f"{PREFIX}/subscribe", "[i]", "port", "feedback (below) to this host at port, default the sender's"),
         Address(f"{PREFIX}/unsubscribe", "[i]", "port", "stop the feedback"),
+        Address(f"{PREFIX}/midi/learn", "s [i]", "control [dimension]", "bind the next MIDI controller moved to it"),
+        Address(f"{PREFIX}/midi/cancel", "", "", "stop MIDI learn"),
+        Address(f"{PREFIX}/midi/map", "", "", f"reply with {PREFIX}/midi/cc per bound controller, then midi/bend"),
     ]
 
 
@@ -106,6 +115,9 @@ def feedback_addresses(params: Params) -> list[Address]:
             "0..255",
             f"band levels {FLOOR_DB:g}..0 dBFS, log-spaced {SPECTRUM_LOW_HZ:g} Hz..Nyquist",
         ),
+        Address(f"{PREFIX}/midi/learning", "s", "", "reply to midi/learn: the control the next controller moves"),
+        Address(f"{PREFIX}/midi/cc", "i s", "", "reply to midi/map: a controller number and its control"),
+        Address(f"{PREFIX}/midi/bend", "s", "", "reply to midi/map: the pitch wheel's control, or none"),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -138,8 +150,9 @@ def error(address: str, problem: str) -> Reply:
 
 
 class OscProtocol:
-    def __init__(self, params: Params):
+    def __init__(self, params: Params, midi: MidiProtocol | None = None):
         self.params = params
+        self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
         self.errors = 0  # malformed messages answered with an error
         self.last_error = ""  # the latest of them, for the log
         self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
@@ -173,6 +186,8 @@ class OscProtocol:
             return self._get(address, args)
         if name in ("subscribe", "unsubscribe") and len(parts) == 1:
             return self._subscribe(address, args, sender, name == "subscribe")
+        if name == "midi" and len(parts) == 2:
+            return self._midi(address, parts[1], args)
         param = self.params.table.get(name)
         if param is None or len(parts) > 2:
             return [error(address, "unknown address; /liveshtr/list names the controls")]
@@ -208,6 +223,32 @@ class OscProtocol:
         if applied != (numbers if len(numbers) == len(applied) else numbers * len(applied)):
             return [Reply(f"{PREFIX}/clamped", (address, *applied))]
         return []
+
+    def _midi(self, address: str, command: str, args: tuple) -> list[Reply]:
+        if command not in ("learn", "cancel", "map"):
+            return [error(address, "unknown address; /liveshtr/midi/ has learn, cancel and map")]
+        if self.midi is None:
+            return [error(address, "no MIDI input: start serve with --midi")]
+        if command == "cancel":
+            self.midi.cancel_learn()
+            return []
+        if command == "map":
+            m = self.midi.map
+            rows = [Reply(f"{PREFIX}/midi/cc", (number, str(b))) for number, b in sorted(m.cc.items())]
+            return rows + [Reply(f"{PREFIX}/midi/bend", (str(m.bend) if m.bend else "none",))]
+        if not 1 <= len(args) <= 2 or not isinstance(args[0], str):
+            return [error(address, "expected a control name and, for a vector, a dimension")]
+        index = None
+        if len(args) == 2:  # Pd sends every number as a float
+            i = args[1]
+            if isinstance(i, bool) or not isinstance(i, (int, float)) or not math.isfinite(i) or i != int(i):
+                return [error(address, f"dimension {i!r} is not a whole number")]
+            index = int(i)
+        try:
+            self.midi.learn(args[0], index)
+        except ParamError as exc:
+            return [error(address, str(exc))]
+        return [Reply(f"{PREFIX}/midi/learning", (args[0] if index is None else f"{args[0]}/{index}",))]
 
     def _subscribe(self, address: str, args: tuple, sender, on: bool) -> list[Reply]:
         if sender is None:

@@ -1,0 +1,329 @@
+"""MIDI as plain logic over the parameter table: one message's bytes in, parameter changes out.
+
+No ports here (`midi.py` opens them with mido and python-rtmidi), so every rule is tested with raw bytes.
+
+- Control change: a bound controller sets its control, 0..127 across the control's range. A control whose range
+  straddles 0 (the latent dimensions) has 64 at exactly 0. Controllers 0-31 are also 14-bit: the LSB partner
+  (the number + 32) that follows an MSB refines it, and a new MSB starts again from LSB 0 (the MIDI spec's rule).
+- Pitch bend: 14 bits to the control bound to the wheel (by default latent 0), the wheel's centre at the control's
+  centre: a push that springs back.
+- Actions (reset, panic) on a controller: pressed as its value rises through 64 (a button, or a pedal).
+- Notes: a note-on moves `prime` across the song, the keys from `low` to `high` spanning it (default C2..C7).
+- MIDI learn: `learn(control, index)` binds the next controller moved (or the pitch-bend wheel) to that control.
+- Clock: 24 ticks a beat give a tempo (over the last beat of ticks), which sets `tempo` where the model has a clock.
+- What cannot be a MIDI message (a data byte >= 128, a wrong length, no status) is counted as an error and dropped,
+  as are controllers and notes on another channel than the map's; SysEx and the messages no control uses are
+  counted as ignored. Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from liveshtr.live.params import ParamError, Params
+
+TICKS_PER_BEAT = 24
+CLOCK_WINDOW = TICKS_PER_BEAT  # ticks the tempo is measured over: one beat
+CLOCK_GAP_S = 0.5  # a longer gap between ticks starts the measurement again (the clock stopped, or jumped)
+TEMPO_STEP = 0.05  # beats a minute: the tempo follows the clock only by more than this (no re-publish per tick)
+KEYS = (36, 96)  # C2..C7: five octaves of a 61-key keyboard span the song
+# Data lengths of channel messages by their high nibble, and of the system messages that carry data.
+CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1, 0xFE: 1, 0xFF: 1}
+
+
+class MidiMapError(ParamError):
+    """A MIDI map (file, or a learn request) that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a controller (or the wheel) moves: a control, and for a vector one of its dimensions."""
+
+    control: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.control if self.index is None else f"{self.control}/{self.index}"
+
+    @classmethod
+    def parse(cls, text: str) -> Binding:
+        name, _, index = str(text).partition("/")
+        if index and not index.isdigit():
+            raise MidiMapError(f"{text!r}: a control, or a control/dimension such as latent/0")
+        return cls(name, int(index) if index else None)
+
+
+@dataclass
+class MidiMap:
+    """Which controller moves what, where the keyboard goes, and the channel listened to (None: all 16)."""
+
+    cc: dict[int, Binding] = field(default_factory=dict)
+    bend: Binding | None = None
+    notes: str = "prime"  # what a note-on does: "prime" (the keyboard spans the song) or "none"
+    keys: tuple[int, int] = KEYS
+    channel: int | None = None  # 0..15 here, 1..16 in files and messages
+    clock: bool = True  # a MIDI clock sets the tempo (where the model has one)
+
+    @classmethod
+    def default(cls, params: Params) -> MidiMap:
+        """The first controllers of common keyboards and control surfaces: mod wheel temperature, volume gain,
+        expression mix, the sustain pedal freeze, 16-23 the latent dimensions, 24-31 the target's."""
+        table = params.table
+        cc = {1: Binding("temperature"), 7: Binding("gain"), 11: Binding("mix"), 12: Binding("drift")}
+        cc[14], cc[64] = Binding("reset"), Binding("freeze")
+        if "tempo" in table:
+            cc[13] = Binding("tempo")
+        for i in range(min(8, table["latent"].size)):
+            cc[16 + i], cc[24 + i] = Binding("latent", i), Binding("target", i)
+        return cls(cc=cc, bend=Binding("latent", 0))
+
+    def check(self, params: Params) -> MidiMap:
+        """Every binding names a control of this model (and a dimension it has); returns self."""
+        for number, binding in self.cc.items():
+            if not 0 <= number <= 119:  # 120-127 are channel mode messages
+                raise MidiMapError(f"controller {number}: choose 0..119 (120-127 are channel mode messages)")
+            check_binding(params, binding)
+        if self.bend is not None:
+            check_binding(params, self.bend)
+        if self.notes not in ("prime", "none"):
+            raise MidiMapError(f"notes {self.notes!r}: choose prime or none")
+        low, high = self.keys
+        if not 0 <= low < high <= 127:
+            raise MidiMapError(f"keys {low}..{high}: choose two notes 0..127, the lower first")
+        if self.channel is not None and not 0 <= self.channel <= 15:
+            raise MidiMapError(f"channel {self.channel + 1}: choose 1..16, or none for all")
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "channel": None if self.channel is None else self.channel + 1,
+            "cc": {str(n): str(b) for n, b in sorted(self.cc.items())},
+            "bend": None if self.bend is None else str(self.bend),
+            "notes": self.notes,
+            "keys": list(self.keys),
+            "clock": self.clock,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, params: Params) -> MidiMap:
+        """A map from JSON; keys left out keep the default map's (so a file may name only what it changes)."""
+        if not isinstance(data, dict):
+            raise MidiMapError("a MIDI map is a JSON object (cc, bend, notes, keys, channel, clock)")
+        unknown = set(data) - {"cc", "bend", "notes", "keys", "channel", "clock"}
+        if unknown:
+            raise MidiMapError(f"unknown key(s) {', '.join(sorted(unknown))}; known: cc bend notes keys channel clock")
+        m = cls.default(params)
+        try:
+            if "cc" in data:
+                m.cc = {int(n): Binding.parse(b) for n, b in dict(data["cc"]).items()}
+            if "bend" in data:
+                m.bend = None if data["bend"] is None else Binding.parse(data["bend"])
+            if "notes" in data:
+                m.notes = str(data["notes"])
+            if "keys" in data:
+                low, high = (int(k) for k in data["keys"])
+                m.keys = (low, high)
+            if "channel" in data:
+                m.channel = None if data["channel"] is None else int(data["channel"]) - 1
+            if "clock" in data:
+                m.clock = bool(data["clock"])
+        except (TypeError, ValueError) as exc:
+            raise MidiMapError(f"malformed MIDI map: {exc}") from None
+        return m.check(params)
+
+
+def check_binding(params: Params, binding: Binding) -> None:
+    param = params.table.get(binding.control)
+    if param is None:
+        raise MidiMapError(f"unknown control {binding.control!r}; known: {', '.join(params.table)}")
+    if param.size > 1 and binding.index is None:
+        raise MidiMapError(f"{binding.control} has {param.size} dimensions: name one, e.g. {binding.control}/0")
+    if param.size == 1 and binding.index is not None:
+        raise MidiMapError(f"{binding.control} has no dimensions")
+    if binding.index is not None and not 0 <= binding.index < param.size:
+        raise MidiMapError(f"{binding.control} has dimensions 0..{param.size - 1}")
+
+
+def scale(value: int, top: int, low: float, high: float) -> float:
+    """A controller's `value` (0..top) across a control's range. A range that straddles 0 has the controller's
+    centre (64 of 127, 8192 of 16383: the pitch wheel at rest) at exactly 0."""
+    if low < 0.0 < high:
+        centre = (top + 1) // 2
+        return low * (1.0 - value / centre) if value < centre else high * (value - centre) / (top - centre)
+    return low + value / top * (high - low)
+
+
+class MidiProtocol:
+    def __init__(self, params: Params, midi_map: MidiMap | None = None):
+        self.params = params
+        self.map = (midi_map or MidiMap.default(params)).check(params)
+        self.errors = 0  # malformed messages, dropped
+        self.last_error = ""
+        self.ignored = 0  # understood, but nothing is bound to them (SysEx, aftertouch, program change ...)
+        self.applied = 0  # messages that changed a control
+        self.learning: Binding | None = None
+        self.learned: list[tuple[str, Binding]] = []  # ("cc 21" | "bend", binding), newest last, for replies
+        self._msb: dict[tuple[int, int], int] = {}  # (channel, controller) -> its last MSB, for 14-bit pairs
+        self._level: dict[tuple[int, int], int] = {}  # (channel, controller) -> last value, for rising edges
+        self._ticks: deque[float] = deque(maxlen=CLOCK_WINDOW + 1)
+        self.clock_bpm: float | None = None  # the tempo the clock gives, once a beat of ticks has arrived
+        self._lock = threading.Lock()  # learning (from OSC or the page) against messages (rtmidi's thread)
+
+    # -- learning -------------------------------------------------------------------------------------------------
+    def learn(self, control: str, index: int | None = None) -> str:
+        """Arm learning: the next controller moved (or the wheel) is bound to `control` (and dimension `index`)."""
+        binding = Binding(control, index)
+        check_binding(self.params, binding)
+        with self._lock:
+            self.learning = binding
+        return f"move a controller for {binding}"
+
+    def cancel_learn(self) -> None:
+        with self._lock:
+            self.learning = None
+
+    def _bind(self, source: str, number: int | None) -> None:
+        binding, self.learning = self.learning, None
+        # the control (dimension) learned answers to this controller from now on, and to no other
+        self.map.cc = {n: b for n, b in self.map.cc.items() if b != binding}
+        if self.map.bend == binding:
+            self.map.bend = None
+        if number is None:
+            self.map.bend = binding
+        else:
+            self.map.cc[number] = binding
+        self.learned.append((source, binding))
+
+    # -- messages -------------------------------------------------------------------------------------------------
+    def handle(self, data, now: float = 0.0) -> bool:
+        """Apply one complete MIDI message (bytes or a list of ints) received at `now` (seconds, monotonic);
+        returns whether it changed a control."""
+        with self._lock:
+            return self._handle(data, now)
+
+    def _handle(self, data, now: float) -> bool:
+        try:
+            data = [int(b) for b in data]
+        except (TypeError, ValueError):
+            return self._error(f"not MIDI bytes: {data!r}")
+        if not data:
+            return self._error("an empty message")
+        status = data[0]
+        if status < 0x80:
+            return self._error(f"data byte {status} without a status byte")
+        if status == 0xF0:  # SysEx: nothing here uses it (a flood costs one counter each)
+            self.ignored += 1
+            return False
+        length = CHANNEL_LENGTH.get(status & 0xF0) if status < 0xF0 else SYSTEM_LENGTH.get(status)
+        if length is None:
+            return self._error(f"status byte {status:#04x} is not a MIDI message")
+        if len(data) != length or any(not 0 <= b < 0x80 for b in data[1:]):
+            return self._error(f"{_hex(data)}: not a {length}-byte message with data bytes 0..127")
+        if status >= 0xF8:
+            return self._realtime(status, now)
+        if status >= 0xF0:
+            self.ignored += 1  # song position, select, tune request: not used yet
+            return False
+        channel, kind = status & 0x0F, status & 0xF0
+        if self.map.channel is not None and channel != self.map.channel:
+            self.ignored += 1
+            return False
+        if kind == 0xB0:
+            return self._control_change(channel, data[1], data[2])
+        if kind == 0xE0:
+            return self._bend(data[1] | data[2] << 7)
+        if kind == 0x90 and data[2] > 0:
+            return self._note(data[1])
+        self.ignored += 1  # note-off, aftertouch, program change (scenes come later)
+        return False
+
+    def _control_change(self, channel: int, number: int, value: int) -> bool:
+        if number >= 120:  # channel mode messages (all notes off and the like): nothing sounds by note here
+            self.ignored += 1
+            return False
+        msb_number = number - 32
+        if 0 <= msb_number < 32 and msb_number in self.map.cc and (channel, msb_number) in self._msb:
+            msb = self._msb[(channel, msb_number)]  # the LSB of a 14-bit pair: refine the value its MSB set
+            return self._set(self.map.cc[msb_number], msb << 7 | value, 16383, (channel, msb_number), msb)
+        if self.learning is not None:
+            self._bind(f"cc {number}", number)
+        binding = self.map.cc.get(number)
+        if binding is None:
+            self.ignored += 1
+            return False
+        if number < 32:
+            self._msb[(channel, number)] = value
+        return self._set(binding, value, 127, (channel, number), value)
+
+    def _bend(self, value: int) -> bool:
+        if self.learning is not None:
+            self._bind("bend", None)
+        if self.map.bend is None:
+            self.ignored += 1
+            return False
+        return self._set(self.map.bend, value, 16383, ("bend",), value >> 7)
+
+    def _note(self, note: int) -> bool:
+        low, high = self.map.keys
+        if self.map.notes != "prime" or not low <= note <= high:
+            self.ignored += 1
+            return False
+        return self._apply(Binding("prime"), (note - low) / (high - low))
+
+    def _set(self, binding: Binding, value: int, top: int, key: tuple, level7: int) -> bool:
+        param = self.params.table[binding.control]
+        if param.action:  # a button: pressed as the value rises through 64
+            previous, self._level[key] = self._level.get(key, 0), level7
+            if previous < 64 <= level7:
+                self.params.set(binding.control)
+                self.applied += 1
+                return True
+            return False
+        return self._apply(binding, scale(value, top, param.low, param.high))
+
+    def _apply(self, binding: Binding, value: float) -> bool:
+        try:
+            self.params.set(binding.control, value, binding.index)
+        except ParamError as exc:  # the map is checked against the table, so this is not expected
+            return self._error(str(exc))
+        self.applied += 1
+        return True
+
+    def _realtime(self, status: int, now: float) -> bool:
+        if status != 0xF8 or not self.map.clock:
+            if status == 0xFA:  # start: a fresh measurement
+                self._ticks.clear()
+            self.ignored += 1
+            return False
+        if self._ticks and now - self._ticks[-1] > CLOCK_GAP_S:
+            self._ticks.clear()
+        self._ticks.append(now)
+        if len(self._ticks) <= CLOCK_WINDOW:
+            return False
+        span = self._ticks[-1] - self._ticks[0]
+        if not span > 0.0:
+            return False
+        bpm = 60.0 * CLOCK_WINDOW / (TICKS_PER_BEAT * span)
+        self.clock_bpm = bpm
+        if "tempo" not in self.params.table:
+            return False
+        if abs(self.params.get("tempo") - bpm) <= TEMPO_STEP:
+            return False
+        self.params.set("tempo", bpm)
+        self.applied += 1
+        return True
+
+    def _error(self, problem: str) -> bool:
+        self.errors += 1
+        self.last_error = problem
+        return False
+
+    def summary(self) -> dict:
+        return {"applied": self.applied, "errors": self.errors, "ignored": self.ignored, "clock_bpm": self.clock_bpm}
+
+
+def _hex(data: list[int]) -> str:
+    return " ".join(f"{b:02x}" for b in data[:8]) + (" ..." if len(data) > 8 else "")

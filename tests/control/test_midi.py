@@ -1,0 +1,131 @@
+"""Real MIDI into a running `serve`: its virtual input on a JACK dummy server, a python-rtmidi client sending
+controllers, notes, the wheel, a clock and a SysEx flood, and the engine's parameters read back over OSC."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+import pytest
+import rtmidi
+
+from tests.control.test_osc import ask, message
+from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
+
+
+@contextlib.contextmanager
+def jack_client(env: dict):
+    """libjack reads the server's name from this process's environment."""
+    keys = ("JACK_DEFAULT_SERVER", "JACK_NO_AUDIO_RESERVATION")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: env[k] for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def midi_out(env: dict, port_part: str = "liveshtr") -> rtmidi.MidiOut:
+    """A JACK MIDI output connected to the input whose name contains `port_part`."""
+    with jack_client(env):
+        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="liveshtr-test")
+        index = next(i for i, p in enumerate(out.get_ports()) if port_part in p)
+        out.open_port(index, "controller")
+    time.sleep(0.3)  # the connection is made on JACK's next cycle
+    return out
+
+
+def state(port: int) -> dict:
+    return dict(ask(port, message("/liveshtr/get")))
+
+
+def test_midi_through_jack_moves_the_engine_and_bad_midi_is_counted(jack, tmp_path):
+    stats = tmp_path / "stats.json"
+    proc = start_serve(
+        "--sink", "null", "--no-web", "--midi", "--midi-api", "jack", "--seconds", "30", "--status-every", "0",
+        "--stats-json", str(stats), env=jack,
+    )  # fmt: skip
+    out = None
+    try:
+        lines = wait_started(proc)
+        assert "virtual input 'liveshtr'" in lines["midi"]
+        port = osc_port(lines)
+        out = midi_out(jack)
+        out.send_message([0xB0, 7, 32])  # volume: gain
+        out.send_message([0xB0, 16, 0])  # latent 0 to -4
+        out.send_message([0xB0, 17, 127])  # latent 1, MSB ...
+        out.send_message([0xB0, 49, 127])  # ... and its LSB: the top exactly
+        out.send_message([0x90, 96, 100])  # the top key: the end of the song
+        for _ in range(1000):  # a SysEx flood
+            out.send_message([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])
+        time.sleep(0.5)
+        s = state(port)
+        assert s["/liveshtr/gain"] == [pytest.approx(32 / 127)]
+        assert s["/liveshtr/latent"][:2] == [-4.0, 4.0]
+        assert s["/liveshtr/prime"] == [1.0]
+        # MIDI learn from OSC: the next controller moved drives target 5
+        (reply,) = ask(port, message("/liveshtr/midi/learn", "target", 5))
+        assert reply == ("/liveshtr/midi/learning", ["target/5"])
+        out.send_message([0xB0, 85, 127])
+        out.send_message([0xE0, 0, 0])  # the wheel down: latent 0 at its bottom (it was there already)
+        time.sleep(0.3)
+        assert state(port)["/liveshtr/target"][5] == 4.0
+        assert ("/liveshtr/midi/cc", [85, "target/5"]) in ask(port, message("/liveshtr/midi/map"))
+        # a clock at 132 beats a minute sets the tempo of the model's clock
+        start = time.perf_counter()
+        for i in range(49):
+            time.sleep(max(0.0, start + i * 60 / 132 / 24 - time.perf_counter()))
+            out.send_message([0xF8])
+        time.sleep(0.2)
+        assert state(port)["/liveshtr/tempo"] == [pytest.approx(132, abs=3)]
+    finally:
+        if out is not None:
+            out.close_port()
+            del out
+        code = stop_serve(proc)
+    assert code == 0, proc.stderr.read()
+    summary = json.loads(stats.read_text())
+    assert summary["midi"]["applied"] >= 7 and summary["midi"]["ignored"] >= 1000
+    assert summary["producer_errors"] == 0 and summary["callback_errors"] == 0
+
+
+def test_midi_errors_are_one_line(jack, tmp_path):
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--midi", "no-such-port", "--midi-api", "jack",
+                       env=jack), "no-such-port")  # fmt: skip
+    bad = tmp_path / "map.json"
+    bad.write_text('{"cc": {"21": "loudness"}}')
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--midi", "--midi-map", str(bad), env=jack),
+                   "loudness")  # fmt: skip
+    bad.write_text("{not json")
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--midi", "--midi-map", str(bad)), "not JSON")
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--midi-map", str(bad)), "needs --midi")
+    no_server = dict(jack, JACK_DEFAULT_SERVER="liveshtr-no-such-server")
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--midi", "--midi-api", "jack", env=no_server),
+                   "JACK server not running")  # fmt: skip
+
+
+def test_serve_opens_a_controller_s_port_by_part_of_its_name_and_devices_lists_it(jack):
+    with jack_client(jack):
+        keys = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="liveshtr-test")
+        keys.open_virtual_port("Test Keys")  # a controller's output, as a USB keyboard shows under JACK
+    proc = None
+    try:
+        result = cli("devices", "--json", "--midi-api", "jack", env=jack)
+        assert result.returncode == 0, result.stderr
+        midi = json.loads(result.stdout)["midi"]
+        assert midi["api"] == "UNIX_JACK" and any("Test Keys" in name for name in midi["inputs"])
+        assert "Test Keys" in cli("devices", "--midi-api", "jack", env=jack).stdout
+        proc = start_serve("--sink", "null", "--no-web", "--midi", "test keys", "--midi-api", "jack", env=jack)
+        lines = wait_started(proc)
+        assert "input 'liveshtr-test:Test Keys'" in lines["midi"] or "Test Keys" in lines["midi"]
+        keys.send_message([0xB0, 1, 127])  # the mod wheel: temperature to its top
+        time.sleep(0.5)
+        assert state(osc_port(lines))["/liveshtr/temperature"] == [4.0]
+    finally:
+        keys.close_port()
+        del keys
+        if proc is not None:
+            assert stop_serve(proc) == 0, proc.stderr.read()
