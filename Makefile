@@ -58,12 +58,17 @@ soak: setup-dev
 	BIN=$(BIN) scripts/soak.sh $(SOAK_MODEL) $(SOAK_SECONDS)
 
 # Control latency: OSC datagram -> first sample made with it leaving the audio callback, through a real-time JACK
-# dummy server (48 kHz / 256), 30 s of probes at 20 Hz; then the same under a flood of 5,000 other messages a second.
+# dummy server (48 kHz / 256), 30 s of probes at 20 Hz; then the same under a flood of 5,000 other messages a second;
+# then both again with the probes sent as MIDI (a controller through JACK into serve --midi).
 latency: setup-dev
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --flood 5000
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
+	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --probe midi
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
+	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --probe midi --flood 5000
 
 # The Pure Data patch against serve: Pd's CPU while it plays, and how soon it finds a restarted server.
 patch-check: setup-dev

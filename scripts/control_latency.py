@@ -7,9 +7,10 @@ first sample lands in the output stream (the resampler's delay included); every 
 A probe sender sends `/liveshtr/temperature v` over UDP at --probe-hz with a new value each time, stamping the
 moment before `sendto`. A probe's latency is the return time of the callback that played the first sample made
 with its value, minus its send time. --flood N adds a second process sending N messages a second of other controls
-(latent and target dimensions, mix) to the same port.
+(latent and target dimensions, mix) to the same port. --probe midi sends the probes as MIDI instead: controller 1
+(the mod wheel, temperature in the default map) from a JACK MIDI output into `serve --midi`'s virtual input.
 
-    .venv/bin/python scripts/control_latency.py --seconds 30 [--flood 5000] [serve's flags: --audio-device system ...]
+    .venv/bin/python scripts/control_latency.py --seconds 30 [--flood 5000] [--probe midi] [serve's flags: ...]
 """
 
 from __future__ import annotations
@@ -55,14 +56,29 @@ def message(address: str, value: float) -> bytes:
     return builder.build().dgram
 
 
+def midi_probe(port_name: str):
+    """A JACK MIDI output connected to `serve`'s virtual input."""
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="liveshtr-probe")
+    index = next(i for i, p in enumerate(out.get_ports()) if p.endswith(port_name))
+    out.open_port(index, "probe")
+    time.sleep(0.5)  # connected on JACK's next cycle
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     serve.add_arguments(p)
     p.add_argument("--probe-hz", type=float, default=20.0, help="probe messages per second")
     p.add_argument("--flood", type=float, default=0.0, help="other OSC messages per second from a second process")
     p.add_argument("--json", type=str, default=None, help="also write the results to this file")
+    p.add_argument("--probe", choices=("osc", "midi"), default="osc", help="how the probes travel")
     args = p.parse_args(argv)
     args.seconds = args.seconds or 30.0
+    if args.probe == "midi":
+        args.midi = "" if args.midi is None else args.midi  # serve's virtual input, through JACK
+        args.midi_api = "jack"
 
     device = find_output_device(args.audio_device)
     engine, _ = build_engine(args, args.samplerate or device["samplerate"])
@@ -110,17 +126,25 @@ def main(argv=None) -> int:
         )
     probes: list[tuple[float, float]] = []  # (value, send time)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    midi = midi_probe(surfaces.midi.name) if args.probe == "midi" else None
     temperature = engine.params.slots["temperature"].start
+    high = engine.params.table["temperature"].high
     try:
         time.sleep(1.0)  # settle
         i = 0
         started = time.monotonic()
         while time.monotonic() - started < args.seconds:
-            value = round(0.5 + (i % 100) * 0.01, 2)
-            data = message("/liveshtr/temperature", value)
-            sent = time.monotonic()
-            sender.sendto(data, ("127.0.0.1", port))
-            probes.append((float(np.float32(value)), sent))  # OSC carries float32
+            if midi is not None:
+                cc = 20 + i % 100  # the mod wheel: temperature = cc / 127 * 4
+                sent = time.monotonic()
+                midi.send_message([0xB0, 1, cc])
+                probes.append((cc / 127 * high, sent))
+            else:
+                value = round(0.5 + (i % 100) * 0.01, 2)
+                data = message("/liveshtr/temperature", value)
+                sent = time.monotonic()
+                sender.sendto(data, ("127.0.0.1", port))
+                probes.append((float(np.float32(value)), sent))  # OSC carries float32
             i += 1
             time.sleep(max(0.0, started + i / args.probe_hz - time.monotonic()))
         time.sleep(0.5)
@@ -128,6 +152,8 @@ def main(argv=None) -> int:
         if flooder is not None:
             flooder.terminate()  # by its PID
             flooder.wait()
+        if midi is not None:
+            midi.close_port()
         sink.stop()
         surfaces.stop()
         engine.stop()
@@ -137,12 +163,13 @@ def main(argv=None) -> int:
     # value counts too: two probes can land between hops while the ring is full). Match each probe with that hop.
     latencies = []
     missed = 0
+    same = (lambda a, b: a == b) if midi is None else (lambda a, b: abs(a - b) < 1e-9)
     mark = 0
     played = engine.ring._read // engine.blocksize
     previous = float(np.float32(engine.params.table["temperature"].default))
     for value, sent in probes:
         while mark < len(hop_marks) and (
-            hop_marks[mark][2] < sent or float(hop_marks[mark][1][temperature]) == previous
+            hop_marks[mark][2] < sent or same(float(hop_marks[mark][1][temperature]), previous)
         ):
             mark += 1
         previous = value
@@ -164,6 +191,7 @@ def main(argv=None) -> int:
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
         "min_ms": round(float(ms.min()), 2),
+        "probe": args.probe,
         "flood_per_s": args.flood,
         "osc_received": surfaces.osc.received,
         "osc_errors": surfaces.osc.protocol.errors,
