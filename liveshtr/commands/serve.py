@@ -103,6 +103,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="JSON: which controller moves which control (default: README, Playing with MIDI)",
     )
     c.add_argument(
+        "--scenes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where the model's scenes and learned MIDI map are kept (default: scenes.json beside its bundle)",
+    )
+    c.add_argument(
         "--midi-api",
         choices=("auto", "alsa", "jack", "coremidi", "windows"),
         default="auto",
@@ -182,7 +189,7 @@ class Surfaces:
 
         self.args, self.engine, self.exposure = args, engine, exposure
         self.exposed = check_exposure(exposure)
-        self.osc = self.web = self.feedback = self.midi = None
+        self.osc = self.web = self.feedback = self.midi = self.scenes = None
         # What clients can first see: any change after this (even before the feedback thread exists, by a page
         # that connects early or a datagram that waited in the OSC socket) is published to everyone.
         self._since = engine.params.snapshot
@@ -198,23 +205,35 @@ class Surfaces:
 
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
+        from liveshtr.control.scenes import FILE_NAME, SceneError, Scenes
+        from liveshtr.errors import ConfigError
+
+        path = args.scenes or engine.generator.bundle.path / FILE_NAME
+        try:
+            self.scenes = Scenes.for_model(engine.params, path)
+        except SceneError as exc:  # a damaged file is never overwritten: the performer decides
+            raise ConfigError(str(exc)) from None
         if args.midi is not None:
             from liveshtr.control.midi import MidiInput
             from liveshtr.control.midi_protocol import MidiMap, MidiMapError, MidiProtocol
-            from liveshtr.errors import ConfigError
 
-            data = getattr(args, "midi_map_data", None)
+            data, source = getattr(args, "midi_map_data", None), f"--midi-map {args.midi_map}"
+            if data is None and self.scenes.store.midi_map is not None:
+                data, source = self.scenes.store.midi_map, f"the MIDI map learned in {path}"
             try:
                 midi_map = MidiMap.default(engine.params) if data is None else MidiMap.from_dict(data, engine.params)
             except MidiMapError as exc:
-                raise ConfigError(f"--midi-map {args.midi_map}: {exc}") from None
-            self.midi = MidiInput(MidiProtocol(engine.params, midi_map), args.midi or None, args.midi_api)
+                raise ConfigError(f"{source}: {exc}") from None
+            store = self.scenes.store
+            protocol = MidiProtocol(engine.params, midi_map, on_learn=lambda m: store.save_midi_map(m.to_dict()))
+            self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
         if e.osc:
             from liveshtr.control.osc import OscServer
             from liveshtr.control.osc_protocol import OscProtocol
 
             midi = self.midi.protocol if self.midi is not None else None
-            self.osc = OscServer(OscProtocol(engine.params, midi), e.host, args.osc_port, list(e.osc_allow))
+            protocol = OscProtocol(engine.params, midi, self.scenes)
+            self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow))
         if e.web:
             from liveshtr.commands.common import model_info
             from liveshtr.control.telemetry import Spectrum
@@ -241,6 +260,10 @@ class Surfaces:
             address = reachable_address(self.exposure.host)
             query = f"?token={self.exposure.token}" if self.exposure.token else ""
             lines.append(f"page      http://{address}:{self.web.port}/{query}  (WebSocket at /ws)")
+        if self.scenes is not None:
+            names = self.scenes.names()
+            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            lines.append(f"scenes    {len(names)} in {self.scenes.store.path}" + (f": {shown}" if names else ""))
         if self.midi is not None:
             lines.append(self.midi.describe())
         lines += [f"exposed   {line}" for line in self.exposed]
@@ -249,6 +272,7 @@ class Surfaces:
     def start(self) -> None:
         from liveshtr.control.telemetry import Feedback
 
+        self.scenes.start()
         listeners = [server for name, server in self._servers() if name != "midi"]  # MIDI only listens
         if self.osc is not None:
             self.osc.start()
@@ -274,7 +298,7 @@ class Surfaces:
         return lines
 
     def stop(self) -> None:
-        for part in (self.feedback, self.osc, self.web, self.midi):
+        for part in (self.feedback, self.osc, self.web, self.midi, self.scenes):
             if part is not None:
                 part.stop()
 

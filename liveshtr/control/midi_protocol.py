@@ -157,9 +157,11 @@ def scale(value: int, top: int, low: float, high: float) -> float:
 
 
 class MidiProtocol:
-    def __init__(self, params: Params, midi_map: MidiMap | None = None):
+    def __init__(self, params: Params, midi_map: MidiMap | None = None, on_learn=None):
+        """`on_learn(map)` is called after each binding learned (to keep the map with the model's scenes)."""
         self.params = params
         self.map = (midi_map or MidiMap.default(params)).check(params)
+        self.on_learn = on_learn
         self.errors = 0  # malformed messages, dropped
         self.last_error = ""
         self.ignored = 0  # understood, but nothing is bound to them (SysEx, aftertouch, program change ...)
@@ -196,6 +198,11 @@ class MidiProtocol:
         else:
             self.map.cc[number] = binding
         self.learned.append((source, binding))
+        if self.on_learn is not None:
+            try:
+                self.on_learn(self.map)
+            except ParamError as exc:  # the map could not be saved: it still plays, and the log says so
+                self._error(f"learned {binding}, not saved: {exc}")
 
     # -- messages -------------------------------------------------------------------------------------------------
     def handle(self, data, now: float = 0.0) -> bool:

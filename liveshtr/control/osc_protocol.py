@@ -18,6 +18,9 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
     /liveshtr/midi/cancel          stop learning
     /liveshtr/midi/map             replies /liveshtr/midi/cc number control per bound controller, then
                                    /liveshtr/midi/bend control (or "none")
+    /liveshtr/scene/save s         save the controls as a scene (replies /liveshtr/scene/saved name)
+    /liveshtr/scene/recall s [f]   recall a scene, morphing over f seconds (default 0: at once)
+    /liveshtr/scene/delete s       delete a scene; /liveshtr/list also replies /liveshtr/scene name per scene
 
 Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
 feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
@@ -34,6 +37,7 @@ import math
 from typing import NamedTuple
 
 from liveshtr.control.midi_protocol import MidiProtocol
+from liveshtr.control.scenes import Scenes
 from liveshtr.live.params import ParamError, Params
 
 PREFIX = "/liveshtr"
@@ -90,6 +94,9 @@ def client_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/midi/learn", "s [i]", "control [dimension]", "bind the next MIDI controller moved to it"),
         Address(f"{PREFIX}/midi/cancel", "", "", "stop MIDI learn"),
         Address(f"{PREFIX}/midi/map", "", "", f"reply with {PREFIX}/midi/cc per bound controller, then midi/bend"),
+        Address(f"{PREFIX}/scene/save", "s", "name", "save every continuous control as a scene (not prime, freeze)"),
+        Address(f"{PREFIX}/scene/recall", "s [f]", "name [seconds]", "recall a scene, morphing over the seconds"),
+        Address(f"{PREFIX}/scene/delete", "s", "name", "delete a scene"),
     ]
 
 
@@ -118,6 +125,10 @@ def feedback_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/midi/learning", "s", "", "reply to midi/learn: the control the next controller moves"),
         Address(f"{PREFIX}/midi/cc", "i s", "", "reply to midi/map: a controller number and its control"),
         Address(f"{PREFIX}/midi/bend", "s", "", "reply to midi/map: the pitch wheel's control, or none"),
+        Address(f"{PREFIX}/scene", "s", "", "reply to list: one per saved scene, in save order"),
+        Address(f"{PREFIX}/scene/saved", "s", "", "reply to scene/save"),
+        Address(f"{PREFIX}/scene/recalled", "s f", "", "reply to scene/recall: name, seconds"),
+        Address(f"{PREFIX}/scene/deleted", "s", "", "reply to scene/delete"),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -150,9 +161,10 @@ def error(address: str, problem: str) -> Reply:
 
 
 class OscProtocol:
-    def __init__(self, params: Params, midi: MidiProtocol | None = None):
+    def __init__(self, params: Params, midi: MidiProtocol | None = None, scenes: Scenes | None = None):
         self.params = params
         self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
+        self.scenes = scenes  # the model's scenes, or None
         self.errors = 0  # malformed messages answered with an error
         self.last_error = ""  # the latest of them, for the log
         self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
@@ -181,13 +193,16 @@ class OscProtocol:
         parts = address[len(PREFIX) + 1 :].split("/")
         name = parts[0]
         if name == "list" and len(parts) == 1:
-            return [self._describe(p) for p in self.params.describe()]
+            scenes = [Reply(f"{PREFIX}/scene", (n,)) for n in self.scenes.names()] if self.scenes else []
+            return [self._describe(p) for p in self.params.describe()] + scenes
         if name == "get" and len(parts) == 1:
             return self._get(address, args)
         if name in ("subscribe", "unsubscribe") and len(parts) == 1:
             return self._subscribe(address, args, sender, name == "subscribe")
         if name == "midi" and len(parts) == 2:
             return self._midi(address, parts[1], args)
+        if name == "scene" and len(parts) == 2:
+            return self._scene(address, parts[1], args)
         param = self.params.table.get(name)
         if param is None or len(parts) > 2:
             return [error(address, "unknown address; /liveshtr/list names the controls")]
@@ -223,6 +238,30 @@ class OscProtocol:
         if applied != (numbers if len(numbers) == len(applied) else numbers * len(applied)):
             return [Reply(f"{PREFIX}/clamped", (address, *applied))]
         return []
+
+    def _scene(self, address: str, command: str, args: tuple) -> list[Reply]:
+        if command not in ("save", "recall", "delete"):
+            return [error(address, "unknown address; /liveshtr/scene/ has save, recall and delete")]
+        if self.scenes is None:
+            return [error(address, "no scenes here")]
+        most = 2 if command == "recall" else 1
+        if not 1 <= len(args) <= most or not isinstance(args[0], str):
+            return [error(address, "expected a scene name" + (" and seconds" if most == 2 else ""))]
+        name = args[0]
+        try:
+            if command == "save":
+                self.scenes.save(name)
+                return [Reply(f"{PREFIX}/scene/saved", (name,))]
+            if command == "delete":
+                self.scenes.delete(name)
+                return [Reply(f"{PREFIX}/scene/deleted", (name,))]
+            seconds = args[1] if len(args) == 2 else 0.0
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                return [error(address, f"seconds {seconds!r} is not a number")]
+            self.scenes.recall(name, float(seconds))
+            return [Reply(f"{PREFIX}/scene/recalled", (name, float(seconds)))]
+        except ParamError as exc:
+            return [error(address, str(exc))]
 
     def _midi(self, address: str, command: str, args: tuple) -> list[Reply]:
         if command not in ("learn", "cancel", "map"):

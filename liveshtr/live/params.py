@@ -135,6 +135,22 @@ class Params:
             self._publish(values)
         return float(clamped[0]) if clamped.size == 1 else clamped.tolist()
 
+    def set_many(self, values: dict[str, float | list[float]]) -> None:
+        """Apply several controls at once, in one snapshot (a scene's step): all or, on any ParamError, none."""
+        with self._lock:
+            snapshot = self.snapshot.copy()
+            for name, value in values.items():
+                param = self._check_name(name)
+                if param.action:
+                    raise ParamError(f"{name}: an action cannot be set with others")
+                numbers = np.asarray(_numbers(name, value), dtype=np.float64).reshape(-1)
+                if numbers.size == 1:
+                    numbers = np.repeat(numbers, param.size)
+                if numbers.size != param.size:
+                    raise ParamError(f"{name}: expected {param.size} values (or one for all), got {numbers.size}")
+                snapshot[self.slots[name]] = np.clip(numbers, param.low, param.high)
+            self._publish(snapshot)
+
     def values(self, snapshot: np.ndarray | None = None, names=None) -> dict[str, float | list[float]]:
         """Plain values by name (vectors as lists, action counters as counts), for replies and broadcasts."""
         snap = self.snapshot if snapshot is None else snapshot
