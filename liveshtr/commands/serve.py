@@ -225,7 +225,9 @@ class Surfaces:
             except MidiMapError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
             store = self.scenes.store
-            protocol = MidiProtocol(engine.params, midi_map, on_learn=lambda m: store.save_midi_map(m.to_dict()))
+            protocol = MidiProtocol(
+                engine.params, midi_map, on_learn=lambda m: store.save_midi_map(m.to_dict()), scenes=self.scenes
+            )
             self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
         if e.osc:
             from liveshtr.control.osc import OscServer

@@ -9,6 +9,7 @@ No ports here (`midi.py` opens them with mido and python-rtmidi), so every rule 
   centre: a push that springs back.
 - Actions (reset, panic) on a controller: pressed as its value rises through 64 (a button, or a pedal).
 - Notes: a note-on moves `prime` across the song, the keys from `low` to `high` spanning it (default C2..C7).
+- Program change n recalls the n-th scene (in save order), morphing over the map's `morph` seconds.
 - MIDI learn: `learn(control, index)` binds the next controller moved (or the pitch-bend wheel) to that control.
 - Clock: 24 ticks a beat give a tempo (over the last beat of ticks), which sets `tempo` where the model has a clock.
 - What cannot be a MIDI message (a data byte >= 128, a wrong length, no status) is counted as an error and dropped,
@@ -66,6 +67,7 @@ class MidiMap:
     keys: tuple[int, int] = KEYS
     channel: int | None = None  # 0..15 here, 1..16 in files and messages
     clock: bool = True  # a MIDI clock sets the tempo (where the model has one)
+    morph: float = 0.0  # seconds a scene recalled by program change morphs over
 
     @classmethod
     def default(cls, params: Params) -> MidiMap:
@@ -93,6 +95,8 @@ class MidiMap:
         low, high = self.keys
         if not 0 <= low < high <= 127:
             raise MidiMapError(f"keys {low}..{high}: choose two notes 0..127, the lower first")
+        if not 0.0 <= self.morph <= 600.0:
+            raise MidiMapError(f"morph {self.morph:g}: choose 0..600 seconds")
         if self.channel is not None and not 0 <= self.channel <= 15:
             raise MidiMapError(f"channel {self.channel + 1}: choose 1..16, or none for all")
         return self
@@ -105,6 +109,7 @@ class MidiMap:
             "notes": self.notes,
             "keys": list(self.keys),
             "clock": self.clock,
+            "morph": self.morph,
         }
 
     @classmethod
@@ -112,9 +117,10 @@ class MidiMap:
         """A map from JSON; keys left out keep the default map's (so a file may name only what it changes)."""
         if not isinstance(data, dict):
             raise MidiMapError("a MIDI map is a JSON object (cc, bend, notes, keys, channel, clock)")
-        unknown = set(data) - {"cc", "bend", "notes", "keys", "channel", "clock"}
+        known = ("cc", "bend", "notes", "keys", "channel", "clock", "morph")
+        unknown = set(data) - set(known)
         if unknown:
-            raise MidiMapError(f"unknown key(s) {', '.join(sorted(unknown))}; known: cc bend notes keys channel clock")
+            raise MidiMapError(f"unknown key(s) {', '.join(sorted(unknown))}; known: {' '.join(known)}")
         m = cls.default(params)
         try:
             if "cc" in data:
@@ -130,6 +136,8 @@ class MidiMap:
                 m.channel = None if data["channel"] is None else int(data["channel"]) - 1
             if "clock" in data:
                 m.clock = bool(data["clock"])
+            if "morph" in data:
+                m.morph = float(data["morph"])
         except (TypeError, ValueError) as exc:
             raise MidiMapError(f"malformed MIDI map: {exc}") from None
         return m.check(params)
@@ -157,9 +165,11 @@ def scale(value: int, top: int, low: float, high: float) -> float:
 
 
 class MidiProtocol:
-    def __init__(self, params: Params, midi_map: MidiMap | None = None, on_learn=None):
-        """`on_learn(map)` is called after each binding learned (to keep the map with the model's scenes)."""
+    def __init__(self, params: Params, midi_map: MidiMap | None = None, on_learn=None, scenes=None):
+        """`on_learn(map)` is called after each binding learned (to keep the map with the model's scenes);
+        `scenes` (control.scenes.Scenes) are what program changes recall."""
         self.params = params
+        self.scenes = scenes
         self.map = (midi_map or MidiMap.default(params)).check(params)
         self.on_learn = on_learn
         self.errors = 0  # malformed messages, dropped
@@ -244,8 +254,22 @@ class MidiProtocol:
             return self._bend(data[1] | data[2] << 7)
         if kind == 0x90 and data[2] > 0:
             return self._note(data[1])
-        self.ignored += 1  # note-off, aftertouch, program change (scenes come later)
+        if kind == 0xC0 and self.scenes is not None:
+            return self._program(data[1])
+        self.ignored += 1  # note-off, aftertouch, a program change with no scenes
         return False
+
+    def _program(self, number: int) -> bool:
+        names = self.scenes.names()
+        if number >= len(names):
+            self.ignored += 1
+            return False
+        try:
+            self.scenes.recall(names[number], self.map.morph)
+        except ParamError as exc:
+            return self._error(f"program {number}: {exc}")
+        self.applied += 1
+        return True
 
     def _control_change(self, channel: int, number: int, value: int) -> bool:
         if number >= 120:  # channel mode messages (all notes off and the like): nothing sounds by note here

@@ -195,3 +195,18 @@ def test_serve_keeps_scenes_across_a_restart_and_a_damaged_file_is_one_line(tmp_
     path.write_text("{half a file")
     one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--scenes", str(path)), "not JSON")
     assert path.read_text() == "{half a file"
+
+
+def test_a_program_change_recalls_the_scene_of_its_number(tmp_path):
+    s = scenes(tmp_path)
+    params = s.store.params
+    for gain in (0.1, 0.2, 0.3):
+        params.set("gain", gain)
+        s.save(f"g{gain}")
+    midi = MidiProtocol(params, scenes=s)
+    midi.handle([0xC0, 1])
+    assert params.get("gain") == 0.2
+    midi.handle([0xC3, 0])  # any channel by default
+    assert params.get("gain") == 0.1
+    midi.handle([0xC0, 5])  # no sixth scene
+    assert params.get("gain") == 0.1 and midi.ignored == 1 and midi.errors == 0
