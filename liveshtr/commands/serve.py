@@ -247,6 +247,8 @@ class Surfaces:
                 model_info(engine.generator.bundle),
                 args.telemetry_hz,
                 Spectrum(engine.samplerate).describe(),
+                scenes=self.scenes,
+                midi=self.midi.protocol if self.midi is not None else None,
             )
             self.web = WebServer(protocol, e.host, args.web_port, e.token)
             self.web.start()

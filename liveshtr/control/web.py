@@ -197,7 +197,10 @@ class WebServer:
                 except Exception as exc:  # a protocol bug must not take the page down
                     replies = [{"type": "error", "error": f"internal error: {exc}", "message": None}]
                 for reply in replies:
-                    await connection.send(json.dumps(reply))
+                    if reply.pop("_all", False):  # news for every page (a scene saved or deleted)
+                        self._broadcast(json.dumps(reply, separators=(",", ":")))
+                    else:
+                        await connection.send(json.dumps(reply))
         except ConnectionClosed:
             pass
         finally:

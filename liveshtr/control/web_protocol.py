@@ -9,10 +9,14 @@ JSON object with a "type":
     {"type": "action", "name": "reset"}                                reset, panic
     {"type": "get"}                                                    the whole state again
     {"type": "get", "name": "temperature"}                             {"type": "state", "values": {...}}
+    {"type": "scene", "action": "save", "name": "verse"}               also "recall" (with "seconds"), "delete"
+    {"type": "midi", "action": "learn", "name": "latent", "index": 3}  also "cancel", and "get" (learning, map)
 
 The server answers with "state" (on connect with "full": true, the table and the model; then only what changed,
-broadcast to everyone whoever changed it), "telemetry", and "error" for anything it cannot apply (with the
-request's "id" when it had one). Values out of range are clamped: the broadcast state carries what was applied.
+broadcast to everyone whoever changed it), "telemetry", "scenes" (the scene names, to everyone after a save or
+delete), "midi" (to the sender: what is being learned and the map), and "error" for anything it cannot apply (with
+the request's "id" when it had one). Values out of range are clamped: the broadcast state carries what was applied.
+A reply with "_all": true is sent to every client (the server strips the key).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ def _number(value) -> bool:
 
 
 class WebProtocol:
-    def __init__(self, params: Params, model: dict, telemetry_hz: float, spectrum: dict):
+    def __init__(self, params: Params, model: dict, telemetry_hz: float, spectrum: dict, scenes=None, midi=None):
         self.params = params
+        self.scenes = scenes  # control.scenes.Scenes, or None
+        self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi), or None
         self.model = model
         self.telemetry_hz = telemetry_hz
         self.spectrum = spectrum
@@ -48,7 +54,15 @@ class WebProtocol:
             "values": self.params.values(),
             "telemetry_hz": self.telemetry_hz,
             "spectrum": self.spectrum,
+            "scenes": self.scenes.names() if self.scenes is not None else None,
+            "midi": self.midi_state() if self.midi is not None else None,
         }
+
+    def midi_state(self) -> dict:
+        m = self.midi
+        learning = str(m.learning) if m.learning is not None else None
+        last = f"{m.learned[-1][0]} -> {m.learned[-1][1]}" if m.learned else None
+        return {"type": "midi", "learning": learning, "learned": last, "map": m.map.to_dict()}
 
     def handle(self, text: str | bytes) -> list[dict]:
         """Apply one message; returns the replies for its sender (changes reach everyone by broadcast)."""
@@ -72,8 +86,12 @@ class WebProtocol:
             if not isinstance(name, str) or name not in self.params.table:
                 return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
             return [self._with_id({"type": "state", "values": self.params.values(names=[name])}, m)]
+        if kind == "scene":
+            return self._scene(m)
+        if kind == "midi":
+            return self._midi(m)
         if kind not in ("set", "action"):
-            return [self._error(f"unknown type {kind!r}; expected set, action or get", m)]
+            return [self._error(f"unknown type {kind!r}; expected set, action, get, scene or midi", m)]
         if not isinstance(name, str) or name not in self.params.table:
             return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
         param = self.params.table[name]
@@ -92,6 +110,39 @@ class WebProtocol:
             return [self._error(f"{name}: value must be a finite number, got {value!r}", m)]
         self.params.set(name, value, index)
         return []
+
+    def _scene(self, m: dict) -> list[dict]:
+        action, name = m.get("action"), m.get("name")
+        if self.scenes is None:
+            return [self._error("no scenes here", m)]
+        if action not in ("save", "recall", "delete"):
+            return [self._error(f"scene action {action!r}: expected save, recall or delete", m)]
+        if not isinstance(name, str):
+            return [self._error("a scene needs a name", m)]
+        if action == "recall":
+            seconds = m.get("seconds", 0.0)
+            if not _number(seconds):
+                return [self._error(f"seconds must be a finite number, got {seconds!r}", m)]
+            self.scenes.recall(name, float(seconds))  # the controls' changes reach everyone as state
+            return []
+        self.scenes.save(name) if action == "save" else self.scenes.delete(name)
+        return [{"type": "scenes", "names": self.scenes.names(), "_all": True}]
+
+    def _midi(self, m: dict) -> list[dict]:
+        action = m.get("action")
+        if self.midi is None:
+            return [self._error("no MIDI input: start serve with --midi", m)]
+        if action == "learn":
+            name, index = m.get("name"), m.get("index")
+            whole = index is None or isinstance(index, int) and not isinstance(index, bool)
+            if not isinstance(name, str) or not whole:
+                return [self._error("learn needs a control name and, for a vector, an integer index", m)]
+            self.midi.learn(name, index)
+        elif action == "cancel":
+            self.midi.cancel_learn()
+        elif action != "get":
+            return [self._error(f"midi action {action!r}: expected learn, cancel or get", m)]
+        return [self._with_id(self.midi_state(), m)]
 
     def _error(self, problem: str, message) -> dict:
         self.errors += 1

@@ -138,3 +138,48 @@ def test_the_page_without_its_token_is_refused(browser, served):
     response = page.goto(web_url(lines).split("?")[0])
     assert response.status == 403
     page.close()
+
+
+def test_the_page_saves_recalls_and_deletes_scenes_and_learns_midi(browser, jack, tmp_path):
+    from tests.control.test_midi import midi_out
+    from tests.control.test_osc import ask, message
+
+    scenes = tmp_path / "scenes.json"
+    proc = start_serve("--sink", "null", "--scenes", str(scenes), "--midi", "--midi-api", "jack", env=jack)
+    out = None
+    try:
+        lines = wait_started(proc)
+        port = osc_port(lines)
+        page, errors = open_page(browser, web_url(lines))
+        ask(port, message("/liveshtr/temperature", 2.0))
+        page.fill("#scene-name", "warm")
+        page.click("#scene-save")
+        page.wait_for_selector('button.scene[data-scene="warm"]')
+        assert json.loads(scenes.read_text())["scenes"]["warm"]["temperature"] == 2.0
+        ask(port, message("/liveshtr/temperature", 0.5))
+        page.fill("#scene-seconds", "0")
+        page.click('button.scene[data-scene="warm"]')
+        deadline = time.monotonic() + 5
+        while get(lines, "temperature") != [2.0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert get(lines, "temperature") == [2.0]
+        # MIDI learn from the page: the temperature fader's learn button, then a controller moved
+        page.click('button.learn[data-learn="temperature"]')
+        page.wait_for_selector('button.learn.on[data-learn="temperature"]')
+        out = midi_out(jack)
+        out.send_message([0xB0, 80, 0])
+        page.wait_for_selector("button.learn.on", state="detached", timeout=5000)
+        assert ("/liveshtr/midi/cc", [80, "temperature"]) in ask(port, message("/liveshtr/midi/map"))
+        assert get(lines, "temperature") == [0.0]
+        assert json.loads(scenes.read_text())["midi"]["cc"]["80"] == "temperature"  # kept with the scenes
+        # delete: the first press arms it, the second deletes
+        page.click('button.scene-delete[data-delete-scene="warm"]')
+        assert json.loads(scenes.read_text())["scenes"] == {"warm": json.loads(scenes.read_text())["scenes"]["warm"]}
+        page.click('button.scene-delete[data-delete-scene="warm"]')
+        page.wait_for_selector('button.scene[data-scene="warm"]', state="detached")
+        assert json.loads(scenes.read_text())["scenes"] == {}
+        assert errors == []
+    finally:
+        if out is not None:
+            out.close_port()
+        assert stop_serve(proc) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -34,8 +35,27 @@ def midi_out(env: dict, port_part: str = "liveshtr") -> rtmidi.MidiOut:
         out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="liveshtr-test")
         index = next(i for i, p in enumerate(out.get_ports()) if port_part in p)
         out.open_port(index, "controller")
-    time.sleep(0.3)  # the connection is made on JACK's next cycle
+    wait_connected(env, "liveshtr-test:controller", port_part)
     return out
+
+
+def wait_connected(env: dict, port: str, to_part: str, timeout: float = 10.0) -> None:
+    """Until JACK lists `port` connected to a port whose name contains `to_part` (a busy machine can take a
+    while: a message sent before that is lost)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True, env=env).stdout
+        block, connected = None, False
+        for line in listing.splitlines():
+            if not line.startswith(" "):
+                block = line.strip()
+            elif block == port and to_part in line:
+                connected = True
+        if connected:
+            time.sleep(0.05)  # delivered from JACK's next cycle on
+            return
+        time.sleep(0.05)
+    pytest.fail(f"JACK did not connect {port} to {to_part} in {timeout:g} s")
 
 
 def state(port: int) -> dict:

@@ -97,3 +97,41 @@ def test_random_garbage_never_raises(web):
         for reply in web.handle(text):
             assert reply["type"] in ("error", "state")
     assert web.params.get("latent").max() <= 4.0
+
+
+def test_scenes_and_midi_learn_over_the_websocket(tmp_path):
+    from liveshtr.control.midi_protocol import MidiProtocol
+    from liveshtr.control.scenes import Scenes
+
+    params = Params(L)
+    scenes, midi = Scenes.for_model(params, tmp_path / "scenes.json"), MidiProtocol(params)
+    web = WebProtocol(params, {"name": "demo"}, 20.0, {"bands": 96}, scenes=scenes, midi=midi)
+    assert web.full_state()["scenes"] == [] and web.full_state()["midi"]["learning"] is None
+    params.set("mix", 0.7)
+    (reply,) = send(web, {"type": "scene", "action": "save", "name": "A"})
+    assert reply == {"type": "scenes", "names": ["A"], "_all": True}  # to every page
+    params.set("mix", 0.0)
+    assert send(web, {"type": "scene", "action": "recall", "name": "A", "seconds": 0}) == []
+    assert params.get("mix") == 0.7
+    (reply,) = send(web, {"type": "midi", "action": "learn", "name": "target", "index": 1, "id": 4})
+    assert reply["learning"] == "target/1" and reply["id"] == 4
+    midi.handle([0xB0, 99, 127])
+    (reply,) = send(web, {"type": "midi", "action": "get"})
+    assert reply["learning"] is None and reply["learned"] == "cc 99 -> target/1" and reply["map"]["cc"]["99"]
+    for bad in (
+        {"type": "scene", "action": "rename", "name": "A"},
+        {"type": "scene", "action": "save"},
+        {"type": "scene", "action": "save", "name": "a/b"},
+        {"type": "scene", "action": "recall", "name": "B"},
+        {"type": "scene", "action": "recall", "name": "A", "seconds": "slow"},
+        {"type": "scene", "action": "recall", "name": "A", "seconds": 1e9},
+        {"type": "midi", "action": "learn", "name": "latent"},
+        {"type": "midi", "action": "learn", "name": "latent", "index": 1.5},
+        {"type": "midi", "action": "forget"},
+    ):
+        (reply,) = send(web, bad)
+        assert reply["type"] == "error", bad
+    plain = WebProtocol(Params(L), {}, 20.0, {})
+    assert plain.full_state()["scenes"] is None and plain.full_state()["midi"] is None
+    for message in ({"type": "scene", "action": "save", "name": "A"}, {"type": "midi", "action": "get"}):
+        assert send(plain, message)[0]["type"] == "error"

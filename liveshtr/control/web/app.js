@@ -190,8 +190,71 @@
     const box = el('div', { className: 'fader' + (small ? ' small' : ''), title: p.doc || p.name },
       readout, el('div', { className: 'fader-slot' }, input), el('span', { className: 'fader-name' }, label));
     box.dataset.fader = keyOf(p.name, index);
+    if (app.midi) box.append(makeLearn(p, index));
     return box;
   }
+
+  // ---- MIDI learn: the next controller moved drives this control ----------------------------------------
+  // The server binds it (serve --midi); the page asks how it went until nothing is being learned any more.
+  let learnPoll = 0;
+  function makeLearn(p, index) {
+    const key = keyOf(p.name, index);
+    const b = el('button', { type: 'button', className: 'learn', textContent: 'learn',
+      title: `MIDI learn: move a controller to drive ${index == null ? p.name : `${p.name} ${index}`}` });
+    b.dataset.learn = key;
+    b.addEventListener('click', () => {
+      const on = app.midi && app.midi.learning === learnName(key);
+      send(on ? { type: 'midi', action: 'cancel' } : { type: 'midi', action: 'learn', name: p.name, index });
+    });
+    return b;
+  }
+  const learnName = (key) => key.replace(':', '/');
+  function onMidi(m) {
+    const before = app.midi && app.midi.learning;
+    app.midi = m;
+    pub.midi = m;
+    for (const b of document.querySelectorAll('button.learn')) {
+      b.classList.toggle('on', learnName(b.dataset.learn) === m.learning);
+    }
+    clearInterval(learnPoll);
+    if (m.learning) learnPoll = setInterval(() => send({ type: 'midi', action: 'get' }), 300);
+    else if (before && m.learned) toast(`MIDI ${m.learned}`);
+  }
+
+  // ---- scenes: save the controls under a name, recall (morphing over the seconds), delete --------------------
+  let armedDelete = null; // the scene whose × was pressed once: a second press deletes it
+  function onScenes(names) {
+    app.scenes = names;
+    pub.scenes = names;
+    $('scenes').hidden = !Array.isArray(names);
+    const list = $('scene-list');
+    list.replaceChildren();
+    for (const name of names || []) {
+      const recall = el('button', { type: 'button', className: 'scene', textContent: name, title: `recall ${name}` });
+      recall.dataset.scene = name;
+      recall.addEventListener('click', () => {
+        const seconds = Math.max(0, Math.min(600, Number($('scene-seconds').value) || 0));
+        send({ type: 'scene', action: 'recall', name, seconds });
+        restartAnimation(recall, 'flash');
+      });
+      const del = el('button', { type: 'button', className: 'scene-delete', textContent: '×', title: `delete ${name} (press twice)` });
+      del.dataset.deleteScene = name;
+      del.addEventListener('click', () => {
+        if (armedDelete === name) { send({ type: 'scene', action: 'delete', name }); armedDelete = null; return; }
+        armedDelete = name;
+        for (const d of list.querySelectorAll('.scene-delete')) d.classList.toggle('armed', d === del);
+      });
+      list.append(el('span', { className: 'scene-item' }, recall, del));
+    }
+  }
+  function saveScene() {
+    const name = $('scene-name').value.trim();
+    if (!name) { toast('name the scene first'); return; }
+    send({ type: 'scene', action: 'save', name });
+    $('scene-name').value = '';
+  }
+  $('scene-save').addEventListener('click', saveScene);
+  $('scene-name').addEventListener('keydown', (e) => { if (e.key === 'Enter') saveScene(); }); // Esc still panics
 
   // ---- building the surface from the table ---------------------------------------------------------------
   const isVector = (p) => !p.action && p.size > 1;
@@ -572,7 +635,8 @@
     if (m.spectrum) app.spectrum = m.spectrum;
     if (typeof m.telemetry_hz === 'number') app.telemetryHz = m.telemetry_hz;
     app.values = pub.state = { ...(m.values || {}) };
-    const sig = JSON.stringify(app.params);
+    app.midi = m.midi || null;
+    const sig = JSON.stringify(app.params) + (app.midi ? ' midi' : '');
     if (sig !== app.tableSig) { app.tableSig = sig; build(); }
     renderAll();
     spectro.labels();
@@ -580,6 +644,8 @@
     const parts = [md.name, md.domain, md.samplerate && `${md.samplerate / 1000} kHz`, md.latent_dim && `latent ${md.latent_dim}`,
       md.layers && md.hidden && `${md.layers}×${md.hidden}`].filter(Boolean);
     $('model').textContent = parts.join(' · ') || 'model';
+    onScenes(m.scenes);
+    if (app.midi) onMidi(app.midi);
   }
 
   function onValues(values) {
@@ -597,6 +663,8 @@
       if (m.full) onFull(m);
       else if (m.values) onValues(m.values);
     } else if (m.type === 'telemetry') onTelemetry(m);
+    else if (m.type === 'scenes') onScenes(m.names);
+    else if (m.type === 'midi') onMidi(m);
     else if (m.type === 'error') toast(m.error || 'the server refused a message');
   }
 
