@@ -144,7 +144,7 @@ def check_engine_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads {args.threads}: choose 1..64")
 
 
-def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, **engine_options):
+def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, start_values=None, **engine_options):
     """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags (the bundle
     is loaded from MODEL unless the caller already has it).
 
@@ -166,6 +166,8 @@ def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, **engin
         initial["prime"] = args.prime
     try:
         params = Params.for_bundle(bundle, **initial)
+        if start_values:  # a recorded session's controls at its start (actions are counts, not settings)
+            params.set_many({k: v for k, v in start_values.items() if not params.table[k].action})
         if args.latent is not None:
             if len(args.latent) > bundle.latent_dim:
                 raise ParamError(f"the model has {bundle.latent_dim} latent dimensions, got {len(args.latent)}")

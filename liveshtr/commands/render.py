@@ -1,5 +1,9 @@
 """Render a model to a file as fast as possible, through the same engine (producer, ring, callback) that plays
 live. With --seed the file is the same every time, and the same as `serve` plays with that seed and controls.
+
+`--replay SESSION` plays a set recorded by `serve --record` again: the same model, seed and settings, every
+control change at the hop that used it and the gain at the block that played it; for a single-model set the file
+is the recorded take, sample for sample.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from liveshtr.commands.common import add_engine_arguments, add_model_argument, b
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_argument(p, optional=False)
+    add_model_argument(p, optional=True)
     p.add_argument("-o", "--output", type=Path, required=True, help="audio file to write (.wav or .flac)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of the render")
+    p.add_argument(
+        "--replay", type=Path, default=None, metavar="SESSION", help="a session folder of `serve --record DIR`"
+    )
+    p.add_argument("--take", type=int, default=1, help="which take of the session --replay writes (default 1)")
     add_engine_arguments(p, "output rate in Hz (default 48000)")
 
 
@@ -22,12 +30,14 @@ def run(args: argparse.Namespace) -> int:
     from liveshtr.errors import ConfigError
     from liveshtr.sound.audio import write_audio
 
-    if not 0 < args.seconds <= 24 * 3600:
-        raise ConfigError(f"--seconds {args.seconds}: choose more than 0 and at most a day")
     if args.output.suffix.lower() not in (".wav", ".flac"):
         raise ConfigError(f"-o {args.output}: write a .wav or .flac file")
     if not args.output.parent.is_dir():
         raise ConfigError(f"-o {args.output}: folder {args.output.parent} does not exist")
+    if args.replay is not None:
+        return replay(args)
+    if not 0 < args.seconds <= 24 * 3600:
+        raise ConfigError(f"--seconds {args.seconds}: choose more than 0 and at most a day")
     engine, used = build_engine(args, args.samplerate or 48000)
     print(f"model     {describe_model(engine.generator.bundle)} on {used}, {engine.generator.model.precision} weights")
     started = time.perf_counter()
@@ -38,5 +48,53 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"rendered  {args.seconds:.1f} s in {wall:.2f} s ({args.seconds / wall:.0f}x real time), "
         f"resets {s['resets']}, limiter active in {s['limited_hops']} hops -> {args.output}"
+    )
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    import numpy as np
+    import soundfile
+
+    from liveshtr.errors import ConfigError
+    from liveshtr.live.automation import Event, Schedule
+    from liveshtr.live.recorder import SUBTYPE, RecordError, read_session
+
+    session, events, gains = read_session(args.replay)
+    takes = session.get("takes") or []
+    if not 1 <= args.take <= len(takes):
+        raise RecordError(f"--take {args.take}: the session has {len(takes)} take(s)")
+    take = takes[args.take - 1]
+    if take.get("blocks") is None:
+        raise RecordError(f"--replay {args.replay}: take {args.take} was never closed (the set ended in a crash)")
+    if args.model is not None or args.controls is not None:
+        raise ConfigError("--replay takes the model, seed, settings and controls from the session; give neither")
+    args.model, args.seed = session["model"], session["seed"]
+    args.samplerate, args.blocksize = session["samplerate"], session["blocksize"]
+    args.precision, args.threads, args.device = session["precision"], session["threads"], "cpu"
+    args.temperature = args.prime = args.latent = None
+    engine, _ = build_engine(args, args.samplerate, start_values=session["initial"])
+    g = engine.generator
+    if (g.hop, engine.model_rate) != (session["hop"], session["model_rate"]):
+        raise RecordError(f"--replay {args.replay}: the model at {args.model} is not the one recorded")
+    engine.schedule = Schedule(
+        [Event(e["hop"] * g.hop / engine.model_rate, e["name"], e.get("value", 1.0)) for e in events]
+    )
+    end = take["first_block"] + take["blocks"]
+    targets = np.empty(max(end, 1), dtype=np.float64)
+    value = float(session["initial"]["gain"])
+    for k in range(len(targets)):
+        value = gains.get(k, value)
+        targets[k] = value
+    engine.replay_gains = targets
+    started = time.perf_counter()
+    audio = engine.render(end * engine.blocksize / engine.samplerate)[take["first_block"] * engine.blocksize :]
+    wall = time.perf_counter() - started
+    with soundfile.SoundFile(args.output, "w", engine.samplerate, 1, subtype=SUBTYPE) as f:
+        f.write(audio[: take["blocks"] * engine.blocksize])
+    note = "" if session.get("device", "cpu") == "cpu" else " (recorded on cuda: the CPU's numbers differ slightly)"
+    print(
+        f"replayed  take {args.take} of {args.replay}: {take['blocks'] * engine.blocksize / engine.samplerate:.1f} s "
+        f"in {wall:.2f} s -> {args.output}{note}"
     )
     return 0

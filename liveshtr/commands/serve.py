@@ -103,6 +103,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="JSON: which controller moves which control (default: README, Playing with MIDI)",
     )
     c.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the set: the output as played (24-bit WAV) and every control change, in a session folder "
+        "under DIR, from the start (/liveshtr/record stop|start for takes); `render --replay` plays it again",
+    )
+    c.add_argument(
         "--scenes",
         type=Path,
         default=None,
@@ -184,10 +192,10 @@ def read_midi_map(path: Path) -> dict:
 class Surfaces:
     """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
 
-    def __init__(self, args: argparse.Namespace, engine, exposure):
+    def __init__(self, args: argparse.Namespace, engine, exposure, recorder=None):
         from liveshtr.control.access import check_exposure
 
-        self.args, self.engine, self.exposure = args, engine, exposure
+        self.args, self.engine, self.exposure, self.recorder = args, engine, exposure, recorder
         self.exposed = check_exposure(exposure)
         self.osc = self.web = self.feedback = self.midi = self.scenes = None
         # What clients can first see: any change after this (even before the feedback thread exists, by a page
@@ -234,7 +242,7 @@ class Surfaces:
             from liveshtr.control.osc_protocol import OscProtocol
 
             midi = self.midi.protocol if self.midi is not None else None
-            protocol = OscProtocol(engine.params, midi, self.scenes)
+            protocol = OscProtocol(engine.params, midi, self.scenes, self.recorder)
             self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow))
         if e.web:
             from liveshtr.commands.common import model_info
@@ -249,6 +257,7 @@ class Surfaces:
                 Spectrum(engine.samplerate).describe(),
                 scenes=self.scenes,
                 midi=self.midi.protocol if self.midi is not None else None,
+                recorder=self.recorder,
             )
             self.web = WebServer(protocol, e.host, args.web_port, e.token)
             self.web.start()
@@ -314,6 +323,37 @@ class Surfaces:
         return [(name, server) for name, server in surfaces if server is not None]
 
 
+def start_recording(args: argparse.Namespace, engine, device: str):
+    """A session folder under --record, its first take started: every block and control change from the start."""
+    import datetime
+
+    from liveshtr import __version__
+    from liveshtr.live.recorder import Recorder
+
+    g = engine.generator
+    session = {
+        "format": 1,
+        "liveshtr": __version__,
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": str(g.bundle.path.resolve()),
+        "seed": args.seed,
+        "samplerate": engine.samplerate,
+        "blocksize": engine.blocksize,
+        "model_rate": engine.model_rate,
+        "hop": g.hop,
+        "device": device,
+        "precision": g.model.precision,
+        "threads": g.model.threads,
+        "initial": engine.params.values(engine.initial_snapshot),
+        "automation": str(args.controls) if args.controls is not None else None,
+    }
+    recorder = Recorder(args.record, engine, session)
+    engine.attach_recorder(recorder)
+    recorder.start_take()
+    recorder.start()
+    return recorder
+
+
 def run(args: argparse.Namespace) -> int:
     from liveshtr.bundle import load_bundle
     from liveshtr.errors import ConfigError
@@ -372,8 +412,14 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
-    surfaces = Surfaces(args, engine, exposure)
-    surfaces.open()
+    recorder = start_recording(args, engine, used) if args.record is not None else None
+    surfaces = Surfaces(args, engine, exposure, recorder)
+    try:
+        surfaces.open()
+    except BaseException:
+        if recorder is not None:
+            recorder.stop()
+        raise
     for line in surfaces.describe():
         print(line, file=out)
 
@@ -416,6 +462,8 @@ def run(args: argparse.Namespace) -> int:
         surfaces.stop()
         sink.stop()
         engine.stop()
+        if recorder is not None:
+            recorder.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
     summary = engine.summary()
@@ -424,6 +472,8 @@ def run(args: argparse.Namespace) -> int:
     summary["provider"] = provider
     summary["precision"] = model.precision
     summary.update(surfaces.summary())
+    if recorder is not None:
+        summary["record"] = recorder.summary()
     if getattr(sink, "error", ""):
         summary["sink_error"] = sink.error
     print(
@@ -436,6 +486,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"liveshtr serve: error: {sink.error}", file=sys.stderr)
     if spec.kind == "file":
         print(f"wrote     {spec.path}", file=out)
+    if recorder is not None:
+        print(f"recorded  {recorder.folder} ({len(recorder.session['takes'])} take(s))", file=out)
     if args.stats_json is not None:
         args.stats_json.write_text(json.dumps(summary, indent=1))
     time.sleep(0)  # let print buffers flush before exit

@@ -21,6 +21,8 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
     /liveshtr/scene/save s         save the controls as a scene (replies /liveshtr/scene/saved name)
     /liveshtr/scene/recall s [f]   recall a scene, morphing over f seconds (default 0: at once)
     /liveshtr/scene/delete s       delete a scene; /liveshtr/list also replies /liveshtr/scene name per scene
+    /liveshtr/record/start         a new take (serve --record DIR); replies /liveshtr/record/started folder
+    /liveshtr/record/stop          end the take; replies /liveshtr/record/stopped
 
 Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
 feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
@@ -38,6 +40,7 @@ from typing import NamedTuple
 
 from liveshtr.control.midi_protocol import MidiProtocol
 from liveshtr.control.scenes import Scenes
+from liveshtr.errors import LiveshtrError
 from liveshtr.live.params import ParamError, Params
 
 PREFIX = "/liveshtr"
@@ -97,6 +100,8 @@ def client_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/scene/save", "s", "name", "save every continuous control as a scene (not prime, freeze)"),
         Address(f"{PREFIX}/scene/recall", "s [f]", "name [seconds]", "recall a scene, morphing over the seconds"),
         Address(f"{PREFIX}/scene/delete", "s", "name", "delete a scene"),
+        Address(f"{PREFIX}/record/start", "", "", "start a new take (serve --record DIR)"),
+        Address(f"{PREFIX}/record/stop", "", "", "end the take being recorded"),
     ]
 
 
@@ -129,6 +134,8 @@ def feedback_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/scene/saved", "s", "", "reply to scene/save"),
         Address(f"{PREFIX}/scene/recalled", "s f", "", "reply to scene/recall: name, seconds"),
         Address(f"{PREFIX}/scene/deleted", "s", "", "reply to scene/delete"),
+        Address(f"{PREFIX}/record/started", "s", "", "reply to record/start: the session folder"),
+        Address(f"{PREFIX}/record/stopped", "", "", "reply to record/stop"),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -161,8 +168,9 @@ def error(address: str, problem: str) -> Reply:
 
 
 class OscProtocol:
-    def __init__(self, params: Params, midi: MidiProtocol | None = None, scenes: Scenes | None = None):
+    def __init__(self, params: Params, midi: MidiProtocol | None = None, scenes: Scenes | None = None, recorder=None):
         self.params = params
+        self.recorder = recorder  # live.recorder.Recorder (serve --record), or None
         self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
         self.scenes = scenes  # the model's scenes, or None
         self.errors = 0  # malformed messages answered with an error
@@ -203,6 +211,8 @@ class OscProtocol:
             return self._midi(address, parts[1], args)
         if name == "scene" and len(parts) == 2:
             return self._scene(address, parts[1], args)
+        if name == "record" and len(parts) == 2:
+            return self._record(address, parts[1])
         param = self.params.table.get(name)
         if param is None or len(parts) > 2:
             return [error(address, "unknown address; /liveshtr/list names the controls")]
@@ -238,6 +248,19 @@ class OscProtocol:
         if applied != (numbers if len(numbers) == len(applied) else numbers * len(applied)):
             return [Reply(f"{PREFIX}/clamped", (address, *applied))]
         return []
+
+    def _record(self, address: str, command: str) -> list[Reply]:
+        if command not in ("start", "stop"):
+            return [error(address, "unknown address; /liveshtr/record/ has start and stop")]
+        if self.recorder is None:
+            return [error(address, "not recording here: start serve with --record DIR")]
+        try:
+            if command == "start":
+                return [Reply(f"{PREFIX}/record/started", (self.recorder.start_take(),))]
+            self.recorder.stop_take()
+            return [Reply(f"{PREFIX}/record/stopped", ())]
+        except LiveshtrError as exc:
+            return [error(address, str(exc))]
 
     def _scene(self, address: str, command: str, args: tuple) -> list[Reply]:
         if command not in ("save", "recall", "delete"):

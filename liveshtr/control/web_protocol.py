@@ -11,6 +11,7 @@ JSON object with a "type":
     {"type": "get", "name": "temperature"}                             {"type": "state", "values": {...}}
     {"type": "scene", "action": "save", "name": "verse"}               also "recall" (with "seconds"), "delete"
     {"type": "midi", "action": "learn", "name": "latent", "index": 3}  also "cancel", and "get" (learning, map)
+    {"type": "record", "action": "start"}                              also "stop" (serve --record DIR)
 
 The server answers with "state" (on connect with "full": true, the table and the model; then only what changed,
 broadcast to everyone whoever changed it), "telemetry", "scenes" (the scene names, to everyone after a save or
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 
+from liveshtr.errors import LiveshtrError
 from liveshtr.live.params import ParamError, Params
 
 MAX_MESSAGE_BYTES = 16 * 1024  # a whole latent vector is well under 1 KiB; the server refuses bigger frames
@@ -34,8 +36,11 @@ def _number(value) -> bool:
 
 
 class WebProtocol:
-    def __init__(self, params: Params, model: dict, telemetry_hz: float, spectrum: dict, scenes=None, midi=None):
+    def __init__(
+        self, params: Params, model: dict, telemetry_hz: float, spectrum: dict, scenes=None, midi=None, recorder=None
+    ):
         self.params = params
+        self.recorder = recorder  # live.recorder.Recorder (serve --record DIR), or None
         self.scenes = scenes  # control.scenes.Scenes, or None
         self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi), or None
         self.model = model
@@ -56,7 +61,12 @@ class WebProtocol:
             "spectrum": self.spectrum,
             "scenes": self.scenes.names() if self.scenes is not None else None,
             "midi": self.midi_state() if self.midi is not None else None,
+            "record": self.record_state() if self.recorder is not None else None,
         }
+
+    def record_state(self) -> dict:
+        r = self.recorder
+        return {"type": "record", "recording": r.recording, "folder": str(r.folder), "takes": r.takes}
 
     def midi_state(self) -> dict:
         m = self.midi
@@ -90,6 +100,8 @@ class WebProtocol:
             return self._scene(m)
         if kind == "midi":
             return self._midi(m)
+        if kind == "record":
+            return self._record(m)
         if kind not in ("set", "action"):
             return [self._error(f"unknown type {kind!r}; expected set, action, get, scene or midi", m)]
         if not isinstance(name, str) or name not in self.params.table:
@@ -127,6 +139,18 @@ class WebProtocol:
             return []
         self.scenes.save(name) if action == "save" else self.scenes.delete(name)
         return [{"type": "scenes", "names": self.scenes.names(), "_all": True}]
+
+    def _record(self, m: dict) -> list[dict]:
+        action = m.get("action")
+        if self.recorder is None:
+            return [self._error("not recording here: start serve with --record DIR", m)]
+        if action not in ("start", "stop"):
+            return [self._error(f"record action {action!r}: expected start or stop", m)]
+        try:
+            self.recorder.start_take() if action == "start" else self.recorder.stop_take()
+        except LiveshtrError as exc:
+            return [self._error(str(exc), m)]
+        return [dict(self.record_state(), _all=True)]
 
     def _midi(self, m: dict) -> list[dict]:
         action = m.get("action")

@@ -103,7 +103,13 @@ class Engine:
         self._snap: np.ndarray | None = None
         self._counters: tuple[float, float, float] | None = None
         self._settled = False
-        self._sync_controls(params.snapshot, smooth=False)
+        self.initial_snapshot = params.snapshot  # what a recording's replay starts from
+        self._sync_controls(self.initial_snapshot, smooth=False)
+        # Recording (live.recorder): new snapshots with their hop, and the blocks played with their gain target.
+        self._snapshots = None
+        self._logged = self.initial_snapshot
+        self._tap = None
+        self.replay_gains: np.ndarray | None = None  # a replay's gain target per block, as the live callback read it
 
         # Callback state, all preallocated.
         self._block = np.zeros(self.blocksize, dtype=np.float32)
@@ -113,6 +119,7 @@ class Engine:
         self._gain_index = params.index("gain")
         self._gain_step = self.blocksize / (FADE_S * self.samplerate)
         self._gain = float(params.snapshot[self._gain_index])
+        self._gain_target = self._gain
         self._last = 0.0
         # What the callback played last, for meters and the spectrogram (read by the telemetry thread, never here).
         self._scope = np.zeros(SCOPE_BLOCKS * self.blocksize, dtype=np.float32)
@@ -181,7 +188,11 @@ class Engine:
         started = time.perf_counter()
         if self.schedule is not None:
             self.schedule.apply_due(self.produced_s, self.params)
-        self._sync_controls(self.params.snapshot)
+        snap = self.params.snapshot  # read once: the snapshot logged is the one this hop uses
+        if self._snapshots is not None and snap is not self._logged:
+            self._snapshots.append((self.stats.hops, snap))
+            self._logged = snap
+        self._sync_controls(snap)
         hop = self.generator.next_hop(self.controls)
         if self.resampler is not None:
             out = self.resampler.process(hop)
@@ -296,7 +307,11 @@ class Engine:
                 self.stats.device_xruns += 1
             block = self._block
             if frames == self.blocksize and self.ring.read_block(block):
-                target = float(self.params.snapshot[self._gain_index])  # a Python float: numpy would buffer
+                if self.replay_gains is None:
+                    target = float(self.params.snapshot[self._gain_index])  # a Python float: numpy would buffer
+                else:
+                    target = float(self.replay_gains[min(self.stats.blocks, len(self.replay_gains) - 1)])
+                self._gain_target = target
                 g0 = self._gain
                 g1 = min(max(target, g0 - self._gain_step), g0 + self._gain_step)
                 np.multiply(self._ramp, g1 - g0, out=self._gains)
@@ -319,6 +334,8 @@ class Engine:
                 self.stats.peak = peak
             self.stats.energy += float(np.dot(block, block))
             np.copyto(self._scope_blocks[self.stats.blocks % SCOPE_BLOCKS], block)
+            if self._tap is not None:
+                self._tap.put(block, self._gain_target)
             if self._wake_w >= 0:
                 try:
                     os.write(self._wake_w, WAKE)
@@ -332,6 +349,12 @@ class Engine:
         except Exception:  # an exception would stop the stream: play silence and count it instead
             self.stats.callback_errors += 1
             outdata.fill(0.0)
+
+    def attach_recorder(self, recorder) -> None:
+        """Hand every block played and every new snapshot (with its hop) to `recorder`; before `start`."""
+        self._logged = self.initial_snapshot
+        self._snapshots = recorder.snapshots
+        self._tap = recorder.tap
 
     def recent_output(self, n: int) -> np.ndarray:
         """The last `n` samples the callback played (a copy, oldest first).

@@ -182,4 +182,5 @@ def test_the_page_saves_recalls_and_deletes_scenes_and_learns_midi(browser, jack
     finally:
         if out is not None:
             out.close_port()
+            out.delete()  # the JACK client too
         assert stop_serve(proc) == 0

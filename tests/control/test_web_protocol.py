@@ -135,3 +135,29 @@ def test_scenes_and_midi_learn_over_the_websocket(tmp_path):
     assert plain.full_state()["scenes"] is None and plain.full_state()["midi"] is None
     for message in ({"type": "scene", "action": "save", "name": "A"}, {"type": "midi", "action": "get"}):
         assert send(plain, message)[0]["type"] == "error"
+
+
+def test_recording_over_the_websocket(tmp_path):
+    class FakeRecorder:  # the interface WebProtocol uses; the real one is tested in tests/live/test_recorder.py
+        folder, session, recording, takes = tmp_path, {"takes": []}, False, 0
+
+        def start_take(self):
+            if self.recording:
+                from liveshtr.live.recorder import RecordError
+
+                raise RecordError("already recording; /liveshtr/record stop first")
+            self.recording, self.takes = True, self.takes + 1
+
+        def stop_take(self):
+            self.recording = False
+
+    web = WebProtocol(Params(L), {}, 20.0, {}, recorder=FakeRecorder())
+    assert web.full_state()["record"] == {"type": "record", "recording": False, "folder": str(tmp_path), "takes": 0}
+    (reply,) = send(web, {"type": "record", "action": "start"})
+    assert reply["recording"] is True and reply["takes"] == 1 and reply["_all"] is True
+    (reply,) = send(web, {"type": "record", "action": "start"})
+    assert reply["type"] == "error" and "already recording" in reply["error"]
+    (reply,) = send(web, {"type": "record", "action": "pause"})
+    assert reply["type"] == "error"
+    (reply,) = send(WebProtocol(Params(L), {}, 20.0, {}), {"type": "record", "action": "start"})
+    assert reply["type"] == "error" and "--record" in reply["error"]

@@ -247,6 +247,21 @@
       list.append(el('span', { className: 'scene-item' }, recall, del));
     }
   }
+  // ---- recording: one button starts and stops takes (serve --record DIR) ---------------------------------
+  function onRecord(r) {
+    app.record = r;
+    pub.record = r;
+    const b = $('record');
+    b.hidden = !r;
+    if (!r) return;
+    b.classList.toggle('on', !!r.recording);
+    b.setAttribute('aria-pressed', String(!!r.recording));
+    $('record-label').textContent = r.recording ? `recording take ${r.takes}` : 'rec';
+    b.title = `takes go to ${r.folder}`;
+  }
+  $('record').addEventListener('click', () =>
+    send({ type: 'record', action: app.record && app.record.recording ? 'stop' : 'start' }));
+
   function saveScene() {
     const name = $('scene-name').value.trim();
     if (!name) { toast('name the scene first'); return; }
@@ -645,6 +660,7 @@
       md.layers && md.hidden && `${md.layers}×${md.hidden}`].filter(Boolean);
     $('model').textContent = parts.join(' · ') || 'model';
     onScenes(m.scenes);
+    onRecord(m.record || null);
     if (app.midi) onMidi(app.midi);
   }
 
@@ -665,6 +681,7 @@
     } else if (m.type === 'telemetry') onTelemetry(m);
     else if (m.type === 'scenes') onScenes(m.names);
     else if (m.type === 'midi') onMidi(m);
+    else if (m.type === 'record') onRecord(m);
     else if (m.type === 'error') toast(m.error || 'the server refused a message');
   }
 

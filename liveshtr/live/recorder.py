@@ -1,0 +1,236 @@
+"""Recording a set: the output exactly as played, and every control change at the hop that used it, so that
+`render --replay` can make the same samples offline.
+
+The audio callback hands each block it plays (and the gain it aimed at) to a `Tap`: preallocated blocks, a copy
+and two counters, never a wait; a writer that falls behind loses blocks (counted) rather than stall the callback.
+The producer hands each new parameter snapshot, with its hop number, to a deque. A writer thread drains both:
+24-bit WAV takes and `controls.jsonl`. One session folder per `serve --record DIR` run:
+
+    session.json     the model, seed, rates and settings, the controls at the start, and the takes
+    controls.jsonl   {"hop": n, "name": ..., "value": ...} per change, from the first hop on, and
+                     {"block": k, "gain": g} where the callback's gain target changed
+    take-1.wav ...   what the callback played from `record start` to `record stop`
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from liveshtr.atomic import atomic_path
+from liveshtr.errors import LiveshtrError
+
+TAP_SECONDS = 4.0  # audio the writer may fall behind by before blocks are lost
+WRITE_EVERY_S = 0.05
+SUBTYPE = "PCM_24"
+
+
+class RecordError(LiveshtrError):
+    """A recording that cannot be started, or a session that cannot be replayed."""
+
+
+class Tap:
+    """Single producer (the callback), single consumer (the writer): blocks and their gain targets."""
+
+    def __init__(self, blocksize: int, n_blocks: int):
+        self.n = n_blocks
+        self.data = np.zeros((n_blocks, blocksize), dtype=np.float32)
+        self.blocks = [self.data[i] for i in range(n_blocks)]
+        self.gains = np.zeros(n_blocks, dtype=np.float64)
+        self.written = 0  # blocks ever put (callback only)
+        self.read = 0  # blocks ever taken (writer only)
+        self.dropped = 0
+
+    def put(self, block: np.ndarray, gain: float) -> None:
+        k = self.written
+        if k - self.read >= self.n:
+            self.dropped += 1  # the writer fell behind: lose this block rather than wait
+            return
+        i = k % self.n
+        np.copyto(self.blocks[i], block)
+        self.gains[i] = gain
+        self.written = k + 1  # publish after the copy
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """Everything put since the last take, oldest first (copies)."""
+        start, end = self.read, self.written
+        index = np.arange(start, end) % self.n
+        out = self.data[index].reshape(-1), self.gains[index].copy()
+        self.read = end
+        return out
+
+
+class Recorder:
+    """The session folder, the take being written and the writer thread. `engine.recorder = self` taps it."""
+
+    def __init__(self, root: Path, engine, session: dict):
+        self.engine = engine
+        self.blocksize = engine.blocksize
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            folder = root / stamp
+            n = 1
+            while folder.exists():
+                n += 1
+                folder = root / f"{stamp}-{n}"
+            folder.mkdir()
+        except OSError as exc:
+            raise RecordError(f"--record {root}: cannot make a session folder there ({exc.strerror or exc})") from None
+        self.folder = folder
+        self.session = dict(session, takes=[])
+        self.tap = Tap(self.blocksize, max(2, int(TAP_SECONDS * engine.samplerate / self.blocksize)))
+        self.snapshots: collections.deque = collections.deque()  # (hop, snapshot), from the producer
+        self._previous = engine.params.snapshot  # what the engine was built with: session["initial"]
+        self._gain: float | None = None
+        self._take = None  # (soundfile, path, first block) while recording
+        self._want: str | None = None  # "start" / "stop", asked by a control thread, done by the writer
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error = ""
+        self._controls = open(folder / "controls.jsonl", "w", buffering=1)  # noqa: SIM115  (closed in stop)
+        self._write_session()
+
+    # -- control threads ----------------------------------------------------------------------------
+    def start_take(self) -> str:
+        with self._lock:
+            if self._take is not None or self._want == "start":
+                raise RecordError("already recording; /liveshtr/record stop first")
+            self._want = "start"
+        return str(self.folder)
+
+    def stop_take(self) -> None:
+        with self._lock:
+            if self._take is None and self._want != "start":
+                raise RecordError("not recording")
+            self._want = "stop"
+
+    @property
+    def recording(self) -> bool:
+        """As asked: a start or stop just requested counts already (the writer carries it out within 50 ms)."""
+        want = self._want
+        return want == "start" or (self._take is not None and want != "stop")
+
+    @property
+    def takes(self) -> int:
+        """Takes begun, the one just asked for included."""
+        return len(self.session["takes"]) + (self._want == "start")
+
+    # -- the writer thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="liveshtr-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is left, close the take and the session (the engine has stopped, or is stopping)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._drain()
+        if self._take is not None:
+            self._close_take()
+        self._controls.close()
+        self._write_session()
+
+    def _run(self) -> None:
+        while not self._stop.wait(WRITE_EVERY_S):
+            try:
+                self._drain()
+            except Exception as exc:  # a full disk must not stop the music: count, say so, go on
+                self.errors += 1
+                self.last_error = f"recording: {type(exc).__name__}: {exc}"
+
+    def _drain(self) -> None:
+        while self.snapshots:
+            hop, snap = self.snapshots.popleft()
+            self._log_controls(hop, snap)
+        first = self.tap.read
+        audio, gains = self.tap.take()
+        for k, gain in enumerate(gains, first):
+            if gain != self._gain:
+                self._gain = float(gain)
+                self._controls.write(json.dumps({"block": k, "gain": self._gain}) + "\n")
+        with self._lock:
+            want, self._want = self._want, None
+        if want == "start" and self._take is None:
+            self._open_take(first)  # from the oldest block not yet written: the blocks just taken
+        if self._take is not None and len(audio):
+            self._take[0].write(audio)
+        if want == "stop" and self._take is not None:
+            self._close_take(first + len(gains))
+
+    def _log_controls(self, hop: int, snap: np.ndarray) -> None:
+        params = self.engine.params
+        changed = params.changed(self._previous, snap)
+        self._previous = snap
+        for name, value in changed.items():
+            line = {"hop": hop, "name": name}
+            if not params.table[name].action:
+                line["value"] = value
+            self._controls.write(json.dumps(line) + "\n")
+
+    def _open_take(self, first_block: int) -> None:
+        import soundfile
+
+        number = len(self.session["takes"]) + 1
+        path = self.folder / f"take-{number}.wav"
+        f = soundfile.SoundFile(path, "w", samplerate=self.engine.samplerate, channels=1, subtype=SUBTYPE)
+        self._take = (f, path, first_block)
+        self.session["takes"].append({"file": path.name, "first_block": first_block, "blocks": None})
+        self._write_session()
+
+    def _close_take(self, end_block: int | None = None) -> None:
+        f, path, first = self._take
+        f.close()
+        self._take = None
+        end = end_block if end_block is not None else self.tap.read
+        self.session["takes"][-1]["blocks"] = end - first
+        self.session["dropped_blocks"] = self.tap.dropped
+        self._write_session()
+
+    def _write_session(self) -> None:
+        self.session["underruns"] = self.engine.stats.underruns
+        with atomic_path(self.folder / "session.json") as tmp:
+            tmp.write_text(json.dumps(self.session, indent=1))
+
+    def summary(self) -> dict:
+        return {
+            "folder": str(self.folder),
+            "takes": len(self.session["takes"]),
+            "dropped_blocks": self.tap.dropped,
+            "errors": self.errors,
+        }
+
+
+def read_session(folder: Path) -> tuple[dict, list[dict], dict[int, float]]:
+    """A recorded session: its settings, its control events ({"hop", "name", "value"}) and gains by block."""
+    folder = Path(folder)
+    try:
+        session = json.loads((folder / "session.json").read_text())
+        lines = (folder / "controls.jsonl").read_text().splitlines()
+    except OSError as exc:
+        raise RecordError(f"--replay {folder}: not a recorded session ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise RecordError(f"--replay {folder}: session.json is damaged ({exc})") from None
+    events, gains = [], {}
+    for number, line in enumerate(lines, 1):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break  # the last line of a session that ended in a crash
+            raise RecordError(f"--replay {folder}/controls.jsonl:{number}: not JSON") from None
+        if "block" in obj:
+            gains[int(obj["block"])] = float(obj["gain"])
+        else:
+            events.append(obj)
+    return session, events, gains

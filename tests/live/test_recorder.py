@@ -1,0 +1,118 @@
+"""Recording a set and replaying it: `serve --record` driven over OSC writes the output as played and every
+control change; `render --replay` makes the same samples offline."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from liveshtr.live.recorder import Tap, read_session
+from tests.control.test_osc import ask, message
+from tests.test_serve import cli, one_line_error, osc_port, start_serve, wait_started
+
+
+def send(port: int, data: bytes) -> None:
+    """One datagram, no reply awaited (changes are not answered)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(data, ("127.0.0.1", port))
+
+
+def test_the_tap_never_waits_and_counts_what_it_loses():
+    tap = Tap(4, 3)
+    for k in range(5):
+        tap.put(np.full(4, k, dtype=np.float32), float(k))
+    assert tap.dropped == 2 and tap.written == 3
+    audio, gains = tap.take()
+    assert audio.tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4 and gains.tolist() == [0.0, 1.0, 2.0]
+    tap.put(np.full(4, 9, dtype=np.float32), 9.0)
+    audio, gains = tap.take()
+    assert audio.tolist() == [9.0] * 4 and gains.tolist() == [9.0]
+
+
+def test_a_set_driven_over_osc_replays_sample_for_sample(tmp_path):
+    record = tmp_path / "sets"
+    proc = start_serve(
+        "--sink", f"file:{tmp_path / 'live.wav'}", "--no-web", "--record", str(record), "--seed", "7",
+        "--lookahead-ms", "40", "--seconds", "9", "--status-every", "0",
+    )  # fmt: skip
+    try:
+        port = osc_port(wait_started(proc))
+        time.sleep(1.0)
+        for address, value in (("/liveshtr/temperature", 1.8), ("/liveshtr/latent/0", 2.0), ("/liveshtr/mix", 0.5)):
+            send(port, message(address, value))
+            time.sleep(0.4)
+        send(port, message("/liveshtr/gain", 0.4))
+        time.sleep(0.3)
+        send(port, message("/liveshtr/reset"))
+        time.sleep(0.5)
+        send(port, message("/liveshtr/prime", 0.2))
+        assert ask(port, message("/liveshtr/record/stop")) == [("/liveshtr/record/stopped", [])]
+        (error,) = ask(port, message("/liveshtr/record/stop"))
+        assert error[0] == "/liveshtr/error" and "not recording" in error[1][1]
+        time.sleep(0.5)
+        ((started, _),) = ask(port, message("/liveshtr/record/start"))
+        assert started == "/liveshtr/record/started"
+        send(port, message("/liveshtr/gain", 1.0))
+        send(port, message("/liveshtr/freeze", 1.0))
+        time.sleep(1.0)
+        send(port, message("/liveshtr/freeze", 0.0))
+    finally:
+        stdout, stderr = proc.communicate(timeout=60)  # it stops after --seconds
+    assert proc.returncode == 0, stderr
+    (session_dir,) = record.iterdir()
+    assert "recorded" in stdout and str(session_dir) in stdout
+    session, events, gains = read_session(session_dir)
+    assert [t["file"] for t in session["takes"]] == ["take-1.wav", "take-2.wav"] and session["underruns"] == 0
+    names = {e["name"] for e in events}
+    assert {"temperature", "latent", "mix", "gain", "reset", "prime", "freeze"} <= names
+    assert pytest.approx(0.4) in gains.values() and session["seed"] == 7  # OSC carries float32
+    for take in (1, 2):
+        out = tmp_path / f"replay-{take}.wav"
+        result = cli("render", "--replay", str(session_dir), "--take", str(take), "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        recorded, rate = soundfile.read(session_dir / f"take-{take}.wav", dtype="int32")
+        replayed, rate2 = soundfile.read(out, dtype="int32")
+        assert rate == rate2 == 48000 and len(recorded) > 48000
+        assert np.array_equal(recorded, replayed), f"take {take}: {np.flatnonzero(recorded != replayed)[:5]}"
+    # the take is what was played: the live file's same stretch, as 24-bit
+    live, _ = soundfile.read(tmp_path / "live.wav", dtype="float32")
+    take1, _ = soundfile.read(session_dir / "take-1.wav", dtype="float32")
+    assert np.abs(live[: len(take1)] - take1).max() < 2.0**-22
+
+
+def test_replay_refuses_what_it_cannot_replay(tmp_path):
+    wav = str(tmp_path / "x.wav")
+    one_line_error(cli("render", "--replay", str(tmp_path / "none"), "-o", wav), "not a recorded session")
+    session = tmp_path / "s"
+    session.mkdir()
+    (session / "session.json").write_text(json.dumps({"takes": [{"file": "take-1.wav", "first_block": 0}]}))
+    (session / "controls.jsonl").write_text("")
+    one_line_error(cli("render", "--replay", str(session), "-o", wav), "never closed")
+    one_line_error(cli("render", "--replay", str(session), "--take", "3", "-o", wav), "1 take(s)")
+    (session / "session.json").write_text("{")
+    one_line_error(cli("render", "--replay", str(session), "-o", wav), "damaged")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    one_line_error(cli("serve", "--sink", "null", "--seconds", "1", "--record", str(blocked / "x")), "--record")
+    (reply,) = [r for r in ask_without_recorder()]
+    assert reply.address == "/liveshtr/error" and "--record" in reply.args[1]
+
+
+def ask_without_recorder():
+    from liveshtr.control.osc_protocol import OscProtocol
+    from liveshtr.live.params import Params
+
+    return OscProtocol(Params(8)).handle("/liveshtr/record/start", [])
+
+
+@pytest.mark.parametrize("line", ['{"hop": 3, "name": "mix", "value": 0.5}\n{"hop": 4, "na'])
+def test_a_session_cut_short_by_a_crash_keeps_its_whole_lines(tmp_path, line):
+    (tmp_path / "session.json").write_text(json.dumps({"takes": []}))
+    (tmp_path / "controls.jsonl").write_text(line)
+    _, events, _ = read_session(tmp_path)
+    assert events == [{"hop": 3, "name": "mix", "value": 0.5}]
