@@ -116,3 +116,45 @@ def test_a_session_cut_short_by_a_crash_keeps_its_whole_lines(tmp_path, line):
     (tmp_path / "controls.jsonl").write_text(line)
     _, events, _ = read_session(tmp_path)
     assert events == [{"hop": 3, "name": "mix", "value": 0.5}]
+
+
+def test_a_set_played_through_jack_and_driven_by_midi_and_osc_replays_sample_for_sample(jack, tmp_path):
+    from tests.control.test_midi import midi_out
+
+    record = tmp_path / "sets"
+    proc = start_serve(
+        "--audio-device", "system", "--no-web", "--midi", "--midi-api", "jack", "--record", str(record),
+        "--seed", "3", "--lookahead-ms", "40", "--seconds", "8", "--status-every", "0", env=jack,
+    )  # fmt: skip
+    out = None
+    try:
+        port = osc_port(wait_started(proc))
+        out = midi_out(jack)
+        time.sleep(0.5)
+        out.send_message([0xB0, 1, 90])  # the mod wheel: temperature
+        time.sleep(0.4)
+        send(port, message("/liveshtr/latent/1", -1.5))
+        time.sleep(0.4)
+        out.send_message([0xE0, 0, 100])  # the pitch wheel: latent 0
+        out.send_message([0x90, 70, 100])  # a key: prime
+        time.sleep(0.4)
+        out.send_message([0xB0, 7, 80])  # volume: gain
+        time.sleep(0.4)
+        send(port, message("/liveshtr/freeze", 1.0))
+    finally:
+        if out is not None:
+            out.close_port()
+            out.delete()
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    (session_dir,) = record.iterdir()
+    session, events, _ = read_session(session_dir)
+    assert {"temperature", "latent", "prime", "gain", "freeze"} <= {e["name"] for e in events}
+    if session["underruns"]:
+        pytest.skip(f"the set had {session['underruns']} underrun(s): a replay makes the audio that was due")
+    replay = tmp_path / "replay.wav"
+    result = cli("render", "--replay", str(session_dir), "-o", str(replay))
+    assert result.returncode == 0, result.stderr
+    recorded, _ = soundfile.read(session_dir / "take-1.wav", dtype="int32")
+    replayed, _ = soundfile.read(replay, dtype="int32")
+    assert len(recorded) > 6 * 48000 and np.array_equal(recorded, replayed)
