@@ -90,7 +90,9 @@ class Recorder:
         self._previous = engine.params.snapshot  # what the engine was built with: session["initial"]
         self._gain: float | None = None
         self._take = None  # (soundfile, path, first block) while recording
-        self._want: str | None = None  # "start" / "stop", asked by a control thread, done by the writer
+        self._requests: collections.deque = collections.deque()  # "start" / "stop" from control threads, in order
+        self._active = False  # what was last asked: recording or not
+        self._starts = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,27 +104,29 @@ class Recorder:
     # -- control threads ----------------------------------------------------------------------------
     def start_take(self) -> str:
         with self._lock:
-            if self._take is not None or self._want == "start":
+            if self._active:
                 raise RecordError("already recording; /liveshtr/record stop first")
-            self._want = "start"
+            self._active = True
+            self._starts += 1
+            self._requests.append("start")
         return str(self.folder)
 
     def stop_take(self) -> None:
         with self._lock:
-            if self._take is None and self._want != "start":
+            if not self._active:
                 raise RecordError("not recording")
-            self._want = "stop"
+            self._active = False
+            self._requests.append("stop")
 
     @property
     def recording(self) -> bool:
-        """As asked: a start or stop just requested counts already (the writer carries it out within 50 ms)."""
-        want = self._want
-        return want == "start" or (self._take is not None and want != "stop")
+        """As asked: the writer carries a start or a stop out within 50 ms, in the order they came."""
+        return self._active
 
     @property
     def takes(self) -> int:
         """Takes begun, the one just asked for included."""
-        return len(self.session["takes"]) + (self._want == "start")
+        return self._starts
 
     # -- the writer thread --------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,14 +163,25 @@ class Recorder:
             if gain != self._gain:
                 self._gain = float(gain)
                 self._controls.write(json.dumps({"block": k, "gain": self._gain}) + "\n")
+        end = first + len(gains)
         with self._lock:
-            want, self._want = self._want, None
-        if want == "start" and self._take is None:
-            self._open_take(first)  # from the oldest block not yet written: the blocks just taken
+            requests = list(self._requests)
+            self._requests.clear()
+        written = False
         if self._take is not None and len(audio):
-            self._take[0].write(audio)
-        if want == "stop" and self._take is not None:
-            self._close_take(first + len(gains))
+            self._take[0].write(audio)  # these blocks were played while the take ran
+            written = True
+        for request in requests:
+            if request == "stop" and self._take is not None:
+                self._close_take(end)
+            elif request == "start" and self._take is None:
+                if written or requests[0] == "stop":
+                    self._open_take(end)  # a take just ended with these blocks: the next begins after them
+                else:
+                    self._open_take(first)  # from the blocks played since the last look, the request among them
+                    if len(audio):
+                        self._take[0].write(audio)
+                    written = True
 
     def _log_controls(self, hop: int, snap: np.ndarray) -> None:
         params = self.engine.params

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -120,15 +121,39 @@ def sample_args(address: str, params: Params) -> tuple:
     name = address.split("/")[2]
     if name in ("subscribe", "unsubscribe"):
         return (9002,)
+    if name == "scene":
+        return ("verse", 0.0) if address.endswith("/recall") else ("verse",)
+    if name == "record":
+        return ()
     param = params.table[name]
     if param.action:
         return ()
     return (0.5,) * (param.size if address.count("/") == 2 else 1)
 
 
+class Takes:
+    """What OscProtocol asks of a recorder (the real one: tests/live/test_recorder.py)."""
+
+    folder = "sets/now"
+
+    def start_take(self) -> str:
+        return self.folder
+
+    def stop_take(self) -> None:
+        pass
+
+
 def assert_accepted(addresses: set[str]) -> None:
+    from liveshtr.control.scenes import Scenes
+
     params = Params(LATENT, tempo=120.0)
-    protocol = OscProtocol(params)
+    with tempfile.TemporaryDirectory() as folder:
+        scenes = Scenes.for_model(params, Path(folder) / "scenes.json")
+        scenes.save("verse")  # what a patch recalls
+        check_addresses(addresses, params, OscProtocol(params, scenes=scenes, recorder=Takes()))
+
+
+def check_addresses(addresses: set[str], params: Params, protocol: OscProtocol) -> None:
     for address in sorted(addresses):
         assert is_client_address(params, address), f"{address} is not in the server's address table"
         replies = protocol.handle(address, sample_args(address, params), ("127.0.0.1", 9))
@@ -423,6 +448,46 @@ def test_the_pd_patch_plays_every_control_and_follows_the_server(served):
     summary = json.loads(stats.read_text())
     assert summary["osc"]["errors"] == 0  # nothing the patch sent was malformed
     assert summary["underruns"] == 0
+
+
+def test_the_pd_patch_saves_and_recalls_scenes_and_starts_and_stops_takes(tmp_path):
+    from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
+
+    scenes, sets = tmp_path / "scenes.json", tmp_path / "sets"
+    proc = start_serve("--sink", "null", "--no-web", "--scenes", str(scenes), "--record", str(sets))
+    pd = None
+    try:
+        port = osc_port(wait_started(proc))
+        pd = Pd(
+            "; ".join(
+                [
+                    f"liveshtr-listen {free_udp_port()}",
+                    f"liveshtr-connect {port}",
+                    "liveshtr-temperature 3",
+                    "liveshtr-scene-name symbol verse",
+                    "liveshtr-scene-save bang",
+                    "liveshtr-temperature 1",
+                    "liveshtr-scene-seconds 0",
+                    "liveshtr-scene-recall bang",
+                    "liveshtr-rec-stop bang",
+                    "liveshtr-rec-start bang",
+                ]
+            )
+        )
+        pd.wait_for(lambda h: "heard-temperature: 3" in h and "heard-temperature: 1" in h)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (scenes.exists() and "verse" in scenes.read_text()):
+            time.sleep(0.1)
+        assert json.loads(scenes.read_text())["scenes"]["verse"]["temperature"] == 3.0
+        time.sleep(0.5)
+        assert dict(ask(port, message("/liveshtr/get", "temperature")))["/liveshtr/temperature"] == [3.0]
+    finally:
+        if pd is not None:
+            pd.stop()
+        assert stop_serve(proc) == 0, proc.stderr.read()
+    (session,) = sets.iterdir()
+    takes = json.loads((session / "session.json").read_text())["takes"]
+    assert [t["file"] for t in takes] == ["take-1.wav", "take-2.wav"] and all(t["blocks"] for t in takes)
 
 
 def test_the_pd_patch_finds_a_server_started_after_it(tmp_path):
