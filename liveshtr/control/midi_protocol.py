@@ -12,6 +12,8 @@ No ports here (`midi.py` opens them with mido and python-rtmidi), so every rule 
 - Program change n recalls the n-th scene (in save order), morphing over the map's `morph` seconds.
 - MIDI learn: `learn(control, index)` binds the next controller moved (or the pitch-bend wheel) to that control.
 - Clock: 24 ticks a beat give a tempo (over the last beat of ticks), which sets `tempo` where the model has a clock.
+  With the map's `quantize` at "beat" or "bar" (4 beats), prime jumps and scene recalls wait for the next one while
+  the clock runs (counted from Start, or from a song position pointer); with no clock they happen at once.
 - What cannot be a MIDI message (a data byte >= 128, a wrong length, no status) is counted as an error and dropped,
   as are controllers and notes on another channel than the map's; SysEx and the messages no control uses are
   counted as ignored. Nothing here raises on bad input.
@@ -30,6 +32,7 @@ CLOCK_WINDOW = TICKS_PER_BEAT  # ticks the tempo is measured over: one beat
 CLOCK_GAP_S = 0.5  # a longer gap between ticks starts the measurement again (the clock stopped, or jumped)
 TEMPO_STEP = 0.05  # beats a minute: the tempo follows the clock only by more than this (no re-publish per tick)
 KEYS = (36, 96)  # C2..C7: five octaves of a 61-key keyboard span the song
+QUANTA = {"off": 0, "beat": TICKS_PER_BEAT, "bar": 4 * TICKS_PER_BEAT}  # ticks between the moments a jump may land
 # Data lengths of channel messages by their high nibble, and of the system messages that carry data.
 CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1, 0xFE: 1, 0xFF: 1}
@@ -68,6 +71,7 @@ class MidiMap:
     channel: int | None = None  # 0..15 here, 1..16 in files and messages
     clock: bool = True  # a MIDI clock sets the tempo (where the model has one)
     morph: float = 0.0  # seconds a scene recalled by program change morphs over
+    quantize: str = "off"  # prime jumps and scene recalls wait for the clock's next "beat" or "bar"
 
     @classmethod
     def default(cls, params: Params) -> MidiMap:
@@ -95,6 +99,8 @@ class MidiMap:
         low, high = self.keys
         if not 0 <= low < high <= 127:
             raise MidiMapError(f"keys {low}..{high}: choose two notes 0..127, the lower first")
+        if self.quantize not in QUANTA:
+            raise MidiMapError(f"quantize {self.quantize!r}: choose {', '.join(QUANTA)}")
         if not 0.0 <= self.morph <= 600.0:
             raise MidiMapError(f"morph {self.morph:g}: choose 0..600 seconds")
         if self.channel is not None and not 0 <= self.channel <= 15:
@@ -110,6 +116,7 @@ class MidiMap:
             "keys": list(self.keys),
             "clock": self.clock,
             "morph": self.morph,
+            "quantize": self.quantize,
         }
 
     @classmethod
@@ -117,7 +124,7 @@ class MidiMap:
         """A map from JSON; keys left out keep the default map's (so a file may name only what it changes)."""
         if not isinstance(data, dict):
             raise MidiMapError("a MIDI map is a JSON object (cc, bend, notes, keys, channel, clock)")
-        known = ("cc", "bend", "notes", "keys", "channel", "clock", "morph")
+        known = ("cc", "bend", "notes", "keys", "channel", "clock", "morph", "quantize")
         unknown = set(data) - set(known)
         if unknown:
             raise MidiMapError(f"unknown key(s) {', '.join(sorted(unknown))}; known: {' '.join(known)}")
@@ -138,6 +145,8 @@ class MidiMap:
                 m.clock = bool(data["clock"])
             if "morph" in data:
                 m.morph = float(data["morph"])
+            if "quantize" in data:
+                m.quantize = str(data["quantize"])
         except (TypeError, ValueError) as exc:
             raise MidiMapError(f"malformed MIDI map: {exc}") from None
         return m.check(params)
@@ -182,6 +191,9 @@ class MidiProtocol:
         self._level: dict[tuple[int, int], int] = {}  # (channel, controller) -> last value, for rising edges
         self._ticks: deque[float] = deque(maxlen=CLOCK_WINDOW + 1)
         self.clock_bpm: float | None = None  # the tempo the clock gives, once a beat of ticks has arrived
+        self._tick = -1  # ticks since Start (the first tick after Start is 0: a downbeat)
+        self._last_tick: float | None = None
+        self._pending: dict[str, object] = {}  # "prime" / "scene" -> what waits for the next beat or bar
         self._lock = threading.Lock()  # learning (from OSC or the page) against messages (rtmidi's thread)
 
     # -- learning -------------------------------------------------------------------------------------------------
@@ -241,8 +253,11 @@ class MidiProtocol:
             return self._error(f"{_hex(data)}: not a {length}-byte message with data bytes 0..127")
         if status >= 0xF8:
             return self._realtime(status, now)
+        if status == 0xF2:  # song position, in sixteenths: where the next tick falls
+            self._tick = (data[1] | data[2] << 7) * (TICKS_PER_BEAT // 4) - 1
+            return False
         if status >= 0xF0:
-            self.ignored += 1  # song position, select, tune request: not used yet
+            self.ignored += 1  # song select, tune request: not used
             return False
         channel, kind = status & 0x0F, status & 0xF0
         if self.map.channel is not None and channel != self.map.channel:
@@ -253,16 +268,25 @@ class MidiProtocol:
         if kind == 0xE0:
             return self._bend(data[1] | data[2] << 7)
         if kind == 0x90 and data[2] > 0:
-            return self._note(data[1])
+            return self._note(data[1], now)
         if kind == 0xC0 and self.scenes is not None:
-            return self._program(data[1])
+            return self._program(data[1], now)
         self.ignored += 1  # note-off, aftertouch, a program change with no scenes
         return False
 
-    def _program(self, number: int) -> bool:
+    def _program(self, number: int, now: float = 0.0) -> bool:
         names = self.scenes.names()
         if number >= len(names):
             self.ignored += 1
+            return False
+        if self._waits(now):
+            self._pending["scene"] = number
+            return False
+        return self._recall(number)
+
+    def _recall(self, number: int) -> bool:
+        names = self.scenes.names()
+        if number >= len(names):  # deleted while it waited
             return False
         try:
             self.scenes.recall(names[number], self.map.morph)
@@ -297,12 +321,29 @@ class MidiProtocol:
             return False
         return self._set(self.map.bend, value, 16383, ("bend",), value >> 7)
 
-    def _note(self, note: int) -> bool:
+    def _note(self, note: int, now: float = 0.0) -> bool:
         low, high = self.map.keys
         if self.map.notes != "prime" or not low <= note <= high:
             self.ignored += 1
             return False
+        if self._waits(now):
+            self._pending["prime"] = (note - low) / (high - low)  # the latest key wins
+            return False
         return self._apply(Binding("prime"), (note - low) / (high - low))
+
+    def _waits(self, now: float) -> bool:
+        """Whether a jump waits for the clock: quantizing, and a tick arrived lately."""
+        return QUANTA[self.map.quantize] > 0 and self._last_tick is not None and now - self._last_tick <= CLOCK_GAP_S
+
+    def _land(self) -> bool:
+        """The beat or bar has come: what waited for it happens now."""
+        pending, self._pending = self._pending, {}
+        changed = False
+        if "scene" in pending:
+            changed |= self._recall(pending["scene"])
+        if "prime" in pending:
+            changed |= self._apply(Binding("prime"), pending["prime"])
+        return changed
 
     def _set(self, binding: Binding, value: int, top: int, key: tuple, level7: int) -> bool:
         param = self.params.table[binding.control]
@@ -324,25 +365,35 @@ class MidiProtocol:
         return True
 
     def _realtime(self, status: int, now: float) -> bool:
-        if status != 0xF8 or not self.map.clock:
-            if status == 0xFA:  # start: a fresh measurement
-                self._ticks.clear()
-            self.ignored += 1
-            return False
-        if self._ticks and now - self._ticks[-1] > CLOCK_GAP_S:
+        if status == 0xFA:  # start: the next tick is the first beat of a bar, and a fresh measurement
+            self._tick = -1
             self._ticks.clear()
+        elif status == 0xFC and self._pending:  # stop: nothing waits for a clock that no longer runs
+            self._last_tick = None
+            return self._land()
+        if status != 0xF8 or not self.map.clock:
+            self.ignored += status != 0xF8
+            return False
+        landed = False
+        if self._last_tick is not None and now - self._last_tick > CLOCK_GAP_S:
+            self._ticks.clear()
+            if self._pending:  # the clock paused: what waited happens now, not at some later bar
+                landed = self._land()
+        self._last_tick = now
+        self._tick += 1
+        quantum = QUANTA[self.map.quantize]
+        if self._pending and quantum and self._tick % quantum == 0:
+            landed |= self._land()
         self._ticks.append(now)
         if len(self._ticks) <= CLOCK_WINDOW:
-            return False
+            return landed
         span = self._ticks[-1] - self._ticks[0]
         if not span > 0.0:
-            return False
+            return landed
         bpm = 60.0 * CLOCK_WINDOW / (TICKS_PER_BEAT * span)
         self.clock_bpm = bpm
-        if "tempo" not in self.params.table:
-            return False
-        if abs(self.params.get("tempo") - bpm) <= TEMPO_STEP:
-            return False
+        if "tempo" not in self.params.table or abs(self.params.get("tempo") - bpm) <= TEMPO_STEP:
+            return landed
         self.params.set("tempo", bpm)
         self.applied += 1
         return True

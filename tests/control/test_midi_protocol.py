@@ -221,3 +221,45 @@ def test_osc_learns_and_lists_the_map():
     assert osc.handle("/liveshtr/midi/cancel", []) == []
     (reply,) = osc.handle("/liveshtr/midi/forget", [])
     assert reply.address == "/liveshtr/error"
+
+
+def test_prime_jumps_and_scene_recalls_wait_for_the_clocks_bar(tmp_path):
+    from liveshtr.control.scenes import Scenes
+
+    params = Params(8, tempo=120.0)
+    scenes = Scenes.for_model(params, tmp_path / "scenes.json")
+    params.set("mix", 0.9)
+    scenes.save("B")
+    params.set("mix", 0.0)
+    m = MidiProtocol(params, MidiMap.from_dict({"quantize": "bar"}, params), scenes=scenes)
+    tick = 60.0 / 120.0 / 24
+    m.handle([0xFA], 0.0)  # start: the next tick is a downbeat
+    t = 0.0
+    for _ in range(30):  # past the first bar's downbeat
+        m.handle([0xF8], t)
+        t += tick
+    m.handle([NOTE, 96, 100], t)  # the end of the song ...
+    m.handle([0xC0, 0], t)  # ... and scene B: both wait for the next bar
+    assert params.get("prime") == 0.5 and params.get("mix") == 0.0
+    for i in range(30, 96):
+        m.handle([0xF8], t)
+        t += tick
+        assert params.get("prime") == 0.5, i  # ticks 30..95: not yet
+    m.handle([0xF8], t)  # tick 96: the second bar
+    assert params.get("prime") == 1.0 and params.get("mix") == 0.9
+    m.handle([NOTE, 36, 100], t + 1.0)  # the clock stopped a second ago: at once
+    assert params.get("prime") == 0.0
+    m.handle([0xF8], t + 2.0)
+    m.handle([NOTE, 66, 100], t + 2.0)  # waits again ...
+    m.handle([0xFC], t + 2.1)  # ... until the clock stops: then at once
+    assert params.get("prime") == 0.5
+    m.handle([0xF2, 8, 0], t + 3.0)  # song position: the 8th sixteenth (half a bar in)
+    m.handle([0xF8], t + 3.0)
+    m.handle([NOTE, 96, 100], t + 3.0)
+    for i in range(47):
+        m.handle([0xF8], t + 3.0 + (i + 1) * tick)
+    assert params.get("prime") == 0.5  # tick 48+47 = 95
+    m.handle([0xF8], t + 3.0 + 48 * tick)
+    assert params.get("prime") == 1.0 and m.errors == 0
+    with pytest.raises(MidiMapError, match="quantize"):
+        MidiMap.from_dict({"quantize": "phrase"}, params)
