@@ -232,10 +232,7 @@ class Surfaces:
                 midi_map = MidiMap.default(engine.params) if data is None else MidiMap.from_dict(data, engine.params)
             except MidiMapError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
-            store = self.scenes.store
-            protocol = MidiProtocol(
-                engine.params, midi_map, on_learn=lambda m: store.save_midi_map(m.to_dict()), scenes=self.scenes
-            )
+            protocol = MidiProtocol(engine.params, midi_map, on_learn=self._learned, scenes=self.scenes)
             self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
         if e.osc:
             from liveshtr.control.osc import OscServer
@@ -261,6 +258,17 @@ class Surfaces:
             )
             self.web = WebServer(protocol, e.host, args.web_port, e.token)
             self.web.start()
+
+    def _learned(self, midi_map) -> None:
+        """A MIDI binding was learned (on rtmidi's thread): keep it with the scenes, tell every surface."""
+        from liveshtr.control.osc_protocol import PREFIX, Reply
+
+        self.scenes.store.save_midi_map(midi_map.to_dict())
+        source, binding = self.midi.protocol.learned[-1]
+        if self.osc is not None:
+            self.osc.publish([Reply(f"{PREFIX}/midi/learned", (source, str(binding)))])
+        if self.web is not None:
+            self.web.publish(self.web.protocol.midi_state())
 
     def describe(self) -> list[str]:
         from liveshtr.control.access import reachable_address

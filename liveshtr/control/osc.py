@@ -128,6 +128,10 @@ class OscServer:
     def publish_telemetry(self, telemetry: dict) -> None:
         self._send_subscribers(self.protocol.telemetry(telemetry))
 
+    def publish(self, replies: list[Reply]) -> None:
+        """News for every subscriber (a MIDI binding learned), from any thread."""
+        self._send_subscribers(replies)
+
     def _send_subscribers(self, replies: list[Reply]) -> None:
         peers = list(self.protocol.subscribers)
         if not peers:

@@ -130,6 +130,7 @@ def feedback_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/midi/learning", "s", "", "reply to midi/learn: the control the next controller moves"),
         Address(f"{PREFIX}/midi/cc", "i s", "", "reply to midi/map: a controller number and its control"),
         Address(f"{PREFIX}/midi/bend", "s", "", "reply to midi/map: the pitch wheel's control, or none"),
+        Address(f"{PREFIX}/midi/learned", "s s", "", "to subscribers: a binding learned (controller, control)"),
         Address(f"{PREFIX}/scene", "s", "", "reply to list: one per saved scene, in save order"),
         Address(f"{PREFIX}/scene/saved", "s", "", "reply to scene/save"),
         Address(f"{PREFIX}/scene/recalled", "s f", "", "reply to scene/recall: name, seconds"),

@@ -139,6 +139,10 @@ class WebServer:
     def publish_changes(self, changes: dict) -> None:
         self._send_all({"type": "state", "values": changes})
 
+    def publish(self, message: dict) -> None:
+        """News for every page (a MIDI binding learned), from any thread."""
+        self._send_all(message)
+
     def publish_telemetry(self, telemetry: dict) -> None:
         self._send_all({"type": "telemetry", **telemetry})
 

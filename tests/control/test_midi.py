@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
 
 import pytest
 import rtmidi
+from pythonosc.osc_packet import OscPacket
 
 from tests.control.test_osc import ask, message
 from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
@@ -61,6 +63,21 @@ def wait_connected(env: dict, port: str, to_part: str, timeout: float = 10.0) ->
     pytest.fail(f"JACK did not connect {port} to {to_part} in {timeout:g} s: {listing}")
 
 
+def heard(sock: socket.socket, address: str, timeout: float = 5.0) -> list:
+    """The arguments of the first datagram for `address` a subscribed socket receives (telemetry skipped)."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            packet = OscPacket(sock.recv(65535))
+        except TimeoutError:
+            continue
+        for m in packet.messages:
+            if m.message.address == address:
+                return list(m.message.params)
+    pytest.fail(f"no {address} in {timeout:g} s")
+
+
 def state(port: int) -> dict:
     return dict(ask(port, message("/liveshtr/get")))
 
@@ -89,10 +106,15 @@ def test_midi_through_jack_moves_the_engine_and_bad_midi_is_counted(jack, tmp_pa
         assert s["/liveshtr/gain"] == [pytest.approx(32 / 127)]
         assert s["/liveshtr/latent"][:2] == [-4.0, 4.0]
         assert s["/liveshtr/prime"] == [1.0]
-        # MIDI learn from OSC: the next controller moved drives target 5
+        # MIDI learn from OSC: the next controller moved drives target 5, and subscribers hear of it
+        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.sendto(message("/liveshtr/subscribe"), ("127.0.0.1", port))
         (reply,) = ask(port, message("/liveshtr/midi/learn", "target", 5))
         assert reply == ("/liveshtr/midi/learning", ["target/5"])
         out.send_message([0xB0, 85, 127])
+        assert heard(listener, "/liveshtr/midi/learned") == ["cc 85", "target/5"]
+        listener.close()
         out.send_message([0xE0, 0, 0])  # the wheel down: latent 0 at its bottom (it was there already)
         time.sleep(0.3)
         assert state(port)["/liveshtr/target"][5] == 4.0
