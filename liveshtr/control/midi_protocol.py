@@ -8,7 +8,8 @@ No ports here (`midi.py` opens them with mido and python-rtmidi), so every rule 
 - Pitch bend: 14 bits to the control bound to the wheel (by default latent 0), the wheel's centre at the control's
   centre: a push that springs back.
 - Actions (reset, panic) on a controller: pressed as its value rises through 64 (a button, or a pedal).
-- Notes: a note-on moves `prime` across the song, the keys from `low` to `high` spanning it (default C2..C7).
+- Notes: a note-on moves `prime` across the song, the keys from `low` to `high` spanning it (default C2..C7); with
+  the map's `notes` at "scenes", the key `low + n` recalls the n-th scene instead.
 - Program change n recalls the n-th scene (in save order), morphing over the map's `morph` seconds.
 - MIDI learn: `learn(control, index)` binds the next controller moved (or the pitch-bend wheel) to that control.
 - Clock: 24 ticks a beat give a tempo (over the last beat of ticks), which sets `tempo` where the model has a clock.
@@ -66,7 +67,7 @@ class MidiMap:
 
     cc: dict[int, Binding] = field(default_factory=dict)
     bend: Binding | None = None
-    notes: str = "prime"  # what a note-on does: "prime" (the keyboard spans the song) or "none"
+    notes: str = "prime"  # a note-on: "prime" (the keyboard spans the song), "scenes" (key low + n: scene n), "none"
     keys: tuple[int, int] = KEYS
     channel: int | None = None  # 0..15 here, 1..16 in files and messages
     clock: bool = True  # a MIDI clock sets the tempo (where the model has one)
@@ -94,8 +95,8 @@ class MidiMap:
             check_binding(params, binding)
         if self.bend is not None:
             check_binding(params, self.bend)
-        if self.notes not in ("prime", "none"):
-            raise MidiMapError(f"notes {self.notes!r}: choose prime or none")
+        if self.notes not in ("prime", "scenes", "none"):
+            raise MidiMapError(f"notes {self.notes!r}: choose prime, scenes or none")
         low, high = self.keys
         if not 0 <= low < high <= 127:
             raise MidiMapError(f"keys {low}..{high}: choose two notes 0..127, the lower first")
@@ -323,6 +324,8 @@ class MidiProtocol:
 
     def _note(self, note: int, now: float = 0.0) -> bool:
         low, high = self.map.keys
+        if self.map.notes == "scenes" and self.scenes is not None and note >= low:
+            return self._program(note - low, now)
         if self.map.notes != "prime" or not low <= note <= high:
             self.ignored += 1
             return False

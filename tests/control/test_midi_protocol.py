@@ -193,7 +193,7 @@ def test_maps_from_json_round_trip_and_bad_ones_are_refused_in_one_line():
         ({"cc": {"x": "gain"}}, "malformed"),
         ({"keys": [72, 48]}, "lower first"),
         ({"channel": 17}, "1..16"),
-        ({"notes": "scenes"}, "prime or none"),
+        ({"notes": "chords"}, "prime, scenes or none"),
         ({"knobs": {}}, "unknown key"),
         ([], "JSON object"),
     ):

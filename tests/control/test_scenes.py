@@ -210,3 +210,18 @@ def test_a_program_change_recalls_the_scene_of_its_number(tmp_path):
     assert params.get("gain") == 0.1
     midi.handle([0xC0, 5])  # no sixth scene
     assert params.get("gain") == 0.1 and midi.ignored == 1 and midi.errors == 0
+
+
+def test_keys_recall_scenes_when_the_map_says_so(tmp_path):
+    s = scenes(tmp_path)
+    params = s.store.params
+    for gain in (0.1, 0.2):
+        params.set("gain", gain)
+        s.save(f"g{gain}")
+    midi = MidiProtocol(params, MidiMap.from_dict({"notes": "scenes", "keys": [60, 72]}, params), scenes=s)
+    midi.handle([0x90, 60, 100])  # the lowest key: the first scene
+    assert params.get("gain") == 0.1 and params.get("prime") == 0.5  # no jump through the song
+    midi.handle([0x90, 61, 100])
+    assert params.get("gain") == 0.2
+    midi.handle([0x90, 62, 100])  # no third scene
+    assert params.get("gain") == 0.2 and midi.errors == 0
