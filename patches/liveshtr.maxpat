@@ -13,7 +13,7 @@
    40.0,
    80.0,
    1400.0,
-   1010.0
+   1260.0
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -2681,6 +2681,404 @@
      ],
      "text": "prepend set"
     }
+   },
+   {
+    "box": {
+     "id": "obj-146",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      1030.0,
+      640.0,
+      20.0
+     ],
+     "text": "scenes: type a name, Enter, then save, or recall (morphing over the seconds); rec / stop: takes (serve --record DIR)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-147",
+     "maxclass": "textedit",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "patching_rect": [
+      20.0,
+      1060.0,
+      160.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "int",
+      "",
+      ""
+     ],
+     "keymode": 1,
+     "lines": 1,
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-148",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "patching_rect": [
+      20.0,
+      1100.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "route text"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-149",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "patching_rect": [
+      20.0,
+      1130.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-150",
+     "maxclass": "button",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      200.0,
+      1060.0,
+      24.0,
+      24.0
+     ],
+     "outlettype": [
+      "bang"
+     ],
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-151",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      226.0,
+      1062.0,
+      40.0,
+      20.0
+     ],
+     "text": "save"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-152",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      1160.0,
+      190.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /liveshtr/scene/save"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-153",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      1190.0,
+      66.0,
+      22.0
+     ],
+     "text": "s ---osc"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-154",
+     "maxclass": "button",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      280.0,
+      1060.0,
+      24.0,
+      24.0
+     ],
+     "outlettype": [
+      "bang"
+     ],
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-155",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      306.0,
+      1062.0,
+      44.0,
+      20.0
+     ],
+     "text": "recall"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-156",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      360.0,
+      1060.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "parameter_enable": 0,
+     "minimum": 0.0,
+     "maximum": 600.0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-157",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      412.0,
+      1062.0,
+      60.0,
+      20.0
+     ],
+     "text": "morph s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-158",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "patching_rect": [
+      240.0,
+      1130.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-159",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      240.0,
+      1160.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "append 0."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-160",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      240.0,
+      1190.0,
+      200.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /liveshtr/scene/recall"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-161",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      240.0,
+      1220.0,
+      66.0,
+      22.0
+     ],
+     "text": "s ---osc"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-162",
+     "maxclass": "button",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      500.0,
+      1060.0,
+      24.0,
+      24.0
+     ],
+     "outlettype": [
+      "bang"
+     ],
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-163",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      526.0,
+      1062.0,
+      30.0,
+      20.0
+     ],
+     "text": "rec"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-164",
+     "maxclass": "button",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      570.0,
+      1060.0,
+      24.0,
+      24.0
+     ],
+     "outlettype": [
+      "bang"
+     ],
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-165",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      596.0,
+      1062.0,
+      36.0,
+      20.0
+     ],
+     "text": "stop"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-166",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      500.0,
+      1100.0,
+      140.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/liveshtr/record/start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-167",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      500.0,
+      1130.0,
+      140.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/liveshtr/record/stop"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-168",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      500.0,
+      1160.0,
+      66.0,
+      22.0
+     ],
+     "text": "s ---osc"
+    }
    }
   ],
   "lines": [
@@ -4445,6 +4843,186 @@
      "source": [
       "obj-104",
       10
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-148",
+      0
+     ],
+     "source": [
+      "obj-147",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-149",
+      1
+     ],
+     "source": [
+      "obj-148",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-158",
+      1
+     ],
+     "source": [
+      "obj-148",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-149",
+      0
+     ],
+     "source": [
+      "obj-150",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-152",
+      0
+     ],
+     "source": [
+      "obj-149",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-153",
+      0
+     ],
+     "source": [
+      "obj-152",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-158",
+      0
+     ],
+     "source": [
+      "obj-154",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-159",
+      1
+     ],
+     "source": [
+      "obj-156",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-159",
+      0
+     ],
+     "source": [
+      "obj-158",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-160",
+      0
+     ],
+     "source": [
+      "obj-159",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-161",
+      0
+     ],
+     "source": [
+      "obj-160",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-166",
+      0
+     ],
+     "source": [
+      "obj-162",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-167",
+      0
+     ],
+     "source": [
+      "obj-164",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-168",
+      0
+     ],
+     "source": [
+      "obj-166",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-168",
+      0
+     ],
+     "source": [
+      "obj-167",
+      0
      ]
     }
    }

@@ -176,7 +176,7 @@ def test_every_address_the_max_patch_sends_is_the_servers_and_it_routes_only_wha
     assert_accepted(addresses)
     params = Params(LATENT, tempo=120.0)
     back = {r.address for r in feedback_addresses(params)} | {f"/liveshtr/{n}" for n in params.table}
-    (route,) = [b["text"].split() for b in max_boxes().values() if b.get("text", "").startswith("route ")]
+    (route,) = [b["text"].split() for b in max_boxes().values() if b.get("text", "").startswith("route /")]
     assert set(route[1:]) <= back, set(route[1:]) - back
 
 
@@ -227,6 +227,8 @@ MAX_IO = {
     "+": (2, 1),
     "/": (2, 1),
     "i": (2, 1),
+    "zl": (2, 2),
+    "append": (2, 1),
 }
 MAX_UI_IO = {
     "slider": (1, 1),
@@ -239,6 +241,7 @@ MAX_UI_IO = {
     "multislider": (1, 2),
     "pictslider": (2, 2),
     "umenu": (1, 3),
+    "textedit": (1, 4),
 }
 
 
