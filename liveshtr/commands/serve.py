@@ -100,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="JSON: which controller moves which control (default: README, Playing with MIDI)",
+        help="JSON: which controller moves which control, beside the default map (README: Playing with MIDI)",
     )
     c.add_argument(
         "--record",
@@ -115,7 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="where the model's scenes and learned MIDI map are kept (default: scenes.json beside its bundle)",
+        help="where the model's scenes and learned MIDI map are kept; when not given, scenes.json beside its bundle",
     )
     c.add_argument(
         "--midi-api",
