@@ -65,6 +65,17 @@ def train_side_by_side(commands: list[list[str]], timeout: float) -> list[subpro
         return list(pool.map(run, commands))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def demo_bundle_untouched():
+    """The suite plays the repository's demo bundle but never writes beside it: a test that saves scenes or learns
+    MIDI bindings gives `serve --scenes` a file of its own."""
+    from liveshtr.commands.common import DEMO_MODEL
+
+    before = sorted(p.name for p in DEMO_MODEL.iterdir())
+    yield
+    assert sorted(p.name for p in DEMO_MODEL.iterdir()) == before, "a test wrote into models/demo"
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """One short training run of the drum groove from the command line, shared by the tests that need a freshly
