@@ -109,8 +109,7 @@ class SceneStore:
 
     def delete(self, name: str) -> None:
         with self._lock:
-            if name not in self.scenes:
-                raise SceneError(f"no scene {name!r}; scenes: {', '.join(self.scenes) or 'none'}")
+            self.get(name)  # one that is not there: the same error as a recall's
             scenes = {n: v for n, v in self.scenes.items() if n != name}
             self._write(scenes, self.midi_map)
             self.scenes = scenes

@@ -352,7 +352,6 @@ class Engine:
 
     def attach_recorder(self, recorder) -> None:
         """Hand every block played and every new snapshot (with its hop) to `recorder`; before `start`."""
-        self._logged = self.initial_snapshot
         self._snapshots = recorder.snapshots
         self._tap = recorder.tap
 

@@ -113,11 +113,7 @@ class Params:
         if param.size == 1 and index is not None:
             raise ParamError(f"{name}: takes no index (it is a single value)")
         if param.size > 1 and index is None:
-            numbers = np.asarray(_numbers(name, value), dtype=np.float64).reshape(-1)
-            if numbers.size == 1:
-                numbers = np.repeat(numbers, param.size)
-            if numbers.size != param.size:
-                raise ParamError(f"{name}: expected {param.size} values (or one for all), got {numbers.size}")
+            numbers = _whole(param, value)
         else:
             numbers = np.asarray(_numbers(name, value), dtype=np.float64).reshape(-1)
             if numbers.size != 1:
@@ -143,12 +139,7 @@ class Params:
                 param = self._check_name(name)
                 if param.action:
                     raise ParamError(f"{name}: an action cannot be set with others")
-                numbers = np.asarray(_numbers(name, value), dtype=np.float64).reshape(-1)
-                if numbers.size == 1:
-                    numbers = np.repeat(numbers, param.size)
-                if numbers.size != param.size:
-                    raise ParamError(f"{name}: expected {param.size} values (or one for all), got {numbers.size}")
-                snapshot[self.slots[name]] = np.clip(numbers, param.low, param.high)
+                snapshot[self.slots[name]] = np.clip(_whole(param, value), param.low, param.high)
             self._publish(snapshot)
 
     def values(self, snapshot: np.ndarray | None = None, names=None) -> dict[str, float | list[float]]:
@@ -191,6 +182,16 @@ class Params:
         if param is None:
             raise ParamError(f"unknown control {name!r}; known: {', '.join(self.table)}")
         return param
+
+
+def _whole(param: Param, value) -> np.ndarray:
+    """Every value of a control: as many numbers as it has, or one for all of them."""
+    numbers = np.asarray(_numbers(param.name, value), dtype=np.float64).reshape(-1)
+    if numbers.size == 1:
+        numbers = np.repeat(numbers, param.size)
+    if numbers.size != param.size:
+        raise ParamError(f"{param.name}: expected {param.size} values (or one for all), got {numbers.size}")
+    return numbers
 
 
 def _numbers(name: str, value) -> list[float]:
