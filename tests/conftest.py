@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from liveshtr.config import AudioConfig
 from liveshtr.sound.audio import load_song
+from tests.background import BACKGROUND, Job
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = REPO.parent / "shared" / "audio"
@@ -39,54 +38,35 @@ def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def train_side_by_side(commands: list[list[str]], timeout: float) -> list[subprocess.CompletedProcess]:
-    """Run the commands as many at a time as this process has CPUs, each pinned to one of them: small models train
-    faster one thread each side by side than with every thread one after another (the reference run: 31 s on one
-    core beside another training, 23 s alone on two)."""
-    cpus: queue.Queue[int] = queue.Queue()
-    for cpu in sorted(os.sched_getaffinity(0)):
-        cpus.put(cpu)
-
-    def run(cmd: list[str]) -> subprocess.CompletedProcess:
-        cpu = cpus.get()
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            os.sched_setaffinity(proc.pid, {cpu})  # before it reads its affinity to size its threads
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-        finally:
-            cpus.put(cpu)
-
-    with ThreadPoolExecutor(max_workers=cpus.qsize()) as pool:
-        return list(pool.map(run, commands))
+@BACKGROUND.plan("trained")
+def trained_jobs(folder: Path) -> dict[str, Job]:
+    out = folder / "groove"
+    return {
+        "groove": Job(
+            [[sys.executable, "-m", "liveshtr", "train", str(shared_song(GROOVE)), "-o", str(out), *QUICK]], out
+        )
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
-def demo_bundle_untouched():
-    """The suite plays the repository's demo bundle but never writes beside it: a test that saves scenes or learns
-    MIDI bindings gives `serve --scenes` a file of its own."""
-    from liveshtr.commands.common import DEMO_MODEL
-
-    before = sorted(p.name for p in DEMO_MODEL.iterdir())
-    yield
-    assert sorted(p.name for p in DEMO_MODEL.iterdir()) == before, "a test wrote into models/demo"
+def background(request, tmp_path_factory):
+    """The slow trainings of the fixtures the collected tests use, started now in the order the tests need them
+    (tests/background.py), and stopped when the session ends."""
+    needed = dict.fromkeys(name for item in request.session.items for name in item.fixturenames)
+    BACKGROUND.start(list(needed), lambda name: tmp_path_factory.mktemp(name))
+    yield BACKGROUND
+    BACKGROUND.stop()
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def trained(background):
     """One short training run of the drum groove from the command line, shared by the tests that need a freshly
-    trained bundle: (its folder, the run's CompletedProcess). Tests that change the bundle change a copy."""
-    out = tmp_path_factory.mktemp("models") / "groove"
-    # On one core, one thread, as `test_train`'s side-by-side trainings run: a run with two threads sums in
-    # another order and trains another model, so the same-seed test compares it with one of those.
-    cmd = [sys.executable, "-m", "liveshtr", "train", str(shared_song(GROOVE)), "-o", str(out), *QUICK]
-    (result,) = train_side_by_side([cmd], timeout=600)
-    assert result.returncode == 0, result.stderr
-    return out, result
+    trained bundle: (its folder, the run's CompletedProcess). Tests that change the bundle change a copy. Like every
+    background training it runs on one core with one thread, as `test_train`'s do: a run with two threads sums in
+    another order and trains another model, and the same-seed test compares it with one of those."""
+    job = background.wait("trained", timeout=1200)["groove"]
+    assert job.result.returncode == 0, job.result.stderr
+    return job.output, job.result
 
 
 @pytest.fixture(scope="session")

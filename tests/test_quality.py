@@ -11,13 +11,14 @@ makes; the music floors of the sound issue are measured on the defaults by `make
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
-from liveshtr.analysis.report import quality_report
-from liveshtr.bundle import load_bundle
-from tests.conftest import train_side_by_side
+from tests.background import BACKGROUND, Job
+from tests.conftest import SHARED_AUDIO, SONG_FILES
 
 # The plain recipe for every song: the percussive one (own playing, a clock of 16 harmonics) beats the next-frame
 # baselines at the defaults (the drum groove 0.272 against 0.339) but not after this budget's 6 epochs (0.403), and
@@ -30,20 +31,32 @@ CI_TRAINING = [
 ]
 
 
+@BACKGROUND.plan("reports")
+def quality_jobs(root: Path) -> dict[str, Job]:
+    """Per shared song, a bundle trained on the CI budget and its figures (`python -m liveshtr.analysis --json`), in
+    the background (tests/background.py): the slow part of the suite."""
+    liveshtr = [sys.executable, "-m", "liveshtr"]
+    jobs = {}
+    for path in SONG_FILES:
+        folder = root / path.stem
+        report = [*liveshtr[:2], "liveshtr.analysis", str(folder), "--songs", str(SHARED_AUDIO), "--no-music"]
+        commands = [
+            [*liveshtr, "train", str(path), "-o", str(folder), *CI_TRAINING],
+            [*report, "--json", f"{folder}.json"],
+        ]
+        jobs[path.stem] = Job(commands, root / f"{path.stem}.json")
+    return jobs
+
+
 @pytest.fixture(scope="session")
-def reports(songs, song_files, tmp_path_factory):
-    """One bundle per shared song, trained on the CI budget (the slow part of the suite), and its figures."""
-    root = tmp_path_factory.mktemp("default-models")
-    signals = {s.name: s.samples for s in songs}
-    folders = [root / song.name for song in songs]
-    commands = [
-        [sys.executable, "-m", "liveshtr", "train", str(path), "-o", str(folder), *CI_TRAINING]
-        for path, folder in zip(song_files, folders, strict=True)
-    ]
+def reports(song_files, background):
+    """song name -> the figures of its bundle."""
     out = {}
-    for song, folder, result in zip(songs, folders, train_side_by_side(commands, timeout=900), strict=True):
-        assert result.returncode == 0, result.stderr[-2000:]
-        out[song.name] = quality_report(load_bundle(folder), signals, song.samplerate)
+    for job in background.wait("reports", timeout=3600).values():
+        assert job.result.returncode == 0, job.result.stderr[-2000:]
+        (row,) = json.loads(job.output.read_text())
+        out[row["song"]] = row
+    assert len(out) == len(song_files)
     return out
 
 

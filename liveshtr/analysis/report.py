@@ -8,6 +8,7 @@ and the temperature-0 render side by side. `python -m liveshtr.analysis MODEL...
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="render length (default %(default)s)")
     parser.add_argument("--no-music", action="store_true", help="skip the beat, pitch and tone table")
     parser.add_argument("--pictures", type=Path, help="write each song's spectrograms to this folder")
+    parser.add_argument("--json", type=Path, help="also write the first table's figures to this file, a list of rows")
     parser.add_argument(
         "--controls", action="store_true", help="also measure what each control changes in the music (slow)"
     )
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         args.pictures.mkdir(parents=True, exist_ok=True)
     signals = {s.name: s.samples for s in songs}
     rows = [quality_report(b, signals, b.audio.samplerate, args.seconds) for b in bundles]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print(
         "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
         "signature own / nearest other dB | T 0.3 vs 1.5 dB | offset0 -2 vs +2 dB | seed vs seed dB | "

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ import soundfile as sf
 import torch
 
 from liveshtr.bundle import load_bundle
-from tests.conftest import GROOVE, QUICK, shared_song, train, train_side_by_side
+from tests.background import BACKGROUND, Job
+from tests.conftest import GROOVE, QUICK, shared_song, train
 
 
 def loop_of(name: str, start_s: float, seconds: float) -> np.ndarray:
@@ -30,20 +32,23 @@ SHORT = ["sine 5 s", "2 s loop", "first 100 KB of an MP3, not as a loop"]
 SMALL = ["--hidden", "64", "--layers", "1"]
 
 
-@pytest.fixture(scope="module")
-def trainings(trained, tmp_path_factory) -> dict[str, tuple]:
-    """This module's longer trainings, run side by side one core each (about 100 s sooner than one after another
-    on two cores): name -> (bundle folder, the run's CompletedProcess). Each test asserts on its own run."""
-    root = tmp_path_factory.mktemp("trainings")
+@BACKGROUND.plan("trainings")
+def training_jobs(root: Path) -> dict[str, Job]:
+    """This module's longer trainings, in the background (tests/background.py): name -> Job."""
     brahms = shared_song("hungarian_dance_5_brahms_us_army_strings.ogg")
     sine, loop, cut, drums = root / "sine.wav", root / "loop.wav", root / "cut.mp3", root / "drums.wav"
     sf.write(sine, 0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * 24000) / 24000), 24000)
     sf.write(loop, *loop_of("electronic_happy_song_maddirtmonkey.mp3", 30.0, 2.0))
     cut.write_bytes(shared_song("electronic_happy_song_maddirtmonkey.mp3").read_bytes()[:100_000])
     sf.write(drums, *loop_of(GROOVE, 10.0, 4.0))
-    shutil.copytree(trained[0], root / "resumed")
+
+    def copy_trained() -> None:  # resumed from the session's `trained` bundle, once it is there
+        (first,) = BACKGROUND.wait("trained", timeout=3600).values()
+        if first.result.returncode == 0:
+            shutil.copytree(first.output, root / "resumed")
+
     short = ["--epochs", "2", "--hidden", "128", "--layers", "1"]
-    jobs = {  # the longest first, so that the two cores finish together
+    jobs = {  # the longest first, so that the cores finish together
         SHORT[0]: [sine, *short],
         SHORT[1]: [loop, *short],
         SHORT[2]: [cut, *short, "--loop", "off"],
@@ -54,12 +59,20 @@ def trainings(trained, tmp_path_factory) -> dict[str, tuple]:
         "dct": [brahms, "--domain", "dct", "--epochs", "1", *SMALL],
         "coefficients": [brahms, "--domain", "dct", "--model", "coefficients", "--epochs", "2"],
     }
-    commands = [
-        [sys.executable, "-m", "liveshtr", "train", str(args[0]), "-o", str(root / name), *map(str, args[1:])]
+    return {
+        name: Job(
+            [[sys.executable, "-m", "liveshtr", "train", str(args[0]), "-o", str(root / name), *map(str, args[1:])]],
+            root / name,
+            copy_trained if name == "resumed" else None,
+        )
         for name, args in jobs.items()
-    ]
-    results = train_side_by_side(commands, timeout=600)
-    return {name: (root / name, result) for name, result in zip(jobs, results, strict=True)}
+    }
+
+
+@pytest.fixture(scope="module")
+def trainings(trained, background) -> dict[str, tuple]:
+    """name -> (bundle folder, the run's CompletedProcess). Each test asserts on its own run."""
+    return {name: (job.output, job.result) for name, job in background.wait("trainings", timeout=1800).items()}
 
 
 def test_bundle_is_complete_and_loadable(trained):
