@@ -1906,9 +1906,10 @@
     "box": {
      "id": "obj-104",
      "maxclass": "newobj",
-     "numinlets": 12,
-     "numoutlets": 12,
+     "numinlets": 13,
+     "numoutlets": 13,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -1928,7 +1929,7 @@
       420.0,
       22.0
      ],
-     "text": "route /liveshtr/temperature /liveshtr/gain /liveshtr/mix /liveshtr/drift /liveshtr/prime /liveshtr/freeze /liveshtr/latent /liveshtr/telemetry /liveshtr/error /liveshtr/clamped /liveshtr/tempo"
+     "text": "route /liveshtr/temperature /liveshtr/gain /liveshtr/mix /liveshtr/drift /liveshtr/prime /liveshtr/freeze /liveshtr/latent /liveshtr/telemetry /liveshtr/error /liveshtr/clamped /liveshtr/tempo /liveshtr/model"
     }
    },
    {
@@ -3078,6 +3079,201 @@
       22.0
      ],
      "text": "s ---osc"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-169",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      1250.0,
+      640.0,
+      20.0
+     ],
+     "text": "set list (serve MODEL MODEL ...): crossfade to model n over the seconds; the name of the model playing beside it"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-170",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      20.0,
+      1280.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "parameter_enable": 0,
+     "minimum": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-171",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      90.0,
+      1280.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "parameter_enable": 0,
+     "minimum": 0.0,
+     "maximum": 60.0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-172",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      142.0,
+      1282.0,
+      50.0,
+      20.0
+     ],
+     "text": "fade s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-173",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      1320.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "pack 0 2."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-174",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      1350.0,
+      150.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /liveshtr/model"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-175",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      1380.0,
+      66.0,
+      22.0
+     ],
+     "text": "s ---osc"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-176",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      1310.0,
+      560.0,
+      70.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      ""
+     ],
+     "text": "unpack 0 s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-177",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1310.0,
+      590.0,
+      80.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-178",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1390.0,
+      590.0,
+      80.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-179",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      200.0,
+      1280.0,
+      160.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": ""
     }
    }
   ],
@@ -5022,6 +5218,114 @@
      ],
      "source": [
       "obj-167",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-173",
+      0
+     ],
+     "source": [
+      "obj-170",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-173",
+      1
+     ],
+     "source": [
+      "obj-171",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-174",
+      0
+     ],
+     "source": [
+      "obj-173",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-175",
+      0
+     ],
+     "source": [
+      "obj-174",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-176",
+      0
+     ],
+     "source": [
+      "obj-104",
+      11
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-177",
+      0
+     ],
+     "source": [
+      "obj-176",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-170",
+      0
+     ],
+     "source": [
+      "obj-177",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-178",
+      0
+     ],
+     "source": [
+      "obj-176",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-179",
+      0
+     ],
+     "source": [
+      "obj-178",
       0
      ]
     }

@@ -9,6 +9,9 @@ moment before `sendto`. A probe's latency is the return time of the callback tha
 with its value, minus its send time. --flood N adds a second process sending N messages a second of other controls
 (latent and target dimensions, mix) to the same port. --probe midi sends the probes as MIDI instead: controller 1
 (the mod wheel, temperature in the default map) from a JACK MIDI output into `serve --midi`'s virtual input.
+--switch-every S, given a set (MODEL MODEL ...), also sends `/liveshtr/model` every S seconds, round the set, each
+with the default 2 s crossfade: what matters then is the underruns (the probes continue, but a switch brings the
+new model's own temperature, so a probe or two around each switch can be matched to the wrong hop).
 
     .venv/bin/python scripts/control_latency.py --seconds 30 [--flood 5000] [--probe midi] [serve's flags: ...]
 """
@@ -21,12 +24,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from liveshtr.bundle import load_bundle
 from liveshtr.commands import serve
-from liveshtr.commands.common import build_engine
+from liveshtr.commands.common import DEMO_MODEL, build_engine
 from liveshtr.live.sinks import DeviceSink, find_output_device
 
 FLOODER = """
@@ -56,6 +61,13 @@ def message(address: str, value: float) -> bytes:
     return builder.build().dgram
 
 
+def model_message(n: int, models: int) -> bytes:
+    """The n-th switch: round the set, from model 0."""
+    builder = OscMessageBuilder("/liveshtr/model")
+    builder.add_arg(n % models)
+    return builder.build().dgram
+
+
 def midi_probe(port_name: str):
     """A JACK MIDI output connected to `serve`'s virtual input."""
     import rtmidi
@@ -74,6 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--flood", type=float, default=0.0, help="other OSC messages per second from a second process")
     p.add_argument("--json", type=str, default=None, help="also write the results to this file")
     p.add_argument("--probe", choices=("osc", "midi"), default="osc", help="how the probes travel")
+    p.add_argument("--switch-every", type=float, default=0.0, help="switch the set's model every S seconds")
     args = p.parse_args(argv)
     args.seconds = args.seconds or 30.0
     if args.probe == "midi":
@@ -81,9 +94,12 @@ def main(argv=None) -> int:
         args.midi_api = "jack"
 
     device = find_output_device(args.audio_device)
-    engine, _ = build_engine(args, args.samplerate or device["samplerate"])
+    paths = [Path(m) for m in args.models] or [DEMO_MODEL]
+    bundles = [load_bundle(path) for path in paths]
+    engine, _ = build_engine(args, args.samplerate or device["samplerate"], bundles[0])
+    setlist = serve.make_setlist(args, engine, paths, bundles)
     exposure = serve.check_surfaces(args)
-    surfaces = serve.Surfaces(args, engine, exposure)
+    surfaces = serve.Surfaces(args, setlist, exposure)
 
     # Where each hop's first sample lands, and which snapshot made it (read back after the run).
     ratio = engine.samplerate / engine.model_rate
@@ -97,7 +113,7 @@ def main(argv=None) -> int:
         position = round(engine.stats.hops * hop * ratio) + delay
         started = time.monotonic()
         n = produce()
-        hop_marks.append((position, engine._snap, time.monotonic()))
+        hop_marks.append((position, engine.voice._snap, time.monotonic()))
         hop_times.append(hop_marks[-1][2] - started)
         return n
 
@@ -115,6 +131,7 @@ def main(argv=None) -> int:
     sink = DeviceSink(engine, device, min(2, device["channels"]))
 
     surfaces.open()
+    setlist.listeners.append(surfaces.switched)
     engine.start()
     surfaces.start()
     sink.start()
@@ -125,6 +142,7 @@ def main(argv=None) -> int:
             [sys.executable, "-c", FLOODER, str(port), str(args.flood), str(engine.generator.bundle.latent_dim)]
         )
     probes: list[tuple[float, float]] = []  # (value, send time)
+    switched: list[int] = []  # switches asked for
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     midi = midi_probe(surfaces.midi.name) if args.probe == "midi" else None
     temperature = engine.params.slots["temperature"].start
@@ -146,6 +164,9 @@ def main(argv=None) -> int:
                 sender.sendto(data, ("127.0.0.1", port))
                 probes.append((float(np.float32(value)), sent))  # OSC carries float32
             i += 1
+            if args.switch_every and i % max(1, round(args.switch_every * args.probe_hz)) == 0:
+                switched.append(len(switched) + 1)
+                sender.sendto(model_message(switched[-1], len(setlist.models)), ("127.0.0.1", port))
             time.sleep(max(0.0, started + i / args.probe_hz - time.monotonic()))
         time.sleep(0.5)
     finally:
@@ -208,6 +229,9 @@ def main(argv=None) -> int:
         "hop_ms_max": round(float(np.max(hop_times)) * 1000, 3),
         "producer_realtime": engine.realtime,
         "played_s": s["played_s"],
+        "models": len(setlist.models),
+        "switches_asked": len(switched),
+        "switches": s["switches"],
     }
     print(json.dumps(result, indent=1))
     if args.json:

@@ -48,6 +48,26 @@ def trained_jobs(folder: Path) -> dict[str, Job]:
     }
 
 
+@BACKGROUND.plan("other_model")
+def other_model_jobs(folder: Path) -> dict[str, Job]:
+    out = folder / "groove-16k"
+    small = ["--epochs", "1", "--hidden", "64", "--layers", "1", "--latent-dim", "4", "--samplerate", "16000"]
+    return {
+        "groove": Job(
+            [[sys.executable, "-m", "liveshtr", "train", str(shared_song(GROOVE)), "-o", str(out), *small]], out
+        )
+    }
+
+
+@pytest.fixture(scope="session")
+def other_model(background) -> Path:
+    """A bundle unlike the demo in every way a set list meets: another song, rate (16 kHz), size (1 x 64) and
+    latent size (4); for switching between models."""
+    job = background.wait("other_model", timeout=1200)["groove"]
+    assert job.result.returncode == 0, job.result.stderr
+    return job.output
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
     """The slow trainings of the fixtures the collected tests use, started now in the order the tests need them

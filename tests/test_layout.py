@@ -98,7 +98,9 @@ MODULES = {m.name for m in pkgutil.walk_packages(liveshtr.__path__, prefix="live
             "control",
             lambda n: (
                 not within(n, "liveshtr.training", "liveshtr.commands", "liveshtr.cli", "liveshtr.live")
-                or within(n, "liveshtr.live.params", "liveshtr.live.engine", "liveshtr.live.sched")
+                or within(
+                    n, "liveshtr.live.params", "liveshtr.live.engine", "liveshtr.live.sched", "liveshtr.live.setlist"
+                )
             ),
         ),
         ("training", lambda n: not within(n, "liveshtr.control", "liveshtr.commands", "liveshtr.cli")),

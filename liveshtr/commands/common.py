@@ -53,8 +53,17 @@ def signal_configs(args: argparse.Namespace) -> tuple[AudioConfig, FrameConfig]:
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo"
 
 
-def add_model_argument(p: argparse.ArgumentParser, optional: bool) -> None:
-    if optional:
+def add_model_argument(p: argparse.ArgumentParser, optional: bool, many: bool = False) -> None:
+    if many:
+        p.add_argument(
+            "models",
+            nargs="*",
+            default=[],
+            metavar="MODEL",
+            help="model bundle folders, a set list: the first plays, /liveshtr/model switches (default: the "
+            "bundled demo, models/demo)",
+        )
+    elif optional:
         p.add_argument(
             "model",
             nargs="?",
@@ -144,21 +153,15 @@ def check_engine_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads {args.threads}: choose 1..64")
 
 
-def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, start_values=None, **engine_options):
-    """Bundle -> onnxruntime session -> generator -> parameter table -> engine, from the shared flags (the bundle
-    is loaded from MODEL unless the caller already has it).
-
-    Returns (engine, device actually used)."""
-    from liveshtr.bundle import load_bundle
+def build_voice(args: argparse.Namespace, bundle, samplerate: int, start_values=None):
+    """Bundle -> onnxruntime session -> generator -> parameter table -> the engine's voice for it, at the start
+    controls of the shared flags (or a recorded session's `start_values`). Returns (voice, device actually used)."""
     from liveshtr.errors import ConfigError
-    from liveshtr.live.automation import load_schedule
-    from liveshtr.live.engine import Engine
+    from liveshtr.live.engine import Voice
     from liveshtr.live.generator import Generator
     from liveshtr.live.params import ParamError, Params
     from liveshtr.live.runtime import StepModel
 
-    check_engine_settings(args)
-    bundle = bundle or load_bundle(args.model or DEMO_MODEL)
     initial = {}
     if args.temperature is not None:
         initial["temperature"] = args.temperature
@@ -175,20 +178,35 @@ def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, start_v
                 params.set("latent", v, i)
     except ParamError as exc:
         raise ConfigError(str(exc)) from None
-    schedule = load_schedule(args.controls, params) if args.controls is not None else None
     model = StepModel(bundle, device=args.device, threads=args.threads, precision=args.precision)
     generator = Generator(bundle, model, seed=args.seed)
+    return Voice(generator, params, samplerate), model.device
+
+
+def build_engine(args: argparse.Namespace, samplerate: int, bundle=None, start_values=None, **engine_options):
+    """The engine of one model (loaded from MODEL unless the caller already has it), from the shared flags.
+
+    Returns (engine, device actually used)."""
+    from liveshtr.bundle import load_bundle
+    from liveshtr.live.automation import load_schedule
+    from liveshtr.live.engine import Engine
+
+    check_engine_settings(args)
+    bundle = bundle or load_bundle(args.model or DEMO_MODEL)
+    voice, device = build_voice(args, bundle, samplerate, start_values)
+    schedule = load_schedule(args.controls, voice.params) if args.controls is not None else None
     engine = Engine(
-        generator,
-        params,
+        voice.generator,
+        voice.params,
         samplerate,
         args.blocksize,
         args.lookahead_ms,
         schedule,
         max_lookahead_ms=args.max_lookahead_ms,
+        voice=voice,
         **engine_options,
     )
-    return engine, model.device
+    return engine, device
 
 
 def describe_model(bundle) -> str:

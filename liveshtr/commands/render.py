@@ -52,12 +52,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class Replay:
+    """A session's control log, applied at the start of the hop each change was first used in (and each switch of
+    model at the hop its crossfade began), before that hop's snapshot is read: as live."""
+
+    def __init__(self, events: list[dict], voices: list):
+        from liveshtr.live.recorder import RecordError
+
+        self.voices = voices
+        self.events: dict[int, list[dict]] = {}
+        for e in events:
+            if "model" in e and not 0 <= int(e["model"]) < len(voices):
+                raise RecordError(f"the control log switches to model {e['model']}, which the session does not list")
+            self.events.setdefault(int(e["hop"]), []).append(e)
+
+    def __call__(self, engine) -> None:
+        for e in self.events.get(engine.stats.hops, ()):
+            if "model" in e:
+                engine.switch(self.voices[int(e["model"])], float(e["seconds"]))
+                engine.take_switch()
+            elif engine.params.table[e["name"]].action:
+                engine.params.set(e["name"])
+            else:
+                engine.params.set(e["name"], e["value"])
+
+
 def replay(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile
 
+    from liveshtr.bundle import load_bundle
+    from liveshtr.commands.common import build_voice
     from liveshtr.errors import ConfigError
-    from liveshtr.live.automation import Event, Schedule
     from liveshtr.live.recorder import SUBTYPE, RecordError, read_session
 
     session, events, gains = read_session(args.replay)
@@ -77,9 +103,10 @@ def replay(args: argparse.Namespace) -> int:
     g = engine.generator
     if (g.hop, engine.model_rate) != (session["hop"], session["model_rate"]):
         raise RecordError(f"--replay {args.replay}: the model at {args.model} is not the one recorded")
-    engine.schedule = Schedule(
-        [Event(e["hop"] * g.hop / engine.model_rate, e["name"], e.get("value", 1.0)) for e in events]
-    )
+    voices = [engine.voice]
+    for model in session.get("models", [])[1:]:  # a set list's other models, at their controls when loaded
+        voices.append(build_voice(args, load_bundle(model["path"]), engine.samplerate, model["initial"])[0])
+    engine.replay = Replay(events, voices)
     end = take["first_block"] + take["blocks"]
     targets = np.empty(max(end, 1), dtype=np.float64)
     value = float(session["initial"]["gain"])

@@ -30,7 +30,7 @@ WEB_PORT = 9001
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_argument(p, optional=True)
+    add_model_argument(p, optional=True, many=True)
     p.add_argument("--sink", default="device", help="device | auto | null | file:PATH")
     p.add_argument(
         "--audio-device",
@@ -192,12 +192,15 @@ def read_midi_map(path: Path) -> dict:
 class Surfaces:
     """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
 
-    def __init__(self, args: argparse.Namespace, engine, exposure, recorder=None):
+    def __init__(self, args: argparse.Namespace, setlist, exposure, recorder=None):
         from liveshtr.control.access import check_exposure
 
-        self.args, self.engine, self.exposure, self.recorder = args, engine, exposure, recorder
+        self.args, self.setlist, self.exposure, self.recorder = args, setlist, exposure, recorder
+        self.engine = engine = setlist.engine
         self.exposed = check_exposure(exposure)
         self.osc = self.web = self.feedback = self.midi = self.scenes = None
+        self.stores: dict[int, object] = {}  # each model's scenes (control.scenes.SceneStore), by its index
+        self.midi_data: dict | None = None  # the set's MIDI map as given or learned (None: the default map)
         # What clients can first see: any change after this (even before the feedback thread exists, by a page
         # that connects early or a datagram that waited in the OSC socket) is published to everyone.
         self._since = engine.params.snapshot
@@ -213,25 +216,28 @@ class Surfaces:
 
     def _open(self) -> None:
         e, args, engine = self.exposure, self.args, self.engine
-        from liveshtr.control.scenes import FILE_NAME, SceneError, Scenes
+        from liveshtr.control.scenes import SceneError, SceneMorpher, Scenes
         from liveshtr.errors import ConfigError
 
-        path = args.scenes or engine.generator.bundle.path / FILE_NAME
-        try:
-            self.scenes = Scenes.for_model(engine.params, path)
-        except SceneError as exc:  # a damaged file is never overwritten: the performer decides
-            raise ConfigError(str(exc)) from None
+        for i, model in enumerate(self.setlist.models):
+            try:
+                self.prepare(i, model)
+            except SceneError as exc:  # a damaged file is never overwritten: the performer decides
+                raise ConfigError(str(exc)) from None
+        first = self.stores[0]
+        self.scenes = Scenes(first, SceneMorpher(engine.params))
         if args.midi is not None:
             from liveshtr.control.midi import MidiInput
             from liveshtr.control.midi_protocol import MidiMap, MidiMapError, MidiProtocol
 
             data, source = getattr(args, "midi_map_data", None), f"--midi-map {args.midi_map}"
-            if data is None and self.scenes.store.midi_map is not None:
-                data, source = self.scenes.store.midi_map, f"the MIDI map learned in {path}"
+            if data is None and first.midi_map is not None:
+                data, source = first.midi_map, f"the MIDI map learned in {first.path}"
             try:
                 midi_map = MidiMap.default(engine.params) if data is None else MidiMap.from_dict(data, engine.params)
             except MidiMapError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
+            self.midi_data = data
             protocol = MidiProtocol(engine.params, midi_map, on_learn=self._learned, scenes=self.scenes)
             self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
         if e.osc:
@@ -239,7 +245,7 @@ class Surfaces:
             from liveshtr.control.osc_protocol import OscProtocol
 
             midi = self.midi.protocol if self.midi is not None else None
-            protocol = OscProtocol(engine.params, midi, self.scenes, self.recorder)
+            protocol = OscProtocol(engine.params, midi, self.scenes, self.recorder, self.setlist)
             self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow))
         if e.web:
             from liveshtr.commands.common import model_info
@@ -255,15 +261,44 @@ class Surfaces:
                 scenes=self.scenes,
                 midi=self.midi.protocol if self.midi is not None else None,
                 recorder=self.recorder,
+                setlist=self.setlist,
             )
             self.web = WebServer(protocol, e.host, args.web_port, e.token)
             self.web.start()
+
+    def prepare(self, index: int, model) -> None:
+        """A model's scenes, read before it can play: a damaged file refuses the model (SceneError)."""
+        from liveshtr.control.scenes import FILE_NAME, SceneStore
+
+        path = self.args.scenes if len(self.setlist.models) == 1 and self.args.scenes else model.path / FILE_NAME
+        self.stores[index] = SceneStore(path, model.params)
+
+    def switched(self, model) -> None:
+        """The set list switched (on the thread that asked): every surface follows the new model's table, and every
+        client hears of it with the table and its whole state."""
+        from liveshtr.control.osc_protocol import PREFIX, Reply
+
+        index, params = self.setlist.models.index(model), model.params
+        self.scenes.use(self.stores[index])
+        if self.midi is not None:
+            self.midi.protocol.use(params, self.midi_data)
+        if self.feedback is not None:
+            self.feedback.use(params)
+        if self.osc is not None:
+            self.osc.protocol.params = params
+            self.osc.publish([Reply(f"{PREFIX}/model", (index, model.name))])
+        if self.web is not None:
+            from liveshtr.commands.common import model_info
+
+            self.web.protocol.params, self.web.protocol.model = params, model_info(model.bundle)
+            self.web.publish(self.web.protocol.full_state())
 
     def _learned(self, midi_map) -> None:
         """A MIDI binding was learned (on rtmidi's thread): keep it with the scenes, tell every surface."""
         from liveshtr.control.osc_protocol import PREFIX, Reply
 
-        self.scenes.store.save_midi_map(midi_map.to_dict())
+        self.midi_data = midi_map.to_dict()
+        self.scenes.store.save_midi_map(self.midi_data)
         source, binding = self.midi.protocol.learned[-1]
         if self.osc is not None:
             self.osc.publish([Reply(f"{PREFIX}/midi/learned", (source, str(binding)))])
@@ -281,6 +316,9 @@ class Surfaces:
             address = reachable_address(self.exposure.host)
             query = f"?token={self.exposure.token}" if self.exposure.token else ""
             lines.append(f"page      http://{address}:{self.web.port}/{query}  (WebSocket at /ws)")
+        if len(self.setlist.models) > 1:
+            models = ", ".join(f"{i} {m.name}" for i, m in enumerate(self.setlist.models))
+            lines.append(f"set       {models}  (/liveshtr/model <index|name> [seconds] switches)")
         if self.scenes is not None:
             names = self.scenes.names()
             shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
@@ -331,7 +369,7 @@ class Surfaces:
         return [(name, server) for name, server in surfaces if server is not None]
 
 
-def start_recording(args: argparse.Namespace, engine, device: str):
+def start_recording(args: argparse.Namespace, engine, device: str, models: list):
     """A session folder under --record, its first take started: every block and control change from the start."""
     import datetime
 
@@ -353,13 +391,29 @@ def start_recording(args: argparse.Namespace, engine, device: str):
         "precision": g.model.precision,
         "threads": g.model.threads,
         "initial": engine.params.values(engine.initial_snapshot),
+        "models": [{"path": str(m.path.resolve()), "initial": m.params.values(m.voice.initial)} for m in models],
         "automation": str(args.controls) if args.controls is not None else None,
     }
     recorder = Recorder(args.record, engine, session)
+    recorder.models = models
     engine.attach_recorder(recorder)
     recorder.start_take()
     recorder.start()
     return recorder
+
+
+def make_setlist(args: argparse.Namespace, engine, paths: list[Path], bundles: list):
+    """The set: the engine's model first, a voice for each other bundle at the engine's output rate, and a loader
+    for bundles named by path during the set."""
+    from liveshtr.bundle import load_bundle
+    from liveshtr.commands.common import build_voice
+    from liveshtr.live.setlist import Model, SetList
+
+    names = SetList.unique_names(paths)
+    models = [Model(names[0], paths[0], engine.voice)]
+    for name, path, bundle in zip(names[1:], paths[1:], bundles[1:], strict=True):
+        models.append(Model(name, path, build_voice(args, bundle, engine.samplerate)[0]))
+    return SetList(engine, models, load=lambda path: build_voice(args, load_bundle(path), engine.samplerate)[0])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -380,10 +434,20 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--channels {args.channels}: choose 1..64")
     if args.simulate_load_ms < 0:
         raise ConfigError("--simulate-load-ms must be >= 0")
+    from liveshtr.live.setlist import MAX_MODELS
+
     exposure = check_surfaces(args)
     spec = parse_sink(args.sink)
-    # The model first: a missing or damaged bundle is the error to report, not the sound card it would play on.
-    bundle = load_bundle(args.model or DEMO_MODEL)
+    paths = [Path(m) for m in args.models] or [DEMO_MODEL]
+    if len(paths) > 1 and args.controls is not None:
+        raise ConfigError("--controls drives one model; give one MODEL with it")
+    if len(paths) > 1 and args.scenes is not None:
+        raise ConfigError("--scenes FILE keeps one model's scenes; in a set each keeps scenes.json beside its bundle")
+    if len(paths) > MAX_MODELS:
+        raise ConfigError(f"{len(paths)} models: a set holds at most {MAX_MODELS}")
+    # The models first: a missing or damaged bundle is the error to report, not the sound card it would play on.
+    bundles = [load_bundle(path) for path in paths]
+    bundle = bundles[0]
     device, note = None, ""
     if spec.kind in ("device", "auto"):
         try:
@@ -397,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
             note = f"{reason}, so --sink auto writes {FALLBACK_FILE} in real time instead"
     samplerate = args.samplerate or (device["samplerate"] if device else 48000)
     engine, used = build_engine(args, samplerate, bundle, simulate_load_ms=args.simulate_load_ms)
+    setlist = make_setlist(args, engine, paths, bundles)
     if device is not None:
         channels = args.channels or min(2, device["channels"])
         sink = DeviceSink(engine, device, channels)
@@ -410,7 +475,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=out)
     if args.device == "auto" and used == "cpu":
         print("note: --device auto: no usable CUDA GPU, running on the CPU", file=out)
-    print(f"model     {describe_model(bundle)}", file=out)
+    for i, b in enumerate(bundles):
+        print(f"model     {describe_model(b)}" + (f"  [{i}]" if len(bundles) > 1 else ""), file=out)
     model = engine.generator.model
     print(f"provider  {provider} ({used}, {model.precision} weights, {model.threads} thread(s))", file=out)
     resampling = f", resampled from {engine.model_rate} Hz" if engine.resampler else ""
@@ -420,14 +486,16 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
-    recorder = start_recording(args, engine, used) if args.record is not None else None
-    surfaces = Surfaces(args, engine, exposure, recorder)
+    recorder = start_recording(args, engine, used, setlist.models) if args.record is not None else None
+    surfaces = Surfaces(args, setlist, exposure, recorder)
     try:
         surfaces.open()
     except BaseException:
         if recorder is not None:
             recorder.stop()
         raise
+    setlist.listeners.append(surfaces.switched)
+    setlist.on_load.append(surfaces.prepare)
     for line in surfaces.describe():
         print(line, file=out)
 

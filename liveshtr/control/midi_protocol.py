@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from liveshtr.live.params import ParamError, Params
 
@@ -120,9 +120,24 @@ class MidiMap:
             "quantize": self.quantize,
         }
 
+    def fitted(self, params: Params) -> MidiMap:
+        """A copy without the bindings this model has no control or dimension for (a set list's smaller model)."""
+
+        def fits(binding: Binding) -> bool:
+            try:
+                check_binding(params, binding)
+            except MidiMapError:
+                return False
+            return True
+
+        cc = {n: b for n, b in self.cc.items() if fits(b)}
+        bend = self.bend if self.bend is not None and fits(self.bend) else None
+        return replace(self, cc=cc, bend=bend)
+
     @classmethod
-    def from_dict(cls, data: dict, params: Params) -> MidiMap:
-        """A map from JSON; keys left out keep the default map's (so a file may name only what it changes)."""
+    def from_dict(cls, data: dict, params: Params, fit: bool = False) -> MidiMap:
+        """A map from JSON; keys left out keep the default map's (so a file may name only what it changes).
+        `fit`: leave out the bindings this model has no control for (a set's other models may have them)."""
         if not isinstance(data, dict):
             raise MidiMapError("a MIDI map is a JSON object (cc, bend, notes, keys, channel, clock)")
         known = ("cc", "bend", "notes", "keys", "channel", "clock", "morph", "quantize")
@@ -150,7 +165,7 @@ class MidiMap:
                 m.quantize = str(data["quantize"])
         except (TypeError, ValueError) as exc:
             raise MidiMapError(f"malformed MIDI map: {exc}") from None
-        return m.check(params)
+        return (m.fitted(params) if fit else m).check(params)
 
 
 def check_binding(params: Params, binding: Binding) -> None:
@@ -196,6 +211,15 @@ class MidiProtocol:
         self._last_tick: float | None = None
         self._pending: dict[str, object] = {}  # "prime" / "scene" -> what waits for the next beat or bar
         self._lock = threading.Lock()  # learning (from OSC or the page) against messages (rtmidi's thread)
+
+    def use(self, params: Params, data: dict | None) -> None:
+        """Another model's table (a set list's switch): the set's map (`data`, None for the default) fitted to it;
+        a learn or a jump waiting for the beat is dropped."""
+        midi_map = MidiMap.default(params) if data is None else MidiMap.from_dict(data, params, fit=True)
+        with self._lock:
+            self.params, self.map = params, midi_map
+            self.learning = None
+            self._pending.clear()
 
     # -- learning -------------------------------------------------------------------------------------------------
     def learn(self, control: str, index: int | None = None) -> str:

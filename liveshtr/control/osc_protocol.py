@@ -23,6 +23,12 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
     /liveshtr/scene/delete s       delete a scene; /liveshtr/list also replies /liveshtr/scene name per scene
     /liveshtr/record/start         a new take (serve --record DIR); replies /liveshtr/record/started folder
     /liveshtr/record/stop          end the take; replies /liveshtr/record/stopped
+    /liveshtr/model m [f]          switch to model m of the set (its index or name, or a bundle's folder path,
+                                   loaded then) with an equal-power crossfade of f seconds (default 2);
+                                   replies /liveshtr/model/switched index name, and every subscriber gets
+                                   /liveshtr/model index name and the new model's whole state
+    /liveshtr/models               replies /liveshtr/model index name playing (1 or 0) per model of the set;
+                                   /liveshtr/list ends with the same rows
 
 Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
 feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
@@ -102,6 +108,13 @@ def client_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/scene/delete", "s", "name", "delete a scene"),
         Address(f"{PREFIX}/record/start", "", "", "start a new take (serve --record DIR)"),
         Address(f"{PREFIX}/record/stop", "", "", "end the take being recorded"),
+        Address(
+            f"{PREFIX}/model",
+            "i/s [f]",
+            "model [seconds]",
+            "crossfade to a model of the set (index, name, or a bundle folder to load) over the seconds (2)",
+        ),
+        Address(f"{PREFIX}/models", "", "", f"reply with {PREFIX}/model per model of the set"),
     ]
 
 
@@ -137,6 +150,14 @@ def feedback_addresses(params: Params) -> list[Address]:
         Address(f"{PREFIX}/scene/deleted", "s", "", "reply to scene/delete"),
         Address(f"{PREFIX}/record/started", "s", "", "reply to record/start: the session folder"),
         Address(f"{PREFIX}/record/stopped", "", "", "reply to record/stop"),
+        Address(
+            f"{PREFIX}/model",
+            "i s [i]",
+            "",
+            "to subscribers on a switch: index, name (then the new model's whole state); reply to models and list: "
+            "index, name, playing",
+        ),
+        Address(f"{PREFIX}/model/switched", "i s", "", "reply to model: index, name"),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -169,8 +190,17 @@ def error(address: str, problem: str) -> Reply:
 
 
 class OscProtocol:
-    def __init__(self, params: Params, midi: MidiProtocol | None = None, scenes: Scenes | None = None, recorder=None):
+    def __init__(
+        self,
+        params: Params,
+        midi: MidiProtocol | None = None,
+        scenes: Scenes | None = None,
+        recorder=None,
+        setlist=None,
+    ):
+        """`params`: the table of the model playing (a set list's switch replaces it)."""
         self.params = params
+        self.setlist = setlist  # live.setlist.SetList, or None (one model, no switching)
         self.recorder = recorder  # live.recorder.Recorder (serve --record), or None
         self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
         self.scenes = scenes  # the model's scenes, or None
@@ -203,7 +233,11 @@ class OscProtocol:
         name = parts[0]
         if name == "list" and len(parts) == 1:
             scenes = [Reply(f"{PREFIX}/scene", (n,)) for n in self.scenes.names()] if self.scenes else []
-            return [self._describe(p) for p in self.params.describe()] + scenes
+            return [self._describe(p) for p in self.params.describe()] + scenes + self._models()
+        if name == "models" and len(parts) == 1:
+            return self._models()
+        if name == "model" and len(parts) == 1:
+            return self._switch(address, args)
         if name == "get" and len(parts) == 1:
             return self._get(address, args)
         if name in ("subscribe", "unsubscribe") and len(parts) == 1:
@@ -249,6 +283,27 @@ class OscProtocol:
         if applied != (numbers if len(numbers) == len(applied) else numbers * len(applied)):
             return [Reply(f"{PREFIX}/clamped", (address, *applied))]
         return []
+
+    def _models(self) -> list[Reply]:
+        if self.setlist is None:
+            return []
+        return [Reply(f"{PREFIX}/model", (m["index"], m["name"], int(m["playing"]))) for m in self.setlist.describe()]
+
+    def _switch(self, address: str, args: tuple) -> list[Reply]:
+        from liveshtr.live.setlist import DEFAULT_FADE_S
+
+        if self.setlist is None:
+            return [error(address, "one model here: start serve with several MODELs")]
+        if not 1 <= len(args) <= 2 or isinstance(args[0], bool) or not isinstance(args[0], (str, int, float)):
+            return [error(address, "expected a model (index, name or folder) and seconds")]
+        seconds = args[1] if len(args) == 2 else DEFAULT_FADE_S
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            return [error(address, f"seconds {seconds!r} is not a number")]
+        try:
+            model = self.setlist.switch(args[0], seconds)
+        except LiveshtrError as exc:
+            return [error(address, str(exc))]
+        return [Reply(f"{PREFIX}/model/switched", (self.setlist.models.index(model), model.name))]
 
     def _record(self, address: str, command: str) -> list[Reply]:
         if command not in ("start", "stop"):

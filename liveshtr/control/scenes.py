@@ -204,6 +204,11 @@ class SceneMorpher:
             self._morph = morph
         self._wake.set()
 
+    def use(self, params: Params) -> None:
+        with self._lock:
+            self._morph = None
+            self.params = params
+
     @property
     def running(self) -> bool:
         return self._morph is not None
@@ -245,6 +250,11 @@ class Scenes:
     @classmethod
     def for_model(cls, params: Params, path: Path) -> Scenes:
         return cls(SceneStore(path, params), SceneMorpher(params))
+
+    def use(self, store: SceneStore) -> None:
+        """Another model's scenes (a set list's switch): a morph under way stops where it is."""
+        self.morpher.use(store.params)
+        self.store = store
 
     def names(self) -> list[str]:
         return self.store.names()

@@ -88,6 +88,7 @@ class Feedback:
         self.errors = errors
         self.spectrum = Spectrum(engine.samplerate)
         self._sent = params.snapshot if since is None else since
+        self._next: Params | None = None  # the table of the model switched to, from the switching thread
         self._blocks = engine.stats.blocks
         self._busy = (engine.stats.producer_busy_s, engine.stats.hops)
         self._stop = threading.Event()
@@ -128,11 +129,18 @@ class Feedback:
                 self.failures += 1
 
     def changes(self) -> dict:
-        """Parameters that changed since the last call, by name."""
+        """Parameters that changed since the last call, by name (all of them after a switch of model)."""
+        if self._next is not None:
+            self.params, self._next = self._next, None
+            self._sent = None
         snap = self.params.snapshot
-        changed = self.params.changed(self._sent, snap)
+        changed = self.params.values(snap) if self._sent is None else self.params.changed(self._sent, snap)
         self._sent = snap
         return changed
+
+    def use(self, params: Params) -> None:
+        """Follow another model's table from the next tick: its whole state goes out first."""
+        self._next = params
 
     def telemetry(self) -> dict:
         """Counters, meters over the audio played since the last call, and a spectrum column."""

@@ -37,9 +37,19 @@ def _number(value) -> bool:
 
 class WebProtocol:
     def __init__(
-        self, params: Params, model: dict, telemetry_hz: float, spectrum: dict, scenes=None, midi=None, recorder=None
+        self,
+        params: Params,
+        model: dict,
+        telemetry_hz: float,
+        spectrum: dict,
+        scenes=None,
+        midi=None,
+        recorder=None,
+        setlist=None,
     ):
+        """`params` and `model`: the table and description of the model playing (a switch replaces them)."""
         self.params = params
+        self.setlist = setlist  # live.setlist.SetList, or None
         self.recorder = recorder  # live.recorder.Recorder (serve --record DIR), or None
         self.scenes = scenes  # control.scenes.Scenes, or None
         self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi), or None
@@ -62,6 +72,7 @@ class WebProtocol:
             "scenes": self.scenes.names() if self.scenes is not None else None,
             "midi": self.midi_state() if self.midi is not None else None,
             "record": self.record_state() if self.recorder is not None else None,
+            "models": self.setlist.describe() if self.setlist is not None else None,
         }
 
     def record_state(self) -> dict:
@@ -98,6 +109,8 @@ class WebProtocol:
             return [self._with_id({"type": "state", "values": self.params.values(names=[name])}, m)]
         if kind == "scene":
             return self._scene(m)
+        if kind == "model":
+            return self._switch(m)
         if kind == "midi":
             return self._midi(m)
         if kind == "record":
@@ -121,6 +134,24 @@ class WebProtocol:
         elif not _number(value):
             return [self._error(f"{name}: value must be a finite number, got {value!r}", m)]
         self.params.set(name, value, index)
+        return []
+
+    def _switch(self, m: dict) -> list[dict]:
+        """{"type": "model", "model": index | name | folder, "seconds": s}: every page gets the new model's whole
+        state (from the switch's listener); the sender, an error if it cannot be."""
+        from liveshtr.live.setlist import DEFAULT_FADE_S
+
+        if self.setlist is None:
+            return [self._error("one model here: start serve with several MODELs", m)]
+        key, seconds = m.get("model"), m.get("seconds", DEFAULT_FADE_S)
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            return [self._error('"model": an index, a name or a bundle folder', m)]
+        if isinstance(seconds, bool) or not _number(seconds):
+            return [self._error('"seconds": a number', m)]
+        try:
+            self.setlist.switch(key, seconds)
+        except LiveshtrError as exc:
+            return [self._error(str(exc), m)]
         return []
 
     def _scene(self, m: dict) -> list[dict]:

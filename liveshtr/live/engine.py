@@ -29,6 +29,7 @@ from liveshtr.live.automation import Schedule
 from liveshtr.live.generator import Controls, Generator
 from liveshtr.live.params import Params
 from liveshtr.live.ring import RingBuffer
+from liveshtr.live.safety import KNEE, RELEASE_S
 from liveshtr.live.sched import PRODUCER_PRIORITY, make_realtime
 from liveshtr.sound.resample import make_resampler
 
@@ -58,92 +59,37 @@ class EngineStats:
     producer_busy_s: float = 0.0  # time spent producing
 
 
-class Engine:
-    def __init__(
-        self,
-        generator: Generator,
-        params: Params,
-        samplerate: int | None = None,
-        blocksize: int = BLOCKSIZE,
-        lookahead_ms: float = LOOKAHEAD_MS,
-        schedule: Schedule | None = None,
-        simulate_load_ms: float = 0.0,
-        max_lookahead_ms: float = MAX_LOOKAHEAD_MS,
-    ):
+MIN_FADE_S = FADE_S  # the shortest switch between models: a cut would click
+MAX_FADE_S = 60.0
+RECOVER_S = 0.05  # how fast a crossfade's limiter lets go once the fade is over (a switch asked for waits for it)
+
+
+class Voice:
+    """One model as the producer plays it: its generator and parameter table, the controls as played (smoothed
+    towards the table's snapshot) and its resampler to the output rate. A set list holds one per model; the engine
+    plays one, or two while it crossfades."""
+
+    def __init__(self, generator: Generator, params: Params, samplerate: int):
         self.generator = generator
         self.params = params
         self.model_rate = generator.samplerate
-        self.samplerate = int(samplerate or self.model_rate)
-        self.blocksize = int(blocksize)
-        self.lookahead_ms = float(lookahead_ms)
-        self.schedule = schedule
-        self.simulate_load_s = simulate_load_ms / 1000.0  # for tests and demos of an overloaded machine
-        self.stats = EngineStats()
-        self.last_error = ""
+        self.samplerate = samplerate
         hop = generator.hop
         # Steady output with a ~2 ms delay for integer ratios (24 -> 48 kHz); soxr, under 1 ms, for most others.
-        self.resampler = make_resampler(self.model_rate, self.samplerate, probe_hop=hop)
-        self._ceiling = generator.safety.ceiling
-        # The look-ahead adapts: it starts low for a quick response to the controls, and every underrun raises it
-        # by one block, up to max_fill, so a machine that cannot keep up clicks once, not on and on.
-        self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
-        self.max_fill = max(self.target_fill, round(max_lookahead_ms * self.samplerate / 1000))
-        self._underruns_seen = 0
-        # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
-        burst = math.ceil(MAX_BURST_HOPS * hop * self.samplerate / self.model_rate) + 64
-        self._pending = np.zeros(2 * burst, dtype=np.float32)
-        self._pending_n = 0
-        self._max_burst = 0
-        self.ring = RingBuffer(self.blocksize, math.ceil((self.max_fill + burst) / self.blocksize) + 1)
-
-        # Producer state: controls as played (smoothed towards the snapshot) and the last actions seen.
+        self.resampler = make_resampler(self.model_rate, samplerate, probe_hop=hop)
+        self.ceiling = generator.safety.ceiling
         self.controls = Controls.for_bundle(generator.bundle)
         self._smooth = 1.0 - math.exp(-hop / (SMOOTH_S * self.model_rate))
         self._slots = params.slots
         self._snap: np.ndarray | None = None
         self._counters: tuple[float, float, float] | None = None
         self._settled = False
-        self.initial_snapshot = params.snapshot  # what a recording's replay starts from
-        self._sync_controls(self.initial_snapshot, smooth=False)
-        # Recording (live.recorder): new snapshots with their hop, and the blocks played with their gain target.
-        self._snapshots = None
-        self._logged = self.initial_snapshot
-        self._tap = None
-        self.replay_gains: np.ndarray | None = None  # a replay's gain target per block, as the live callback read it
+        self.overs = 0  # resampled hops with an inter-sample peak over the ceiling (clipped to it)
+        self._held = np.zeros(0, dtype=np.float32)  # made and not yet taken, while it fades out
+        self.initial = params.snapshot  # the controls it was made with (a recording's replay starts from them)
+        self.sync(params.snapshot, smooth=False)
 
-        # Callback state, all preallocated.
-        self._block = np.zeros(self.blocksize, dtype=np.float32)
-        self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize).astype(np.float32)
-        self._fade = (1.0 - self._ramp).astype(np.float32)
-        self._gains = np.empty(self.blocksize, dtype=np.float32)
-        self._gain_index = params.index("gain")
-        self._gain_step = self.blocksize / (FADE_S * self.samplerate)
-        self._gain = float(params.snapshot[self._gain_index])
-        self._gain_target = self._gain
-        self._last = 0.0
-        # What the callback played last, for meters and the spectrogram (read by the telemetry thread, never here).
-        self._scope = np.zeros(SCOPE_BLOCKS * self.blocksize, dtype=np.float32)
-        self._scope_blocks = [self._scope[i * self.blocksize : (i + 1) * self.blocksize] for i in range(SCOPE_BLOCKS)]
-
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._switch_interval = sys.getswitchinterval()
-        # While the producer thread runs, the callback wakes it through a pipe: one non-blocking write of a
-        # preallocated byte, no lock.
-        self._wake_r = self._wake_w = -1
-        self.realtime = False  # whether the producer thread got real-time scheduling
-
-    # -- producer ------------------------------------------------------------------------------------
-
-    @property
-    def produced_s(self) -> float:
-        return self.stats.hops * self.generator.hop / self.model_rate
-
-    @property
-    def played_s(self) -> float:
-        return self.stats.blocks * self.blocksize / self.samplerate
-
-    def _sync_controls(self, snap: np.ndarray, smooth: bool = True) -> None:
+    def sync(self, snap: np.ndarray, smooth: bool = True) -> None:
         """Bring the generator in line with a snapshot: actions once, continuous controls smoothed per hop.
 
         Cheap when nothing moves: a new snapshot is looked at once, and smoothing stops when it has arrived."""
@@ -183,25 +129,226 @@ class Engine:
             c.z_user[:] = target
             self._settled = True
 
+    def next(self, snap: np.ndarray) -> np.ndarray:
+        """One hop at the output rate (a burst or nothing, from some resamplers), at the controls of `snap`."""
+        self.sync(snap)
+        hop = self.generator.next_hop(self.controls)
+        if self.resampler is None:
+            return hop
+        out = self.resampler.process(hop)
+        # Resampling can put a peak between the safe samples (up to ~2% over); hold the ceiling here too.
+        if len(out) and (out.max() > self.ceiling or out.min() < -self.ceiling):
+            self.overs += 1
+            np.clip(out, -self.ceiling, self.ceiling, out=out)
+        return out
+
+    def take(self, n: int) -> np.ndarray:
+        """Exactly `n` samples at the output rate (the voice that fades out), at the controls it last played with:
+        the performer has moved on to the next model, and a replay fades it out the same way."""
+        while len(self._held) < n:
+            self._held = np.concatenate([self._held, self.next(self._snap)])
+        out, self._held = self._held[:n], self._held[n:]
+        return out
+
+    def release(self) -> None:
+        """It has faded out: what it held back is not played."""
+        self._held = self._held[:0]
+
+
+class Crossfade:
+    """Equal power from the voice going out to the voice coming in over `samples`: the cosine and sine of a quarter
+    turn, so two unrelated sounds keep their loudness through it. The sum of two safe signals can pass the ceiling
+    by up to 3 dB where both are loud: a limiter like the safety stage's (down at once, released over RELEASE_S),
+    ramped across each hop, and a clip at the ceiling hold it; once the fade is over it lets go within RECOVER_S."""
+
+    def __init__(self, outgoing: Voice, samples: int, ceiling: float):
+        self.outgoing = outgoing
+        self.samples = max(1, samples)
+        self.done = 0
+        self.ceiling = ceiling
+        self.gain = 1.0
+        self.release = math.exp(-1.0 / (RELEASE_S * outgoing.samplerate))  # per sample
+        self.recover = math.exp(-1.0 / (RECOVER_S * outgoing.samplerate))  # after the fade: soon free for the next
+
+    def mix(self, incoming: np.ndarray) -> np.ndarray:
+        n = len(incoming)
+        mixing = self.done < self.samples
+        if mixing:
+            angle = (np.pi / 2) * np.minimum((self.done + np.arange(1, n + 1)) / self.samples, 1.0)
+            out = (np.cos(angle) * self.outgoing.take(n) + np.sin(angle) * incoming).astype(np.float32)
+        else:  # faded: the incoming voice is safe on its own, only the limiter's recovery is left
+            out = incoming.copy()
+        self.done += n
+        peak = float(np.abs(out).max()) if n and mixing else 0.0
+        target = min(1.0, KNEE * self.ceiling / peak) if peak > 0 else 1.0
+        gain = (
+            target
+            if target < self.gain
+            else target + (self.gain - target) * (self.release if mixing else self.recover) ** n
+        )
+        if gain != 1.0 or self.gain != 1.0:
+            out *= np.linspace(self.gain, gain, n, dtype=np.float32)
+        self.gain = gain
+        np.clip(out, -self.ceiling, self.ceiling, out=out)
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.samples and self.gain > 0.999
+
+
+class Engine:
+    def __init__(
+        self,
+        generator: Generator,
+        params: Params,
+        samplerate: int | None = None,
+        blocksize: int = BLOCKSIZE,
+        lookahead_ms: float = LOOKAHEAD_MS,
+        schedule: Schedule | None = None,
+        simulate_load_ms: float = 0.0,
+        max_lookahead_ms: float = MAX_LOOKAHEAD_MS,
+        voice: Voice | None = None,
+    ):
+        """`voice`: the generator's and the table's, when the caller made it (a set list's first model)."""
+        self.samplerate = int(samplerate or generator.samplerate)
+        self.voice = voice if voice is not None else Voice(generator, params, self.samplerate)
+        self.blocksize = int(blocksize)
+        self.lookahead_ms = float(lookahead_ms)
+        self.schedule = schedule
+        self.simulate_load_s = simulate_load_ms / 1000.0  # for tests and demos of an overloaded machine
+        self.stats = EngineStats()
+        self.last_error = ""
+        hop = generator.hop
+        self._ceiling = generator.safety.ceiling
+        # The look-ahead adapts: it starts low for a quick response to the controls, and every underrun raises it
+        # by one block, up to max_fill, so a machine that cannot keep up clicks once, not on and on.
+        self.target_fill = max(self.blocksize, round(self.lookahead_ms * self.samplerate / 1000))
+        self.max_fill = max(self.target_fill, round(max_lookahead_ms * self.samplerate / 1000))
+        self._underruns_seen = 0
+        # A burst waits here (producer side only) for room in the ring; nothing is ever dropped.
+        burst = math.ceil(MAX_BURST_HOPS * hop * self.samplerate / self.model_rate) + 64
+        self._pending = np.zeros(2 * burst, dtype=np.float32)
+        self._pending_n = 0
+        self._max_burst = 0
+        self.ring = RingBuffer(self.blocksize, math.ceil((self.max_fill + burst) / self.blocksize) + 1)
+
+        # Switching models: a request from a control thread (one reference), taken by the producer at a hop.
+        self._switch: tuple[Voice, float] | None = None
+        self.crossfade: Crossfade | None = None
+        self.switches = 0  # switches the producer has carried out
+        self._time_base = (0.0, 0)  # seconds produced and hops at the last switch: produced_s across rates
+        self.initial_snapshot = params.snapshot  # what a recording's replay starts from
+        # Recording (live.recorder): new snapshots with their hop (and switches of model: hop, voice, seconds), and
+        # the blocks played with their gain target.
+        self._snapshots = None
+        self._logged = self.initial_snapshot
+        self._tap = None
+        self.replay_gains: np.ndarray | None = None  # a replay's gain target per block, as the live callback read it
+        self.replay = None  # a replay's events: called with the engine at the start of every hop
+
+        # Callback state, all preallocated.
+        self._block = np.zeros(self.blocksize, dtype=np.float32)
+        self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize).astype(np.float32)
+        self._fade = (1.0 - self._ramp).astype(np.float32)
+        self._gains = np.empty(self.blocksize, dtype=np.float32)
+        self._gain_index = params.index("gain")  # the first control of every model's table
+        self._gain_step = self.blocksize / (FADE_S * self.samplerate)
+        self._gain = float(params.snapshot[self._gain_index])
+        self._gain_target = self._gain
+        self._last = 0.0
+        # What the callback played last, for meters and the spectrogram (read by the telemetry thread, never here).
+        self._scope = np.zeros(SCOPE_BLOCKS * self.blocksize, dtype=np.float32)
+        self._scope_blocks = [self._scope[i * self.blocksize : (i + 1) * self.blocksize] for i in range(SCOPE_BLOCKS)]
+
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
+        # While the producer thread runs, the callback wakes it through a pipe: one non-blocking write of a
+        # preallocated byte, no lock.
+        self._wake_r = self._wake_w = -1
+        self.realtime = False  # whether the producer thread got real-time scheduling
+
+    # -- the model playing ----------------------------------------------------------------------------
+
+    @property
+    def generator(self) -> Generator:
+        return self.voice.generator
+
+    @property
+    def params(self) -> Params:
+        return self.voice.params
+
+    @property
+    def controls(self) -> Controls:
+        return self.voice.controls
+
+    @property
+    def model_rate(self) -> int:
+        return self.voice.model_rate
+
+    @property
+    def resampler(self):
+        return self.voice.resampler
+
+    def switch(self, voice: Voice, seconds: float) -> None:
+        """Crossfade to `voice` (another model's, made for this output rate) over `seconds`, from the producer's
+        next hop; from a control thread. A request made during a crossfade waits for its end (the last one wins)."""
+        if voice.samplerate != self.samplerate or voice.params.index("gain") != self._gain_index:
+            raise ValueError("the voice was made for another engine")
+        self._switch = (voice, min(max(float(seconds), MIN_FADE_S), MAX_FADE_S))
+
+    def take_switch(self) -> Voice | None:
+        """On the producer's thread (or a replay's): start the crossfade asked for, unless one is under way."""
+        request = self._switch
+        if request is None or self.crossfade is not None:
+            return None
+        self._switch = None
+        voice, seconds = request
+        if voice is self.voice:
+            return None
+        self._time_base = (self.produced_s, self.stats.hops)
+        self.crossfade = Crossfade(self.voice, round(seconds * self.samplerate), self._ceiling)
+        self.voice = voice
+        self.switches += 1
+        return voice
+
+    # -- producer ------------------------------------------------------------------------------------
+
+    @property
+    def produced_s(self) -> float:
+        """Model time produced: hops times their length, each model's since it came in."""
+        seconds, hops = self._time_base
+        return seconds + (self.stats.hops - hops) * self.generator.hop / self.model_rate
+
+    @property
+    def played_s(self) -> float:
+        return self.stats.blocks * self.blocksize / self.samplerate
+
     def produce_hop(self) -> int:
         """Generate one hop into the ring; returns the number of samples written."""
         started = time.perf_counter()
+        if self.replay is not None:
+            self.replay(self)
+        if self._switch is not None and self.take_switch() is not None and self._snapshots is not None:
+            self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate))
         if self.schedule is not None:
             self.schedule.apply_due(self.produced_s, self.params)
-        snap = self.params.snapshot  # read once: the snapshot logged is the one this hop uses
+        voice = self.voice
+        snap = voice.params.snapshot  # read once: the snapshot logged is the one this hop uses
         if self._snapshots is not None and snap is not self._logged:
             self._snapshots.append((self.stats.hops, snap))
             self._logged = snap
-        self._sync_controls(snap)
-        hop = self.generator.next_hop(self.controls)
-        if self.resampler is not None:
-            out = self.resampler.process(hop)
-            # Resampling can put a peak between the safe samples (up to ~2% over); hold the ceiling here too.
-            if len(out) and (out.max() > self._ceiling or out.min() < -self._ceiling):
-                self.stats.resampler_overs += 1
-                np.clip(out, -self._ceiling, self._ceiling, out=out)
-        else:
-            out = hop
+        overs = voice.overs
+        out = voice.next(snap)
+        self.stats.resampler_overs += voice.overs - overs
+        if self.crossfade is not None:
+            overs = self.crossfade.outgoing.overs
+            out = self.crossfade.mix(out)
+            self.stats.resampler_overs += self.crossfade.outgoing.overs - overs
+            if self.crossfade.finished:
+                self.crossfade.outgoing.release()
+                self.crossfade = None
         n, start = len(out), self._pending_n
         if n > self._max_burst:
             self._max_burst = n
@@ -394,6 +541,7 @@ class Engine:
             "producer_errors": st.producer_errors,
             "callback_errors": st.callback_errors,
             "producer_load": round(st.producer_busy_s / max(self.produced_s, 1e-9), 4),
+            "switches": self.switches,
             "output_peak": float(st.peak),
             "output_rms_db": round(10 * math.log10(max(st.energy / max(n, 1), 1e-20)), 2),
             "non_finite_blocks": st.non_finite_blocks,

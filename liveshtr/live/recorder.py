@@ -7,8 +7,10 @@ The producer hands each new parameter snapshot, with its hop number, to a deque.
 24-bit WAV takes and `controls.jsonl`. One session folder per `serve --record DIR` run:
 
     session.json     the model, seed, rates and settings, the controls at the start, and the takes
-    controls.jsonl   {"hop": n, "name": ..., "value": ...} per change, from the first hop on, and
-                     {"block": k, "gain": g} where the callback's gain target changed
+    controls.jsonl   {"hop": n, "name": ..., "value": ...} per change, from the first hop on,
+                     {"hop": n, "model": i, "seconds": s} where a set list's crossfade to model i began (the
+                     changes after it are model i's), and {"block": k, "gain": g} where the callback's gain
+                     target changed
     take-1.wav ...   what the callback played from `record start` to `record stop`
 """
 
@@ -87,7 +89,9 @@ class Recorder:
         self.session = dict(session, takes=[])
         self.tap = Tap(self.blocksize, max(2, int(TAP_SECONDS * engine.samplerate / self.blocksize)))
         self.snapshots: collections.deque = collections.deque()  # (hop, snapshot), from the producer
-        self._previous = engine.params.snapshot  # what the engine was built with: session["initial"]
+        self._params = engine.params  # the table of the model the snapshots belong to
+        self._previous = {id(engine.params): engine.params.snapshot}  # per model: the snapshot last logged
+        self.models: list | None = None  # a set list's models (live.setlist.Model), to name the one switched to
         self._gain: float | None = None
         self._take = None  # (soundfile, path, first block) while recording
         self._requests: collections.deque = collections.deque()  # "start" / "stop" from control threads, in order
@@ -155,8 +159,11 @@ class Recorder:
 
     def _drain(self) -> None:
         while self.snapshots:
-            hop, snap = self.snapshots.popleft()
-            self._log_controls(hop, snap)
+            entry = self.snapshots.popleft()
+            if len(entry) == 3:
+                self._log_switch(*entry)
+            else:
+                self._log_controls(*entry)
         first = self.tap.read
         audio, gains = self.tap.take()
         for k, gain in enumerate(gains, first):
@@ -183,10 +190,22 @@ class Recorder:
                         self._take[0].write(audio)
                     written = True
 
+    def _log_switch(self, hop: int, voice, seconds: float) -> None:
+        """The crossfade to another model of the set: its index, and its controls as loaded the first time."""
+        index = next(i for i, m in enumerate(self.models or []) if m.voice is voice)
+        listed = self.session.setdefault("models", [])
+        while len(listed) <= index:  # a model loaded during the set
+            model = self.models[len(listed)]
+            listed.append({"path": str(model.path.resolve()), "initial": model.params.values(model.voice.initial)})
+            self._write_session()
+        self._params = voice.params
+        self._previous.setdefault(id(voice.params), voice.initial)
+        self._controls.write(json.dumps({"hop": hop, "model": index, "seconds": round(seconds, 6)}) + "\n")
+
     def _log_controls(self, hop: int, snap: np.ndarray) -> None:
-        params = self.engine.params
-        changed = params.changed(self._previous, snap)
-        self._previous = snap
+        params = self._params
+        changed = params.changed(self._previous[id(params)], snap)
+        self._previous[id(params)] = snap
         for name, value in changed.items():
             line = {"hop": hop, "name": name}
             if not params.table[name].action:

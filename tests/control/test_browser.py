@@ -184,3 +184,29 @@ def test_the_page_saves_recalls_and_deletes_scenes_and_learns_midi(browser, jack
             out.close_port()
             out.delete()  # the JACK client too
         assert stop_serve(proc) == 0
+
+
+def test_the_pages_set_buttons_switch_the_model_and_its_faders_follow(browser, other_model):
+    from liveshtr.commands.common import DEMO_MODEL
+    from tests.control.test_osc import ask, message
+
+    proc = start_serve(str(DEMO_MODEL), str(other_model), "--sink", "null", "--status-every", "0")
+    try:
+        lines = wait_started(proc)
+        page, errors = open_page(browser, web_url(lines))
+        assert page.locator('input[type=range][data-param="latent"]').count() == 8
+        assert page.locator("button.model-button.playing").text_content() == "0 demo"
+        page.fill("#model-seconds", "0.5")
+        page.click('button.model-button[data-model="1"]')
+        page.wait_for_selector('button.model-button.playing[data-model="1"]')
+        page.wait_for_function("document.querySelectorAll('input[type=range][data-param=\"latent\"]').length === 4")
+        assert ("/liveshtr/model", [1, "groove-16k", 1]) in ask(osc_port(lines), message("/liveshtr/models"))
+        # Its faders move the new model's table.
+        page.locator('input[type=range][data-param="latent"]').nth(3).fill("2")
+        deadline = time.monotonic() + 5
+        while get(lines, "latent")[3] != 2.0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert get(lines, "latent") == [0.0, 0.0, 0.0, 2.0]
+        assert errors == []
+    finally:
+        assert stop_serve(proc) == 0

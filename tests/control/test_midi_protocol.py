@@ -263,3 +263,19 @@ def test_prime_jumps_and_scene_recalls_wait_for_the_clocks_bar(tmp_path):
     assert params.get("prime") == 1.0 and m.errors == 0
     with pytest.raises(MidiMapError, match="quantize"):
         MidiMap.from_dict({"quantize": "phrase"}, params)
+
+
+def test_a_switch_of_model_fits_the_sets_map_to_the_new_table():
+    learned = {"cc": {"20": "latent/4", "21": "temperature", "13": "tempo"}, "bend": "latent/6"}
+    m = protocol(**learned)
+    m.learn("mix")
+    smaller = Params(4)  # four latent dimensions and no clock
+    m.use(smaller, learned)
+    assert m.params is smaller and m.learning is None
+    assert 20 not in m.map.cc and 13 not in m.map.cc and m.map.bend is None  # nothing of this model to move
+    m.handle([CC, 21, 0])
+    m.handle([CC, 20, 127])
+    m.handle([BEND, 0, 127])
+    assert smaller.get("temperature") == 0.0 and m.errors == 0 and m.ignored == 2
+    m.use(Params(8, tempo=90.0), None)  # no map given: the default one, for this model
+    assert m.map.cc[13] == Binding("tempo") and m.map.cc[23] == Binding("latent", 7)

@@ -24,6 +24,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -125,6 +126,8 @@ def sample_args(address: str, params: Params) -> tuple:
         return ("verse", 0.0) if address.endswith("/recall") else ("verse",)
     if name == "record":
         return ()
+    if name == "model":
+        return (1, 2.0)
     param = params.table[name]
     if param.action:
         return ()
@@ -143,6 +146,20 @@ class Takes:
         pass
 
 
+class Set:
+    """What OscProtocol asks of a set list (the real one: tests/live/test_setlist.py)."""
+
+    def __init__(self):
+        self.models = [SimpleNamespace(name="first"), SimpleNamespace(name="second")]
+
+    def switch(self, key, seconds):
+        assert key in (0, 1) and 0 <= seconds <= 60
+        return self.models[key]
+
+    def describe(self) -> list[dict]:
+        return [{"index": i, "name": m.name, "playing": i == 0} for i, m in enumerate(self.models)]
+
+
 def assert_accepted(addresses: set[str]) -> None:
     from liveshtr.control.scenes import Scenes
 
@@ -150,7 +167,8 @@ def assert_accepted(addresses: set[str]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         scenes = Scenes.for_model(params, Path(folder) / "scenes.json")
         scenes.save("verse")  # what a patch recalls
-        check_addresses(addresses, params, OscProtocol(params, scenes=scenes, recorder=Takes()))
+        protocol = OscProtocol(params, scenes=scenes, recorder=Takes(), setlist=Set())
+        check_addresses(addresses, params, protocol)
 
 
 def check_addresses(addresses: set[str], params: Params, protocol: OscProtocol) -> None:
@@ -490,6 +508,33 @@ def test_the_pd_patch_saves_and_recalls_scenes_and_starts_and_stops_takes(tmp_pa
     (session,) = sets.iterdir()
     takes = json.loads((session / "session.json").read_text())["takes"]
     assert [t["file"] for t in takes] == ["take-1.wav", "take-2.wav"] and all(t["blocks"] for t in takes)
+
+
+def test_the_pd_patch_switches_the_set_and_follows_the_new_models_table(other_model):
+    from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
+
+    proc = start_serve(str(DEMO_MODEL), str(other_model), "--sink", "null", "--no-web", "--status-every", "0")
+    pd = None
+    try:
+        port = osc_port(wait_started(proc))
+        pd = Pd(
+            "; ".join(
+                [
+                    f"liveshtr-listen {free_udp_port()}",
+                    f"liveshtr-connect {port}",
+                    "liveshtr-model-seconds 0.5",
+                    "test-later liveshtr-model 1",
+                ]
+            )
+        )
+        pd.wait_for(lambda h: "heard-model: 1 groove-16k" in h and "heard-playing: set groove-16k" in h)
+        pd.wait_for(lambda h: any(line.startswith("heard-latent:") and len(line.split()) == 5 for line in h))
+        models = ask(port, message("/liveshtr/models"))
+        assert models == [("/liveshtr/model", [0, "demo", 0]), ("/liveshtr/model", [1, "groove-16k", 1])]
+    finally:
+        if pd is not None:
+            pd.stop()
+        assert stop_serve(proc) == 0, proc.stderr.read()
 
 
 def test_the_pd_patch_finds_a_server_started_after_it(tmp_path):

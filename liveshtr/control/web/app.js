@@ -247,6 +247,28 @@
       list.append(el('span', { className: 'scene-item' }, recall, del));
     }
   }
+  // ---- the set: one button per model; a click crossfades to it (the table and faders follow) ---------------
+  function onModels(models) {
+    app.models = models;
+    pub.models = models;
+    $('models').hidden = !Array.isArray(models) || models.length < 2;
+    const list = $('model-list');
+    list.replaceChildren();
+    for (const m of models || []) {
+      const b = el('button', {
+        type: 'button', className: 'model-button' + (m.playing ? ' playing' : ''), textContent: `${m.index} ${m.name}`,
+        title: `${m.path}: latent ${m.latent_dim}, ${m.samplerate / 1000} kHz` });
+      b.dataset.model = String(m.index);
+      b.setAttribute('aria-pressed', String(!!m.playing));
+      b.addEventListener('click', () => {
+        const seconds = Math.max(0, Math.min(60, Number($('model-seconds').value) || 0));
+        send({ type: 'model', model: m.index, seconds });
+        restartAnimation(b, 'flash');
+      });
+      list.append(b);
+    }
+  }
+
   // ---- recording: one button starts and stops takes (serve --record DIR) ---------------------------------
   function onRecord(r) {
     app.record = r;
@@ -660,6 +682,7 @@
       md.layers && md.hidden && `${md.layers}×${md.hidden}`].filter(Boolean);
     $('model').textContent = parts.join(' · ') || 'model';
     onScenes(m.scenes);
+    onModels(m.models || null);
     onRecord(m.record || null);
     if (app.midi) onMidi(app.midi);
   }
