@@ -59,7 +59,8 @@ soak: setup-dev
 
 # Control latency: OSC datagram -> first sample made with it leaving the audio callback, through a real-time JACK
 # dummy server (48 kHz / 256), 30 s of probes at 20 Hz; then the same under a flood of 5,000 other messages a second;
-# then both again with the probes sent as MIDI (a controller through JACK into serve --midi).
+# then both again with the probes sent as MIDI (a controller through JACK into serve --midi); then a set of two
+# models switched every 4 s (2 s crossfades) under the flood: the underruns are what count there.
 latency: setup-dev
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30
@@ -69,6 +70,9 @@ latency: setup-dev
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --probe midi
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py --audio-device system --seconds 30 --probe midi --flood 5000
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
+	  $(BIN)/python scripts/control_latency.py models/demo models/demo --audio-device system --seconds 30 \
+	  --flood 5000 --switch-every 4
 
 # The Pure Data patch against serve: Pd's CPU while it plays, and how soon it finds a restarted server.
 patch-check: setup-dev

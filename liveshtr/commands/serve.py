@@ -246,7 +246,7 @@ class Surfaces:
 
             midi = self.midi.protocol if self.midi is not None else None
             protocol = OscProtocol(engine.params, midi, self.scenes, self.recorder, self.setlist)
-            self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow))
+            self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow), busy=lambda: engine.producing)
         if e.web:
             from liveshtr.commands.common import model_info
             from liveshtr.control.telemetry import Spectrum

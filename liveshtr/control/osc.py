@@ -15,6 +15,8 @@ import ipaddress
 import selectors
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
@@ -24,6 +26,9 @@ from liveshtr.errors import LiveshtrError
 from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
 
 MAX_DATAGRAM = 65535
+DRAIN = 64  # datagrams read per wake-up, at most
+DEFER_S = 0.005  # the longest a datagram waits for the producer's hop (then it is handled anyway)
+DEFER_STEP_S = 0.0002
 
 
 def encode(reply: Reply) -> bytes:
@@ -34,8 +39,19 @@ def encode(reply: Reply) -> bytes:
 
 
 class OscServer:
-    def __init__(self, protocol: OscProtocol, host: str = "127.0.0.1", port: int = 0, allow: list | None = None):
+    def __init__(
+        self,
+        protocol: OscProtocol,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow: list | None = None,
+        busy: Callable[[], bool] | None = None,
+    ):
+        """`busy()`: whether the audio producer is making a hop; a datagram waits (at most DEFER_S) until it is
+        done, so that a flood of messages does not take the interpreter from the producer mid-hop."""
         self.protocol = protocol
+        self.busy = busy
+        self._allowed: dict[str, bool] = {}  # by host, as the allow-list answered
         # Loopback is always allowed; other senders only from the allow-list's networks.
         self.allow = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"), *(allow or [])]
         self.refused = 0
@@ -71,19 +87,35 @@ class OscServer:
                 selector.register(sock, selectors.EVENT_READ)
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.2):  # the timeout lets stop() end the thread
-                    try:
-                        data, sender = key.fileobj.recvfrom(MAX_DATAGRAM)
-                    except OSError:  # nothing after all, or closing
-                        continue
-                    self.received += 1
-                    if not self.allowed(sender[0]):
-                        self.refused += 1
-                        continue
-                    self.handle_datagram(data, sender[:2])
+                    for _ in range(DRAIN):  # what has arrived, without a select per datagram
+                        try:
+                            data, sender = key.fileobj.recvfrom(MAX_DATAGRAM)
+                        except OSError:  # nothing more (or closing)
+                            break
+                        self.received += 1
+                        if not self.allowed(sender[0]):
+                            self.refused += 1
+                            continue
+                        if self.busy is not None:
+                            self._defer()
+                        self.handle_datagram(data, sender[:2])
+
+    def _defer(self) -> None:
+        """The producer first: Python runs one thread at a time, and a hop that waits for the interpreter
+        behind a flood of messages is late."""
+        waited = 0.0
+        while self.busy() and waited < DEFER_S:
+            time.sleep(DEFER_STEP_S)
+            waited += DEFER_STEP_S
 
     def allowed(self, host: str) -> bool:
-        address = ipaddress.ip_address(host)
-        return any(address in network for network in self.allow if network.version == address.version)
+        known = self._allowed.get(host)
+        if known is None:
+            address = ipaddress.ip_address(host)
+            known = any(address in network for network in self.allow if network.version == address.version)
+            if len(self._allowed) < 1024:  # senders, not datagrams: a spoofed flood cannot grow it
+                self._allowed[host] = known
+        return known
 
     def handle_datagram(self, data: bytes, sender) -> None:
         try:

@@ -35,7 +35,7 @@ from liveshtr.sound.resample import make_resampler
 
 FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
 SMOOTH_S = 0.03  # time constant of the producer's smoothing of temperature, latent offsets, target and mix
-SWITCH_INTERVAL_S = 0.0005  # how long the callback can wait for the GIL while the producer runs Python code
+SWITCH_INTERVAL_S = 0.0001  # how long the callback can wait for the GIL while the producer runs Python code
 LOOKAHEAD_MS = 10.0  # where the look-ahead starts: a control change leaves the callback within ~25 ms
 MAX_LOOKAHEAD_MS = 40.0  # how far underruns may raise it (one block per underrun)
 BLOCKSIZE = 256
@@ -268,6 +268,7 @@ class Engine:
         # preallocated byte, no lock.
         self._wake_r = self._wake_w = -1
         self.realtime = False  # whether the producer thread got real-time scheduling
+        self.producing = False  # a fill is under way
 
     # -- the model playing ----------------------------------------------------------------------------
 
@@ -370,7 +371,15 @@ class Engine:
             self._pending_n = left
 
     def fill(self) -> None:
-        """Produce until the ring holds the look-ahead."""
+        """Produce until the ring holds the look-ahead. `producing` says so meanwhile, for control threads that
+        defer to it."""
+        self.producing = True
+        try:
+            self._fill()
+        finally:
+            self.producing = False
+
+    def _fill(self) -> None:
         while self.ring.available < self.target_fill:
             if self.stats.underruns != self._underruns_seen:  # the callback ran dry: keep more ahead from now on
                 self._underruns_seen = self.stats.underruns

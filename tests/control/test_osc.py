@@ -162,3 +162,27 @@ def test_localhost_as_ipv6_reaches_the_server_too(tmp_path):
             assert (reply.address, list(reply.params)) == ("/liveshtr/gain", [0.5])
     finally:
         stop_serve(proc)
+
+
+def test_messages_wait_for_the_producers_hop_but_a_busy_producer_never_starves_them():
+    from liveshtr.control.osc import DEFER_S, DEFER_STEP_S, OscServer
+    from liveshtr.control.osc_protocol import OscProtocol
+    from liveshtr.live.params import Params
+
+    params, seen, state = Params(8), [], {"busy": True}
+
+    def busy() -> bool:
+        seen.append(state["busy"])
+        return state["busy"]
+
+    server = OscServer(OscProtocol(params), busy=busy)
+    server.start()
+    try:
+        ask(server.port, message("/liveshtr/gain", 0.5), timeout=0.5)  # the producer never finishes: handled anyway
+        assert params.get("gain") == 0.5
+        assert len(seen) >= DEFER_S / DEFER_STEP_S * 0.9 and all(seen)  # after waiting its longest
+        state["busy"], seen[:] = False, []
+        ask(server.port, message("/liveshtr/gain", 0.25), timeout=0.5)
+        assert params.get("gain") == 0.25 and seen == [False]  # at once
+    finally:
+        server.stop()
