@@ -121,9 +121,13 @@ def main(argv=None) -> int:
     returned = np.zeros(int(args.seconds * engine.samplerate / engine.blocksize) + 4096)
     callback = engine.callback
 
+    underrun_at: list[float] = []  # when each underrun played (seconds of output)
+
     def traced_callback(outdata, frames, time_info, status) -> None:
-        read = engine.ring._read
+        read, underruns = engine.ring._read, engine.stats.underruns
         callback(outdata, frames, time_info, status)
+        if engine.stats.underruns != underruns:
+            underrun_at.append(engine.played_s)
         if engine.ring._read != read:  # a block of the stream was played (not an underrun's silence)
             returned[(engine.ring._read // engine.blocksize - 1) % len(returned)] = time.monotonic()
 
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
             [sys.executable, "-c", FLOODER, str(port), str(args.flood), str(engine.generator.bundle.latent_dim)]
         )
     probes: list[tuple[float, float]] = []  # (value, send time)
-    switched: list[int] = []  # switches asked for
+    switched: list[float] = []  # when each switch was asked for (seconds of output)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     midi = midi_probe(surfaces.midi.name) if args.probe == "midi" else None
     temperature = engine.params.slots["temperature"].start
@@ -165,8 +169,8 @@ def main(argv=None) -> int:
                 probes.append((float(np.float32(value)), sent))  # OSC carries float32
             i += 1
             if args.switch_every and i % max(1, round(args.switch_every * args.probe_hz)) == 0:
-                switched.append(len(switched) + 1)
-                sender.sendto(model_message(switched[-1], len(setlist.models)), ("127.0.0.1", port))
+                switched.append(engine.played_s)
+                sender.sendto(model_message(len(switched), len(setlist.models)), ("127.0.0.1", port))
             time.sleep(max(0.0, started + i / args.probe_hz - time.monotonic()))
         time.sleep(0.5)
     finally:
@@ -232,6 +236,8 @@ def main(argv=None) -> int:
         "models": len(setlist.models),
         "switches_asked": len(switched),
         "switches": s["switches"],
+        "switch_asked_at_s": [round(t, 2) for t in switched],
+        "underrun_at_s": [round(t, 2) for t in underrun_at],
     }
     print(json.dumps(result, indent=1))
     if args.json:

@@ -238,6 +238,9 @@ class Engine:
         self.crossfade: Crossfade | None = None
         self.switches = 0  # switches the producer has carried out
         self._time_base = (0.0, 0)  # seconds produced and hops at the last switch: produced_s across rates
+        # While a switch waits and its crossfade runs (two models a hop), the look-ahead holds one hop more: the
+        # producer gets a block period more for those hops (control latency is one hop longer meanwhile).
+        self._extra_fill = 0
         self.initial_snapshot = params.snapshot  # what a recording's replay starts from
         # Recording (live.recorder): new snapshots with their hop (and switches of model: hop, voice, seconds), and
         # the blocks played with their gain target.
@@ -299,6 +302,18 @@ class Engine:
             raise ValueError("the voice was made for another engine")
         self._switch = (voice, min(max(float(seconds), MIN_FADE_S), MAX_FADE_S))
 
+    def _prepare_switch(self) -> None:
+        """First the extra hop of look-ahead, made by the model playing; then, at a hop with the usual look-ahead
+        already in the ring, the crossfade."""
+        voice = self._switch[0]
+        if voice is self.voice:
+            self._switch = None
+            return
+        if not self._extra_fill:
+            self._extra_fill = max(round(v.generator.hop * self.samplerate / v.model_rate) for v in (self.voice, voice))
+        if self.ring.available >= self.target_fill and self.take_switch() is not None and self._snapshots is not None:
+            self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate))
+
     def take_switch(self) -> Voice | None:
         """On the producer's thread (or a replay's): start the crossfade asked for, unless one is under way."""
         request = self._switch
@@ -331,8 +346,8 @@ class Engine:
         started = time.perf_counter()
         if self.replay is not None:
             self.replay(self)
-        if self._switch is not None and self.take_switch() is not None and self._snapshots is not None:
-            self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate))
+        if self._switch is not None and self.crossfade is None:
+            self._prepare_switch()
         if self.schedule is not None:
             self.schedule.apply_due(self.produced_s, self.params)
         voice = self.voice
@@ -350,9 +365,12 @@ class Engine:
             if self.crossfade.finished:
                 self.crossfade.outgoing.release()
                 self.crossfade = None
+                self._extra_fill = 0
         n, start = len(out), self._pending_n
         if n > self._max_burst:
             self._max_burst = n
+        if start + n > len(self._pending):  # a model with longer hops than the first (set lists): room for its bursts
+            self._pending = np.concatenate([self._pending, np.zeros(2 * n, dtype=np.float32)])
         self._pending[start : start + n] = out
         self._pending_n += n
         self._flush()
@@ -380,13 +398,13 @@ class Engine:
             self.producing = False
 
     def _fill(self) -> None:
-        while self.ring.available < self.target_fill:
+        while self.ring.available < self.target_fill + self._extra_fill:
             if self.stats.underruns != self._underruns_seen:  # the callback ran dry: keep more ahead from now on
                 self._underruns_seen = self.stats.underruns
                 self.target_fill = min(self.target_fill + self.blocksize, self.max_fill)
             if self._pending_n:
                 self._flush()
-                if self.ring.available >= self.target_fill:
+                if self.ring.available >= self.target_fill + self._extra_fill:
                     break
             self.produce_hop()
 
@@ -403,7 +421,7 @@ class Engine:
         hop_out = self.generator.hop * self.samplerate / self.model_rate
         delay = self.resampler.delay if self.resampler is not None else 0
         burst = max(self._max_burst - hop_out, 0)
-        return (self.target_fill + hop_out + delay + burst) / self.samplerate
+        return (self.target_fill + self._extra_fill + hop_out + delay + burst) / self.samplerate
 
     def _run(self) -> None:
         self.realtime = make_realtime(PRODUCER_PRIORITY)
@@ -412,7 +430,7 @@ class Engine:
         wake.register(self._wake_r, select.POLLIN)
         failures = 0
         while not self._stop.is_set():
-            if self.ring.available >= self.target_fill:
+            if self.ring.available >= self.target_fill + self._extra_fill:
                 wake.poll(poll_ms)  # the callback wakes us as soon as it has taken a block
                 try:
                     os.read(self._wake_r, 4096)
