@@ -71,6 +71,8 @@ class Replay:
             if "model" in e:
                 engine.switch(self.voices[int(e["model"])], float(e["seconds"]))
                 engine.take_switch()
+            elif "beat" in e:
+                engine.generator.set_beat(float(e["beat"]))
             elif engine.params.table[e["name"]].action:
                 engine.params.set(e["name"])
             else:

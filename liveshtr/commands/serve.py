@@ -238,7 +238,9 @@ class Surfaces:
             except MidiMapError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
             self.midi_data = data
-            protocol = MidiProtocol(engine.params, midi_map, on_learn=self._learned, scenes=self.scenes)
+            protocol = MidiProtocol(
+                engine.params, midi_map, on_learn=self._learned, scenes=self.scenes, on_beat=engine.sync_beat
+            )
             self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
         if e.osc:
             from liveshtr.control.osc import OscServer

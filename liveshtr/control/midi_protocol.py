@@ -33,7 +33,9 @@ CLOCK_WINDOW = TICKS_PER_BEAT  # ticks the tempo is measured over: one beat
 CLOCK_GAP_S = 0.5  # a longer gap between ticks starts the measurement again (the clock stopped, or jumped)
 TEMPO_STEP = 0.05  # beats a minute: the tempo follows the clock only by more than this (no re-publish per tick)
 KEYS = (36, 96)  # C2..C7: five octaves of a 61-key keyboard span the song
-QUANTA = {"off": 0, "beat": TICKS_PER_BEAT, "bar": 4 * TICKS_PER_BEAT}  # ticks between the moments a jump may land
+BEATS_PER_BAR = 4
+# Ticks between the moments a jump may land.
+QUANTA = {"off": 0, "beat": TICKS_PER_BEAT, "bar": BEATS_PER_BAR * TICKS_PER_BEAT}
 # Data lengths of channel messages by their high nibble, and of the system messages that carry data.
 CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1, 0xFE: 1, 0xFF: 1}
@@ -190,9 +192,13 @@ def scale(value: int, top: int, low: float, high: float) -> float:
 
 
 class MidiProtocol:
-    def __init__(self, params: Params, midi_map: MidiMap | None = None, on_learn=None, scenes=None):
+    def __init__(self, params: Params, midi_map: MidiMap | None = None, on_learn=None, scenes=None, on_beat=None):
         """`on_learn(map)` is called after each binding learned (to keep the map with the model's scenes);
-        `scenes` (control.scenes.Scenes) are what program changes recall."""
+        `scenes` (control.scenes.Scenes) are what program changes recall; `on_beat(beats, bpm, now)` on each beat
+        of a running clock whose place in the bar is known (from its Start or a song position pointer): beats
+        into the bar (0, 1, 2, 3), its tempo and the moment of the beat's tick, for the engine to follow."""
+        self.on_beat = on_beat
+        self._placed = False  # whether the clock's ticks count from a known place (Start or a song position)
         self.params = params
         self.scenes = scenes
         self.map = (midi_map or MidiMap.default(params)).check(params)
@@ -280,6 +286,7 @@ class MidiProtocol:
             return self._realtime(status, now)
         if status == 0xF2:  # song position, in sixteenths: where the next tick falls
             self._tick = (data[1] | data[2] << 7) * (TICKS_PER_BEAT // 4) - 1
+            self._placed = True
             return False
         if status >= 0xF0:
             self.ignored += 1  # song select, tune request: not used
@@ -395,6 +402,7 @@ class MidiProtocol:
         if status == 0xFA:  # start: the next tick is the first beat of a bar, and a fresh measurement
             self._tick = -1
             self._ticks.clear()
+            self._placed = True
         elif status == 0xFC and self._pending:  # stop: nothing waits for a clock that no longer runs
             self._last_tick = None
             return self._land()
@@ -412,6 +420,8 @@ class MidiProtocol:
         if self._pending and quantum and self._tick % quantum == 0:
             landed |= self._land()
         self._ticks.append(now)
+        if self.on_beat is not None and self._placed and self.clock_bpm and self._tick % TICKS_PER_BEAT == 0:
+            self.on_beat(float(self._tick // TICKS_PER_BEAT % BEATS_PER_BAR), self.clock_bpm, now)
         if len(self._ticks) <= CLOCK_WINDOW:
             return landed
         span = self._ticks[-1] - self._ticks[0]

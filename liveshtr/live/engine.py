@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liveshtr.live.automation import Schedule
-from liveshtr.live.generator import Controls, Generator
+from liveshtr.live.generator import BAR, Controls, Generator
 from liveshtr.live.params import Params
 from liveshtr.live.ring import RingBuffer
 from liveshtr.live.safety import KNEE, RELEASE_S
@@ -241,6 +241,7 @@ class Engine:
         # While a switch waits and its crossfade runs (two models a hop), the look-ahead holds one hop more: the
         # producer gets a block period more for those hops (control latency is one hop longer meanwhile).
         self._extra_fill = 0
+        self._beat_sync: tuple[float, float, float] | None = None  # from a clock's thread: beats, bpm, when
         self.initial_snapshot = params.snapshot  # what a recording's replay starts from
         # Recording (live.recorder): new snapshots with their hop (and switches of model: hop, voice, seconds), and
         # the blocks played with their gain target.
@@ -314,6 +315,21 @@ class Engine:
         if self.ring.available >= self.target_fill and self.take_switch() is not None and self._snapshots is not None:
             self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate))
 
+    def sync_beat(self, beats: float, bpm: float, at: float) -> None:
+        """From a clock's thread (MIDI clock): the band was `beats` into its bar at `at` (time.monotonic()), playing
+        at `bpm`. The next hop puts the model's clock where the band will be when that hop is heard."""
+        self._beat_sync = (float(beats), float(bpm), float(at))
+
+    def _apply_beat(self) -> None:
+        beats, bpm, at = self._beat_sync
+        self._beat_sync = None
+        if "tempo" not in self.params.table:  # a model without a clock input
+            return
+        beats = (beats + (time.monotonic() - at + self.latency_s) * bpm / 60.0) % BAR
+        self.generator.set_beat(beats)
+        if self._snapshots is not None:
+            self._snapshots.append((self.stats.hops, "beat", beats))
+
     def take_switch(self) -> Voice | None:
         """On the producer's thread (or a replay's): start the crossfade asked for, unless one is under way."""
         request = self._switch
@@ -350,6 +366,8 @@ class Engine:
             self._prepare_switch()
         if self.schedule is not None:
             self.schedule.apply_due(self.produced_s, self.params)
+        if self._beat_sync is not None:
+            self._apply_beat()
         voice = self.voice
         snap = voice.params.snapshot  # read once: the snapshot logged is the one this hop uses
         if self._snapshots is not None and snap is not self._logged:

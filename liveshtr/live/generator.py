@@ -171,6 +171,10 @@ class Generator:
         self.model.reset_state()
         self.frozen = False
 
+    def set_beat(self, beats: float) -> None:
+        """Put the clock at `beats` into the bar (a MIDI clock's position: the band's beat)."""
+        self._beat = float(beats) % BAR
+
     def next_frame(self, controls: Controls) -> np.ndarray:
         """Step once: returns the normalised frame to play now (dim,) and prepares the next one.
 

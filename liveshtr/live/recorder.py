@@ -9,7 +9,8 @@ The producer hands each new parameter snapshot, with its hop number, to a deque.
     session.json     the model, seed, rates and settings, the controls at the start, and the takes
     controls.jsonl   {"hop": n, "name": ..., "value": ...} per change, from the first hop on,
                      {"hop": n, "model": i, "seconds": s} where a set list's crossfade to model i began (the
-                     changes after it are model i's), and {"block": k, "gain": g} where the callback's gain
+                     changes after it are model i's), {"hop": n, "beat": b} where a MIDI clock put the
+                     model's clock b beats into its bar, and {"block": k, "gain": g} where the callback's gain
                      target changed
     take-1.wav ...   what the callback played from `record start` to `record stop`
 """
@@ -160,7 +161,9 @@ class Recorder:
     def _drain(self) -> None:
         while self.snapshots:
             entry = self.snapshots.popleft()
-            if len(entry) == 3:
+            if len(entry) == 3 and entry[1] == "beat":
+                self._controls.write(json.dumps({"hop": entry[0], "beat": round(entry[2], 9)}) + "\n")
+            elif len(entry) == 3:
                 self._log_switch(*entry)
             else:
                 self._log_controls(*entry)

@@ -279,3 +279,25 @@ def test_a_switch_of_model_fits_the_sets_map_to_the_new_table():
     assert smaller.get("temperature") == 0.0 and m.errors == 0 and m.ignored == 2
     m.use(Params(8, tempo=90.0), None)  # no map given: the default one, for this model
     assert m.map.cc[13] == Binding("tempo") and m.map.cc[23] == Binding("latent", 7)
+
+
+def test_a_placed_clock_tells_each_beat_of_the_bar_with_its_tempo():
+    beats = []
+    params = Params(8, tempo=100.0)
+    m = MidiProtocol(params, on_beat=lambda beat, bpm, at: beats.append((beat, round(bpm, 3), at)))
+    tick = 60.0 / 120.0 / 24
+    for i in range(60):  # running, but from where? No Start, no song position: no beats told
+        m.handle([0xF8], i * tick)
+    assert beats == [] and m.clock_bpm == pytest.approx(120.0)
+    m.handle([0xFA], 60 * tick)  # Start: the next tick is the downbeat
+    for i in range(24 * 5):
+        m.handle([0xF8], (61 + i) * tick)
+    assert [b for b, _, _ in beats] == [0.0, 1.0, 2.0, 3.0, 0.0]
+    assert all(bpm == 120.0 for _, bpm, _ in beats) and beats[1][2] == pytest.approx((61 + 24) * tick)
+    beats.clear()
+    m.handle([0xF2, 6, 0])  # song position: sixteenth 6 (beat 1 and a half); the beat after it is beat 2
+    for i in range(24):
+        m.handle([0xF8], (200 + i) * tick)
+    assert [b for b, _, _ in beats] == [2.0]
+    m.handle([0xB0, 7, 0])  # the map's clock setting does not change the others
+    assert m.errors == 0

@@ -139,7 +139,12 @@ def test_a_set_played_through_jack_and_driven_by_midi_and_osc_replays_sample_for
         out.send_message([0x90, 70, 100])  # a key: prime
         time.sleep(0.4)
         out.send_message([0xB0, 7, 80])  # volume: gain
-        time.sleep(0.4)
+        tick = 60.0 / 132.0 / 24  # a clock at 132 beats a minute: the tempo, then Start and three beats
+        for i in range(100):
+            if i == 30:
+                out.send_message([0xFA])
+            out.send_message([0xF8])
+            time.sleep(tick)
         send(port, message("/liveshtr/freeze", 1.0))
     finally:
         if out is not None:
@@ -149,7 +154,8 @@ def test_a_set_played_through_jack_and_driven_by_midi_and_osc_replays_sample_for
     assert proc.returncode == 0, stderr
     (session_dir,) = record.iterdir()
     session, events, _ = read_session(session_dir)
-    assert {"temperature", "latent", "prime", "gain", "freeze"} <= {e["name"] for e in events}
+    assert {"temperature", "latent", "prime", "gain", "freeze", "tempo"} <= {e.get("name") for e in events}
+    assert len([e for e in events if "beat" in e]) >= 2  # the model's clock put on the band's beats
     if session["underruns"]:
         pytest.skip(f"the set had {session['underruns']} underrun(s): a replay makes the audio that was due")
     replay = tmp_path / "replay.wav"

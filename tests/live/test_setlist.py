@@ -156,3 +156,22 @@ def test_models_are_found_by_index_or_name_and_the_rest_is_refused_while_it_play
     engine.render(0.5)
     assert engine.voice is added.voice and engine.switches == 2
     assert [m["playing"] for m in s.describe()] == [False, False, True]
+
+
+def test_a_midi_clocks_beat_puts_the_models_clock_where_the_band_will_be_when_it_is_heard(bundle):
+    import time
+
+    first = voice(bundle)
+    engine = Engine(first.generator, first.params, RATE, BLOCK, voice=first)
+    engine.render(0.5)
+    at = time.monotonic() - 0.1  # the band's fourth beat came 100 ms ago, at 120 beats a minute
+    engine.sync_beat(3.0, 120.0, at)
+    g = engine.generator
+    step = engine.controls.tempo / 60.0 * g.hop / g.samplerate  # the clock's own advance over the hop made
+    before = time.monotonic()
+    engine.produce_hop()
+    after = time.monotonic()
+    # Where the band will be when this hop is heard (a look-ahead from now), then one hop of the model's clock.
+    low = (3.0 + (before - at + engine.latency_s) * 2.0 + step) % 4.0
+    high = (3.0 + (after - at + engine.latency_s) * 2.0 + step) % 4.0
+    assert low <= g._beat <= high or (high < low and (g._beat >= low or g._beat <= high)), (low, g._beat, high)
