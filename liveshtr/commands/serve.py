@@ -118,6 +118,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="where the model's scenes and learned MIDI map are kept; when not given, scenes.json beside its bundle",
     )
     c.add_argument(
+        "--link",
+        action="store_true",
+        help="join (or start) an Ableton Link session on this network: its tempo and beat drive the model's clock "
+        '(needs the aalink package: pip install "liveshtr[link]")',
+    )
+    c.add_argument(
         "--midi-api",
         choices=("auto", "alsa", "jack", "coremidi", "windows"),
         default="auto",
@@ -198,7 +204,7 @@ class Surfaces:
         self.args, self.setlist, self.exposure, self.recorder = args, setlist, exposure, recorder
         self.engine = engine = setlist.engine
         self.exposed = check_exposure(exposure)
-        self.osc = self.web = self.feedback = self.midi = self.scenes = None
+        self.osc = self.web = self.feedback = self.midi = self.scenes = self.link = None
         self.stores: dict[int, object] = {}  # each model's scenes (control.scenes.SceneStore), by its index
         self.midi_data: dict | None = None  # the set's MIDI map as given or learned (None: the default map)
         # What clients can first see: any change after this (even before the feedback thread exists, by a page
@@ -242,6 +248,12 @@ class Surfaces:
                 engine.params, midi_map, on_learn=self._learned, scenes=self.scenes, on_beat=engine.sync_beat
             )
             self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
+        if args.link:
+            from liveshtr.control.link import LinkClock
+
+            params = engine.params
+            tempo = params.get("tempo") if "tempo" in params.table else 120.0
+            self.link = LinkClock(lambda: self.setlist.playing.params, engine.sync_beat, tempo)
         if e.osc:
             from liveshtr.control.osc import OscServer
             from liveshtr.control.osc_protocol import OscProtocol
@@ -327,6 +339,8 @@ class Surfaces:
             lines.append(f"scenes    {len(names)} in {self.scenes.store.path}" + (f": {shown}" if names else ""))
         if self.midi is not None:
             lines.append(self.midi.describe())
+        if self.link is not None:
+            lines.append(self.link.describe())
         lines += [f"exposed   {line}" for line in self.exposed]
         return lines
 
@@ -334,6 +348,8 @@ class Surfaces:
         from liveshtr.control.telemetry import Feedback
 
         self.scenes.start()
+        if self.link is not None:
+            self.link.start()
         listeners = [server for name, server in self._servers() if name != "midi"]  # MIDI only listens
         if self.osc is not None:
             self.osc.start()
@@ -359,12 +375,15 @@ class Surfaces:
         return lines
 
     def stop(self) -> None:
-        for part in (self.feedback, self.osc, self.web, self.midi, self.scenes):
+        for part in (self.feedback, self.osc, self.web, self.midi, self.scenes, self.link):
             if part is not None:
                 part.stop()
 
     def summary(self) -> dict:
-        return {name: server.summary() for name, server in self._servers()}
+        out = {name: server.summary() for name, server in self._servers()}
+        if self.link is not None:
+            out["link"] = self.link.summary()
+        return out
 
     def _servers(self) -> list[tuple[str, object]]:
         surfaces = (("osc", self.osc), ("web", self.web), ("midi", self.midi))
