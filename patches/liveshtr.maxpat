@@ -3275,6 +3275,42 @@
      ],
      "text": ""
     }
+   },
+   {
+    "box": {
+     "id": "obj-180",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      200.0,
+      1320.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      "bang"
+     ],
+     "text": "loadbang"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-181",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      200.0,
+      1350.0,
+      50.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "set 2."
+    }
    }
   ],
   "lines": [
@@ -5326,6 +5362,30 @@
      ],
      "source": [
       "obj-178",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-181",
+      0
+     ],
+     "source": [
+      "obj-180",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-171",
+      0
+     ],
+     "source": [
+      "obj-181",
       0
      ]
     }
