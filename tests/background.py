@@ -107,11 +107,18 @@ class Background:
                 job.done.set()
 
     def _run(self, cmd: list[str], cpu: int) -> subprocess.CompletedProcess:
-        with self._lock:
-            if self._stopping:
-                raise RuntimeError("the session ended first")
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            self._running.add(proc)
+        for attempt in range(3):
+            with self._lock:
+                if self._stopping:
+                    raise RuntimeError("the session ended first")
+                try:
+                    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                except OSError:  # seen once: EFAULT from the exec while the test thread started a process too
+                    if attempt == 2:
+                        raise
+                    continue
+                self._running.add(proc)
+                break
         try:
             # Before the interpreter starts its thread pools, which size themselves from the affinity and inherit
             # the policy.

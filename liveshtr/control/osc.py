@@ -50,6 +50,7 @@ class OscServer:
         """`busy()`: whether the audio producer is making a hop; a datagram waits (at most DEFER_S) until it is
         done, so that a flood of messages does not take the interpreter from the producer mid-hop."""
         self.protocol = protocol
+        protocol.later = self._send_later
         self.busy = busy
         self._allowed: dict[str, bool] = {}  # by host, as the allow-list answered
         # Loopback is always allowed; other senders only from the allow-list's networks.
@@ -131,6 +132,12 @@ class OscServer:
                 replies = [Reply("/liveshtr/error", (str(message.address), f"internal error: {exc}"))]
             for reply in replies:
                 self._send(reply, reply.to or sender)
+
+    def _send_later(self, replies: list[Reply]) -> None:
+        """Replies made on another thread (a bundle loaded), each to its `to`."""
+        for reply in replies:
+            if reply.to is not None:
+                self._send(reply, reply.to)
 
     def _send(self, reply: Reply, peer) -> None:
         self._sendto(encode(reply), peer)

@@ -42,6 +42,8 @@ range is clamped and the reply `/liveshtr/clamped address applied` says so. Anyt
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from typing import NamedTuple
 
 from liveshtr.control.midi_protocol import MidiProtocol
@@ -158,6 +160,9 @@ def feedback_addresses(params: Params) -> list[Address]:
             "index, name, playing",
         ),
         Address(f"{PREFIX}/model/switched", "i s", "", "reply to model: index, name"),
+        Address(
+            f"{PREFIX}/model/loading", "s", "", "reply to model with a folder: loading it (then switched, or error)"
+        ),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -201,6 +206,9 @@ class OscProtocol:
         """`params`: the table of the model playing (a set list's switch replaces it)."""
         self.params = params
         self.setlist = setlist  # live.setlist.SetList, or None (one model, no switching)
+        # How replies made later reach their peers (each reply's `to` set): the server's, or None to load bundles
+        # on the thread that asks.
+        self.later: Callable[[list[Reply]], None] | None = None
         self.recorder = recorder  # live.recorder.Recorder (serve --record), or None
         self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
         self.scenes = scenes  # the model's scenes, or None
@@ -211,7 +219,9 @@ class OscProtocol:
 
     def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list[Reply]:
         """Apply one message from `sender` (host, port); returns the replies (to the sender unless `to` says)."""
-        replies = self._handle(address, tuple(args), sender)
+        return self._route(self._handle(address, tuple(args), sender), sender)
+
+    def _route(self, replies: list[Reply], sender) -> list[Reply]:
         for r in replies:
             if r.address == f"{PREFIX}/error":
                 self.errors += 1
@@ -237,7 +247,7 @@ class OscProtocol:
         if name == "models" and len(parts) == 1:
             return self._models()
         if name == "model" and len(parts) == 1:
-            return self._switch(address, args)
+            return self._switch(address, args, sender)
         if name == "get" and len(parts) == 1:
             return self._get(address, args)
         if name in ("subscribe", "unsubscribe") and len(parts) == 1:
@@ -289,7 +299,7 @@ class OscProtocol:
             return []
         return [Reply(f"{PREFIX}/model", (m["index"], m["name"], int(m["playing"]))) for m in self.setlist.describe()]
 
-    def _switch(self, address: str, args: tuple) -> list[Reply]:
+    def _switch(self, address: str, args: tuple, sender=None) -> list[Reply]:
         from liveshtr.live.setlist import DEFAULT_FADE_S
 
         if self.setlist is None:
@@ -299,8 +309,19 @@ class OscProtocol:
         seconds = args[1] if len(args) == 2 else DEFAULT_FADE_S
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             return [error(address, f"seconds {seconds!r} is not a number")]
+        if self.later is not None and self.setlist.loads(args[0]):  # a bundle to load: a second, on its own thread
+
+            def load() -> None:
+                replies = self._switched(address, args[0], seconds)
+                self.later([r._replace(to=r.to or sender) for r in self._route(replies, sender)])
+
+            threading.Thread(target=load, name="liveshtr-loader", daemon=True).start()
+            return [Reply(f"{PREFIX}/model/loading", (str(args[0]),))]
+        return self._switched(address, args[0], seconds)
+
+    def _switched(self, address: str, key, seconds) -> list[Reply]:
         try:
-            model = self.setlist.switch(args[0], seconds)
+            model = self.setlist.switch(key, seconds)
         except LiveshtrError as exc:
             return [error(address, str(exc))]
         return [Reply(f"{PREFIX}/model/switched", (self.setlist.models.index(model), model.name))]

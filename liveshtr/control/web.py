@@ -55,6 +55,7 @@ def load_pages() -> dict[str, tuple[bytes, str]]:
 class WebServer:
     def __init__(self, protocol: WebProtocol, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
         self.protocol = protocol
+        protocol.later = self.publish
         self.host = host
         self.token = token
         self.pages = load_pages()

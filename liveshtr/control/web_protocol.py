@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 from liveshtr.errors import LiveshtrError
 from liveshtr.live.params import ParamError, Params
@@ -50,6 +51,7 @@ class WebProtocol:
         """`params` and `model`: the table and description of the model playing (a switch replaces them)."""
         self.params = params
         self.setlist = setlist  # live.setlist.SetList, or None
+        self.later = None  # how a message made later reaches every page (the server's publish), or None
         self.recorder = recorder  # live.recorder.Recorder (serve --record DIR), or None
         self.scenes = scenes  # control.scenes.Scenes, or None
         self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi), or None
@@ -148,6 +150,16 @@ class WebProtocol:
             return [self._error('"model": an index, a name or a bundle folder', m)]
         if isinstance(seconds, bool) or not _number(seconds):
             return [self._error('"seconds": a number', m)]
+        if self.later is not None and self.setlist.loads(key):  # a bundle to load: a second, on its own thread
+
+            def load() -> None:
+                try:
+                    self.setlist.switch(key, seconds)
+                except LiveshtrError as exc:  # news for every page: the set did not change
+                    self.later(self._error(str(exc), m))
+
+            threading.Thread(target=load, name="liveshtr-loader", daemon=True).start()
+            return [self._with_id({"type": "model", "loading": key}, m)]
         try:
             self.setlist.switch(key, seconds)
         except LiveshtrError as exc:

@@ -7,9 +7,9 @@ on a model, it plays on from where it was left, as it was set. The output level 
 model's: a switch carries the gain over. Control surfaces follow the model playing through `listeners`, called on
 the switching thread with the model switched to.
 
-A model not in the set can be loaded during the set by its path: the load runs on the control thread that asked
-(about a second) while the sound plays on; a bundle that fails to load is refused with its error and nothing
-changes.
+A model not in the set can be loaded during the set by its folder's path (about a second, while the sound plays
+on; the control surfaces do it on a thread of its own and answer when it is done); a bundle that fails to load is
+refused with its error and nothing changes.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class SetList:
         self.listeners: list[Callable[[Model], None]] = []
         self.on_load: list[Callable[[int, Model], None]] = []  # before a loaded model joins; raising refuses it
         self._lock = threading.Lock()  # switches from several surfaces, one at a time
+        self._loading = threading.Lock()  # one bundle loading at a time (outside _lock: it takes a second)
 
     @staticmethod
     def unique_names(paths: list[Path], taken: tuple[str, ...] = ()) -> list[str]:
@@ -100,8 +101,9 @@ class SetList:
             raise SetError(f"fade {seconds:g} s: choose 0..{MAX_FADE_S:g} seconds")
         with self._lock:
             index = self.find(key)
-            if index is None:
-                index = self._load(key)
+        if index is None:
+            index = self._load(key)  # slow: outside the lock, so switches between loaded models go on meanwhile
+        with self._lock:
             model = self.models[index]
             if index != self.current:
                 old = self.models[self.current]
@@ -112,28 +114,43 @@ class SetList:
             listener(model)
         return model
 
+    def loads(self, key) -> bool:
+        """Whether switching to `key` would load a bundle (a folder path not in the set): about a second."""
+        return self.find(key) is None and self.load is not None and self._path(key) is not None
+
+    @staticmethod
+    def _path(key) -> Path | None:
+        text = str(key)
+        return Path(text).expanduser() if not isinstance(key, (bool, int, float)) and "/" in text else None
+
     def _load(self, key) -> int:
         names = ", ".join(f"{i} {m.name}" for i, m in enumerate(self.models))
-        text = str(key)
-        if self.load is None or not ("/" in text or Path(text).is_dir()):
+        path = self._path(key)
+        if self.load is None or path is None:
             raise SetError(f"no model {key!r} in the set ({names}); a bundle's folder path loads one")
-        if len(self.models) >= MAX_MODELS:
-            raise SetError(f"the set has {MAX_MODELS} models already")
-        path = Path(text).expanduser()
         for i, model in enumerate(self.models):
             if model.path.resolve() == path.resolve():
                 return i
-        (name,) = self.unique_names([path], tuple(m.name for m in self.models))
+        if len(self.models) >= MAX_MODELS:
+            raise SetError(f"the set has {MAX_MODELS} models already")
+        if not self._loading.acquire(blocking=False):
+            raise SetError(f"{key}: another model is loading; ask again when it has")
         try:
-            model = Model(name, path, self.load(path))
-            for hook in self.on_load:
-                hook(len(self.models), model)
-        except LiveshtrError as exc:
-            raise SetError(f"{text}: not loaded, {exc}") from None
-        except Exception as exc:  # whatever the bundle does to the loader, the set plays on
-            raise SetError(f"{text}: not loaded, {type(exc).__name__}: {exc}") from None
-        self.models.append(model)
-        return len(self.models) - 1
+            try:
+                voice = self.load(path)
+                with self._lock:
+                    (name,) = self.unique_names([path], tuple(m.name for m in self.models))
+                    model, index = Model(name, path, voice), len(self.models)
+                    for hook in self.on_load:
+                        hook(index, model)
+                    self.models.append(model)
+                    return index
+            except LiveshtrError as exc:
+                raise SetError(f"{key}: not loaded, {exc}") from None
+            except Exception as exc:  # whatever the bundle does to the loader, the set plays on
+                raise SetError(f"{key}: not loaded, {type(exc).__name__}: {exc}") from None
+        finally:
+            self._loading.release()
 
     def describe(self) -> list[dict]:
         """The set as plain data, for listings and the page."""

@@ -79,9 +79,22 @@ def test_a_set_switches_over_osc_and_the_page_every_surface_follows_and_the_set_
                 ("/liveshtr/error", ["/liveshtr/latent/5", "latent has dimensions 0..3"])
             ]
             ask(port, message("/liveshtr/latent/3", 1.5))
+            # A bundle loaded during the set: on a thread of its own, answered at once and again when it plays.
+            encore = shutil.copytree(other_model, tmp_path / "encore", ignore=shutil.ignore_patterns("scenes.json"))
+            assert ask(port, message("/liveshtr/model", str(encore), 0.5)) == [
+                ("/liveshtr/model/loading", [str(encore)]),
+                ("/liveshtr/model/switched", [2, "encore"]),
+            ]
+            assert full_state(ws)["models"][2] == {
+                "index": 2, "name": "encore", "path": str(encore), "latent_dim": 4, "samplerate": 16000,
+                "playing": True,
+            }  # fmt: skip
+            ask(port, message("/liveshtr/model", 1, 0.5))
+            assert [m["playing"] for m in full_state(ws)["models"]] == [False, True, False]
             # Refused, and the set plays on: a bundle that does not load, an unknown model, a bad fade.
+            ((address, (path,)), (error, (where, text))) = ask(port, message("/liveshtr/model", str(damaged)))
+            assert address == "/liveshtr/model/loading" and error == "/liveshtr/error" and "not loaded" in text
             for args, problem in [
-                ((str(damaged),), "not loaded"),
                 (("verse",), "no model 'verse'"),
                 ((0, -2.0), "fade -2 s"),
                 ((), "expected a model"),
@@ -99,12 +112,12 @@ def test_a_set_switches_over_osc_and_the_page_every_surface_follows_and_the_set_
     finally:
         assert stop_serve(proc) == 0
     summary = json.loads(stats.read_text())
-    assert summary["switches"] == 2 and summary["underruns"] == 0 and summary["producer_errors"] == 0
+    assert summary["switches"] == 4 and summary["underruns"] == 0 and summary["producer_errors"] == 0
     assert summary["non_finite_blocks"] == 0 and summary["output_peak"] < 1.0
 
     (session,) = record.iterdir()
     log = [json.loads(line) for line in (session / "controls.jsonl").read_text().splitlines()]
-    assert [e["model"] for e in log if "model" in e] == [1, 0]
+    assert [e["model"] for e in log if "model" in e] == [1, 2, 1, 0]
     replayed = tmp_path / "replayed.wav"
     result = cli("render", "--replay", str(session), "-o", str(replayed))
     assert result.returncode == 0, result.stderr

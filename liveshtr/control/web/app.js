@@ -705,6 +705,7 @@
     else if (m.type === 'scenes') onScenes(m.names);
     else if (m.type === 'midi') onMidi(m);
     else if (m.type === 'record') onRecord(m);
+    else if (m.type === 'model' && m.loading) toast(`loading ${m.loading}…`);
     else if (m.type === 'error') toast(m.error || 'the server refused a message');
   }
 
