@@ -1,8 +1,9 @@
 """Play a model live: the model runs ahead in a producer thread, the audio callback plays from a ring buffer.
 
-With no MODEL it plays the bundled demo. The default sink is the audio output device; `--sink auto` falls back to
-a real-time WAV file when there is no sound card, `--sink file:PATH` always writes one, `--sink null` paces and
-discards. Stop with Ctrl-C (or SIGTERM), or give --seconds.
+With no MODEL it plays the bundled demo; several MODELs are a set list, the first playing and /liveshtr/model
+crossfading to another. The default sink is the audio output device; `--sink auto` falls back to a real-time WAV
+file when there is no sound card, `--sink file:PATH` always writes one, `--sink null` paces and discards. Stop with
+Ctrl-C (or SIGTERM), or give --seconds.
 """
 
 from __future__ import annotations
