@@ -285,7 +285,7 @@ class Surfaces:
         """A model's scenes, read before it can play: a damaged file refuses the model (SceneError)."""
         from liveshtr.control.scenes import FILE_NAME, SceneStore
 
-        path = self.args.scenes if len(self.setlist.models) == 1 and self.args.scenes else model.path / FILE_NAME
+        path = self.args.scenes if index == 0 and self.args.scenes else model.path / FILE_NAME  # --scenes: one model
         self.stores[index] = SceneStore(path, model.params)
 
     def switched(self, model) -> None:

@@ -500,7 +500,9 @@ class Engine:
             block = self._block
             if frames == self.blocksize and self.ring.read_block(block):
                 if self.replay_gains is None:
-                    target = float(self.params.snapshot[self._gain_index])  # a Python float: numpy would buffer
+                    # The model playing's table (an attribute, not the property: this is the callback); a Python
+                    # float, as numpy would buffer.
+                    target = float(self.voice.params.snapshot[self._gain_index])
                 else:
                     target = float(self.replay_gains[min(self.stats.blocks, len(self.replay_gains) - 1)])
                 self._gain_target = target

@@ -16,6 +16,18 @@ from tests.control.test_osc import ask, message
 from tests.test_serve import cli, one_line_error, osc_port, start_serve, wait_started
 
 
+def replays_exactly(session_dir, out, take: int = 1) -> tuple[np.ndarray, int]:
+    """`render --replay` of a take equals the take, sample for sample; returns the take (24-bit as int32) and rate."""
+    result = cli("render", "--replay", str(session_dir), "--take", str(take), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    recorded, rate = soundfile.read(session_dir / f"take-{take}.wav", dtype="int32")
+    replayed, rate2 = soundfile.read(out, dtype="int32")
+    assert rate == rate2 and np.array_equal(recorded, replayed), (
+        f"take {take}: {np.flatnonzero(recorded != replayed)[:5]}"
+    )
+    return recorded, rate
+
+
 def send(port: int, data: bytes) -> None:
     """One datagram, no reply awaited (changes are not answered)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -72,13 +84,8 @@ def test_a_set_driven_over_osc_replays_sample_for_sample(tmp_path):
     assert {"temperature", "latent", "mix", "gain", "reset", "prime", "freeze"} <= names
     assert pytest.approx(0.4) in gains.values() and session["seed"] == 7  # OSC carries float32
     for take in (1, 2):
-        out = tmp_path / f"replay-{take}.wav"
-        result = cli("render", "--replay", str(session_dir), "--take", str(take), "-o", str(out))
-        assert result.returncode == 0, result.stderr
-        recorded, rate = soundfile.read(session_dir / f"take-{take}.wav", dtype="int32")
-        replayed, rate2 = soundfile.read(out, dtype="int32")
-        assert rate == rate2 == 48000 and len(recorded) > 48000
-        assert np.array_equal(recorded, replayed), f"take {take}: {np.flatnonzero(recorded != replayed)[:5]}"
+        recorded, rate = replays_exactly(session_dir, tmp_path / f"replay-{take}.wav", take)
+        assert rate == 48000 and len(recorded) > 48000
     # the take is what was played: the live file's same stretch, as 24-bit
     live, _ = soundfile.read(tmp_path / "live.wav", dtype="float32")
     take1, _ = soundfile.read(session_dir / "take-1.wav", dtype="float32")
@@ -158,9 +165,5 @@ def test_a_set_played_through_jack_and_driven_by_midi_and_osc_replays_sample_for
     assert len([e for e in events if "beat" in e]) >= 2  # the model's clock put on the band's beats
     if session["underruns"]:
         pytest.skip(f"the set had {session['underruns']} underrun(s): a replay makes the audio that was due")
-    replay = tmp_path / "replay.wav"
-    result = cli("render", "--replay", str(session_dir), "-o", str(replay))
-    assert result.returncode == 0, result.stderr
-    recorded, _ = soundfile.read(session_dir / "take-1.wav", dtype="int32")
-    replayed, _ = soundfile.read(replay, dtype="int32")
-    assert len(recorded) > 6 * 48000 and np.array_equal(recorded, replayed)
+    recorded, _ = replays_exactly(session_dir, tmp_path / "replay.wav")
+    assert len(recorded) > 6 * 48000
