@@ -79,6 +79,27 @@ class Replay:
                 engine.params.set(e["name"], e["value"])
 
 
+def replay_notes(session: dict, blocks, first: int, end: int, block_s: float) -> list[str]:
+    """One line for each way the take and its replay part: blocks the recorder lost, or underruns a session of the
+    first format did not locate. Blocks that ran dry live are replayed as played (a fade, then the model a block
+    later) and need no note."""
+    lines = []
+    lost = [(k, n) for k, n in blocks.lost if k < end and k + n > first]
+    if lost:
+        spans = ", ".join(f"{k - first}-{k - first + n - 1}" if n > 1 else f"{k - first}" for k, n in lost)
+        count = sum(n for _, n in lost)
+        lines.append(
+            f"blocks {spans} of the take ({count * block_s:.2f} s) were lost by the recorder, which fell behind: the "
+            "take is silent there and the replay has them as played (after them it matches unless the gain moved)"
+        )
+    if session.get("format", 1) < 2 and session.get("underruns"):
+        lines.append(
+            f"the set ran dry {session['underruns']} time(s) and this session (format 1) does not say where: the "
+            "replay follows the take until the first of them and is a block ahead of it after each"
+        )
+    return lines
+
+
 def replay(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile
@@ -86,9 +107,14 @@ def replay(args: argparse.Namespace) -> int:
     from liveshtr.bundle import load_bundle
     from liveshtr.commands.common import build_voice
     from liveshtr.errors import ConfigError
-    from liveshtr.live.recorder import SUBTYPE, RecordError, read_session
+    from liveshtr.live.recorder import SESSION_FORMAT, SUBTYPE, RecordError, read_session
 
-    session, events, gains = read_session(args.replay)
+    session, events, blocks = read_session(args.replay)
+    if session.get("format", 1) > SESSION_FORMAT:
+        raise RecordError(
+            f"--replay {args.replay}: session format {session['format']} is newer than this liveshtr reads "
+            f"({SESSION_FORMAT}); replay it with the version that recorded it ({session.get('liveshtr', '?')})"
+        )
     takes = session.get("takes") or []
     if not 1 <= args.take <= len(takes):
         raise RecordError(f"--take {args.take}: the session has {len(takes)} take(s)")
@@ -109,13 +135,16 @@ def replay(args: argparse.Namespace) -> int:
     for model in session.get("models", [])[1:]:  # a set list's other models, at their controls when loaded
         voices.append(build_voice(args, load_bundle(model["path"]), engine.samplerate, model["initial"])[0])
     engine.replay = Replay(events, voices)
-    end = take["first_block"] + take["blocks"]
+    first, end = take["first_block"], take["first_block"] + take["blocks"]
     targets = np.empty(max(end, 1), dtype=np.float64)
     value = float(session["initial"]["gain"])
     for k in range(len(targets)):
-        value = gains.get(k, value)
+        value = blocks.gains.get(k, value)
         targets[k] = value
     engine.replay_gains = targets
+    dry = np.zeros(max(end, 1), dtype=bool)
+    dry[[k for k in blocks.dry if k < end]] = True
+    engine.replay_dry = dry
     started = time.perf_counter()
     audio = engine.render(end * engine.blocksize / engine.samplerate)[take["first_block"] * engine.blocksize :]
     wall = time.perf_counter() - started
@@ -126,4 +155,6 @@ def replay(args: argparse.Namespace) -> int:
         f"replayed  take {args.take} of {args.replay}: {take['blocks'] * engine.blocksize / engine.samplerate:.1f} s "
         f"in {wall:.2f} s -> {args.output}{note}"
     )
+    for line in replay_notes(session, blocks, first, end, engine.blocksize / engine.samplerate):
+        print(f"note: {line}")
     return 0

@@ -396,11 +396,11 @@ def start_recording(args: argparse.Namespace, engine, device: str, models: list)
     import datetime
 
     from liveshtr import __version__
-    from liveshtr.live.recorder import Recorder
+    from liveshtr.live.recorder import SESSION_FORMAT, Recorder
 
     g = engine.generator
     session = {
-        "format": 1,
+        "format": SESSION_FORMAT,
         "liveshtr": __version__,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": str(g.bundle.path.resolve()),

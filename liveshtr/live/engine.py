@@ -249,6 +249,7 @@ class Engine:
         self._logged = self.initial_snapshot
         self._tap = None
         self.replay_gains: np.ndarray | None = None  # a replay's gain target per block, as the live callback read it
+        self.replay_dry: np.ndarray | None = None  # a replay's blocks where the live callback ran dry
         self.replay = None  # a replay's events: called with the engine at the start of every hop
 
         # Callback state, all preallocated.
@@ -498,7 +499,10 @@ class Engine:
             if status and status.output_underflow:  # PortAudio's own flag (priming and the like do not count)
                 self.stats.device_xruns += 1
             block = self._block
-            if frames == self.blocksize and self.ring.read_block(block):
+            ready = frames == self.blocksize
+            if self.replay_dry is not None and ready:  # a replay runs dry where the recorded set did
+                ready = not self.replay_dry[min(self.stats.blocks, len(self.replay_dry) - 1)]
+            if ready and self.ring.read_block(block):
                 if self.replay_gains is None:
                     # The model playing's table (an attribute, not the property: this is the callback); a Python
                     # float, as numpy would buffer.
@@ -516,6 +520,7 @@ class Engine:
                 np.multiply(self._fade, self._last, out=block)
                 self._gain = 0.0
                 self.stats.underruns += 1
+                ready = False
             # Last line of defence, and the output meter: |x| via the scratch buffer (max() would buffer).
             np.abs(block, out=self._gains)
             peak = float(self._gains[self._gains.argmax()])  # NaN wins argmax
@@ -529,7 +534,7 @@ class Engine:
             self.stats.energy += float(np.dot(block, block))
             np.copyto(self._scope_blocks[self.stats.blocks % SCOPE_BLOCKS], block)
             if self._tap is not None:
-                self._tap.put(block, self._gain_target)
+                self._tap.put(block, self._gain_target, self.stats.blocks, not ready)
             if self._wake_w >= 0:
                 try:
                     os.write(self._wake_w, WAKE)

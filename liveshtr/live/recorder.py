@@ -10,8 +10,10 @@ The producer hands each new parameter snapshot, with its hop number, to a deque.
     controls.jsonl   {"hop": n, "name": ..., "value": ...} per change, from the first hop on,
                      {"hop": n, "model": i, "seconds": s} where a set list's crossfade to model i began (the
                      changes after it are model i's), {"hop": n, "beat": b} where a MIDI clock put the
-                     model's clock b beats into its bar, and {"block": k, "gain": g} where the callback's gain
-                     target changed
+                     model's clock b beats into its bar, {"block": k, "gain": g} where the callback's gain
+                     target changed, {"block": k, "dry": true} where the callback ran dry (an underrun: it
+                     played a fade instead of the model, and the model's audio one block later), and
+                     {"block": k, "lost": n} where the writer fell behind and n blocks are silence in the take
     take-1.wav ...   what the callback played from `record start` to `record stop`
 """
 
@@ -21,6 +23,7 @@ import collections
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from liveshtr.errors import LiveshtrError
 TAP_SECONDS = 4.0  # audio the writer may fall behind by before blocks are lost
 WRITE_EVERY_S = 0.05
 SUBTYPE = "PCM_24"
+SESSION_FORMAT = 2  # 2: blocks are numbered as the callback played them, with the dry and lost ones logged
 
 
 class RecordError(LiveshtrError):
@@ -38,18 +42,21 @@ class RecordError(LiveshtrError):
 
 
 class Tap:
-    """Single producer (the callback), single consumer (the writer): blocks and their gain targets."""
+    """Single producer (the callback), single consumer (the writer): blocks, their gain targets, their numbers among
+    all the blocks the callback played, and whether each ran dry (an underrun: the callback's fade, not the model)."""
 
     def __init__(self, blocksize: int, n_blocks: int):
         self.n = n_blocks
         self.data = np.zeros((n_blocks, blocksize), dtype=np.float32)
         self.blocks = [self.data[i] for i in range(n_blocks)]
         self.gains = np.zeros(n_blocks, dtype=np.float64)
+        self.numbers = np.zeros(n_blocks, dtype=np.int64)
+        self.dry = np.zeros(n_blocks, dtype=bool)
         self.written = 0  # blocks ever put (callback only)
         self.read = 0  # blocks ever taken (writer only)
         self.dropped = 0
 
-    def put(self, block: np.ndarray, gain: float) -> None:
+    def put(self, block: np.ndarray, gain: float, number: int, dry: bool = False) -> None:
         k = self.written
         if k - self.read >= self.n:
             self.dropped += 1  # the writer fell behind: lose this block rather than wait
@@ -57,13 +64,15 @@ class Tap:
         i = k % self.n
         np.copyto(self.blocks[i], block)
         self.gains[i] = gain
+        self.numbers[i] = number
+        self.dry[i] = dry
         self.written = k + 1  # publish after the copy
 
-    def take(self) -> tuple[np.ndarray, np.ndarray]:
-        """Everything put since the last take, oldest first (copies)."""
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Everything put since the last take, oldest first (copies): audio, gain targets, numbers, dry flags."""
         start, end = self.read, self.written
         index = np.arange(start, end) % self.n
-        out = self.data[index].reshape(-1), self.gains[index].copy()
+        out = self.data[index].reshape(-1), self.gains[index], self.numbers[index], self.dry[index]
         self.read = end
         return out
 
@@ -94,6 +103,8 @@ class Recorder:
         self._previous = {id(engine.params): engine.params.snapshot}  # per model: the snapshot last logged
         self.models: list | None = None  # a set list's models (live.setlist.Model), to name the one switched to
         self._gain: float | None = None
+        self._next = 0  # the number of the block the writer looks at next
+        self.lost = 0  # blocks the tap lost
         self._take = None  # (soundfile, path, first block) while recording
         self._requests: collections.deque = collections.deque()  # "start" / "stop" from control threads, in order
         self._active = False  # what was last asked: recording or not
@@ -144,7 +155,7 @@ class Recorder:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._drain()
+        self._drain(total=self.engine.stats.blocks)
         if self._take is not None:
             self._close_take()
         self._controls.close()
@@ -158,7 +169,7 @@ class Recorder:
                 self.errors += 1
                 self.last_error = f"recording: {type(exc).__name__}: {exc}"
 
-    def _drain(self) -> None:
+    def _drain(self, total: int | None = None) -> None:
         while self.snapshots:
             entry = self.snapshots.popleft()
             if len(entry) == 3 and entry[1] == "beat":
@@ -167,13 +178,7 @@ class Recorder:
                 self._log_switch(*entry)
             else:
                 self._log_controls(*entry)
-        first = self.tap.read
-        audio, gains = self.tap.take()
-        for k, gain in enumerate(gains, first):
-            if gain != self._gain:
-                self._gain = float(gain)
-                self._controls.write(json.dumps({"block": k, "gain": self._gain}) + "\n")
-        end = first + len(gains)
+        audio, first, end = self._blocks_since(total)
         with self._lock:
             requests = list(self._requests)
             self._requests.clear()
@@ -192,6 +197,34 @@ class Recorder:
                     if len(audio):
                         self._take[0].write(audio)
                     written = True
+
+    def _blocks_since(self, total: int | None = None) -> tuple[np.ndarray, int, int]:
+        """The audio of the blocks played since the last look, from block `first` to `end`, with their gains, dry
+        blocks and lost blocks logged. Blocks the tap lost (the writer fell behind) are silence here, so a take keeps
+        the set's timeline; `total`: the blocks the callback played in all (at the end, for blocks lost last)."""
+        audio, gains, numbers, dry = self.tap.take()
+        first = self._next
+        end = int(numbers[-1]) + 1 if len(numbers) else first
+        if total is not None:
+            end = max(end, total)
+        if end - first != len(numbers):
+            dense = np.zeros((end - first, self.blocksize), dtype=np.float32)
+            dense[numbers - first] = audio.reshape(-1, self.blocksize)
+            audio = dense.reshape(-1)
+            expected = first
+            for k in [*numbers.tolist(), end]:
+                if k > expected:
+                    self._controls.write(json.dumps({"block": expected, "lost": k - expected}) + "\n")
+                    self.lost += k - expected
+                expected = k + 1
+        for k, gain, ran_dry in zip(numbers.tolist(), gains.tolist(), dry.tolist(), strict=True):
+            if gain != self._gain:
+                self._gain = gain
+                self._controls.write(json.dumps({"block": k, "gain": gain}) + "\n")
+            if ran_dry:
+                self._controls.write(json.dumps({"block": k, "dry": True}) + "\n")
+        self._next = end
+        return audio, first, end
 
     def _log_switch(self, hop: int, voice, seconds: float) -> None:
         """The crossfade to another model of the set: its index, and its controls as loaded the first time."""
@@ -229,9 +262,9 @@ class Recorder:
         f, path, first = self._take
         f.close()
         self._take = None
-        end = end_block if end_block is not None else self.tap.read
+        end = end_block if end_block is not None else self._next
         self.session["takes"][-1]["blocks"] = end - first
-        self.session["dropped_blocks"] = self.tap.dropped
+        self.session["dropped_blocks"] = self.lost
         self._write_session()
 
     def _write_session(self) -> None:
@@ -248,8 +281,18 @@ class Recorder:
         }
 
 
-def read_session(folder: Path) -> tuple[dict, list[dict], dict[int, float]]:
-    """A recorded session: its settings, its control events ({"hop", "name", "value"}) and gains by block."""
+@dataclass
+class BlockLog:
+    """What the callback did, by block number: gain targets where they changed, the blocks that ran dry, and the
+    runs of blocks the recorder lost (first block, count)."""
+
+    gains: dict[int, float] = field(default_factory=dict)
+    dry: list[int] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+
+
+def read_session(folder: Path) -> tuple[dict, list[dict], BlockLog]:
+    """A recorded session: its settings, its control events ({"hop", "name", "value"}) and its blocks' log."""
     folder = Path(folder)
     try:
         session = json.loads((folder / "session.json").read_text())
@@ -258,7 +301,7 @@ def read_session(folder: Path) -> tuple[dict, list[dict], dict[int, float]]:
         raise RecordError(f"--replay {folder}: not a recorded session ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise RecordError(f"--replay {folder}: session.json is damaged ({exc})") from None
-    events, gains = [], {}
+    events, blocks = [], BlockLog()
     for number, line in enumerate(lines, 1):
         try:
             obj = json.loads(line)
@@ -266,8 +309,12 @@ def read_session(folder: Path) -> tuple[dict, list[dict], dict[int, float]]:
             if number == len(lines):
                 break  # the last line of a session that ended in a crash
             raise RecordError(f"--replay {folder}/controls.jsonl:{number}: not JSON") from None
-        if "block" in obj:
-            gains[int(obj["block"])] = float(obj["gain"])
+        if "gain" in obj:
+            blocks.gains[int(obj["block"])] = float(obj["gain"])
+        elif "dry" in obj:
+            blocks.dry.append(int(obj["block"]))
+        elif "lost" in obj:
+            blocks.lost.append((int(obj["block"]), int(obj["lost"])))
         else:
             events.append(obj)
-    return session, events, gains
+    return session, events, blocks
