@@ -107,12 +107,16 @@ class Background:
                 job.done.set()
 
     def _run(self, cmd: list[str], cpu: int) -> subprocess.CompletedProcess:
+        # Pinned and idle before the interpreter starts: util-linux's taskset and chrt set the affinity and the
+        # policy, then exec the next, so the command never runs a moment at normal priority beside the real-time
+        # tests, and its thread pools size themselves from the affinity.
+        pinned = ["taskset", "--cpu-list", str(cpu), "chrt", "--idle", "0", *cmd]
         for attempt in range(3):
             with self._lock:
                 if self._stopping:
                     raise RuntimeError("the session ended first")
                 try:
-                    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    proc = subprocess.Popen(pinned, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 except OSError:  # seen once: EFAULT from the exec while the test thread started a process too
                     if attempt == 2:
                         raise
@@ -120,10 +124,6 @@ class Background:
                 self._running.add(proc)
                 break
         try:
-            # Before the interpreter starts its thread pools, which size themselves from the affinity and inherit
-            # the policy.
-            os.sched_setaffinity(proc.pid, {cpu})
-            os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
             out, err = proc.communicate()
         finally:
             with self._lock:

@@ -456,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--channels {args.channels}: choose 1..64")
     if args.simulate_load_ms < 0:
         raise ConfigError("--simulate-load-ms must be >= 0")
+    from liveshtr.live.sched import BACKGROUND_PRIORITY, make_realtime
     from liveshtr.live.setlist import MAX_MODELS
 
     exposure = check_surfaces(args)
@@ -508,6 +509,9 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     automation = f"automation from {args.controls}" if args.controls else "no automation file (--controls FILE)"
+    # Before any other thread starts: each one started from here on takes the GIL at a real-time priority at least
+    # (live.sched), so none can hold it while a busy machine preempts it.
+    make_realtime(BACKGROUND_PRIORITY)
     recorder = start_recording(args, engine, used, setlist.models) if args.record is not None else None
     surfaces = Surfaces(args, setlist, exposure, recorder)
     try:
@@ -572,6 +576,8 @@ def run(args: argparse.Namespace) -> int:
     summary.update(surfaces.summary())
     if recorder is not None:
         summary["record"] = recorder.summary()
+    if isinstance(sink, PacedSink):
+        summary["sink_late"] = sink.late
     if getattr(sink, "error", ""):
         summary["sink_error"] = sink.error
     print(

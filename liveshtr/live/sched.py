@@ -1,20 +1,26 @@
 """Real-time scheduling for the threads that share the interpreter lock with the audio path.
 
 The producer must never wait long for the GIL. When a thread holding it (the OSC server under a flood of messages,
-the WebSocket loop, the feedback thread) is preempted by some other program, the producer waits a whole scheduler
-slice, several milliseconds, and with a look-ahead of 10 ms that is an underrun: a real-time producer alone does
-not help. So where the system allows it (root, or an rtprio limit from the audio group) every thread of ours that
-takes the GIL runs SCHED_FIFO: the producer above the control threads, all below the audio server's own threads.
-Elsewhere they run as normal threads and the look-ahead has to cover the difference. LIVESHTR_REALTIME=0 in the
-environment keeps every thread normal (for comparisons, or a machine where it misbehaves).
+the WebSocket loop, the feedback thread, Link's loop, the recorder's writer, the main thread) is preempted by some
+other program, the producer waits a whole scheduler slice, several milliseconds, and with a look-ahead of 10 ms that
+is an underrun: a real-time producer alone does not help. So where the system allows it (root, or an rtprio limit
+from the audio group) every thread of ours that takes the GIL runs SCHED_FIFO: `serve` puts its main thread at
+BACKGROUND_PRIORITY before it starts any other, so that every thread started after it (ours, and those of Link,
+rtmidi and onnxruntime) inherits at least that; the control threads raise themselves above it, the producer above
+them, and a paced sink's clock (which stands in for a sound card's audio thread) above the producer, all below the
+audio server's own threads. Elsewhere they run as normal threads and the look-ahead has to cover the difference.
+LIVESHTR_REALTIME=0 in the environment keeps every thread normal (for comparisons, or a machine where it
+misbehaves).
 """
 
 from __future__ import annotations
 
 import os
 
+DEVICE_PRIORITY = 20  # a paced sink's clock: above the producer, as a sound card's audio thread is
 PRODUCER_PRIORITY = 10  # JACK runs its threads around 70-80, so the audio callback stays above us
 CONTROL_PRIORITY = 5  # OSC, WebSocket and feedback threads: above every normal process, below the producer
+BACKGROUND_PRIORITY = 1  # every other thread that takes the GIL: above every normal process only
 
 
 def make_realtime(priority: int) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from liveshtr.errors import LiveshtrError
+from liveshtr.live.sched import DEVICE_PRIORITY, make_realtime
 
 SINK_KINDS = ("device", "file", "null", "auto")
 FALLBACK_FILE = Path("out/serve.wav")
@@ -160,6 +161,7 @@ class PacedSink:
         self._thread: threading.Thread | None = None
         self._file = None
         self.error = ""
+        self.late = 0  # times this clock woke more than a block period late
 
     def start(self) -> None:
         if self.path is not None:
@@ -179,6 +181,7 @@ class PacedSink:
         self._thread.start()
 
     def _run(self) -> None:
+        make_realtime(DEVICE_PRIORITY)  # a sound card's audio thread is real-time; so is the clock standing in for it
         engine, blocksize = self.engine, self.engine.blocksize
         period = blocksize / engine.samplerate
         block = np.zeros((blocksize, self.channels), dtype=np.float32)
@@ -195,6 +198,8 @@ class PacedSink:
                         self.error = f"writing {self.path} failed: {exc}"
             deadline += period
             wait = deadline - time.perf_counter()
+            if wait < -period:
+                self.late += 1  # the next block follows at once, as a device refills its buffer after a stall
             if wait > 0:
                 time.sleep(wait)
             elif wait < -STALL_BLOCKS * period:
