@@ -27,8 +27,11 @@ from liveshtr.errors import LiveshtrError
 from liveshtr.sound.frames import FrameStats
 from liveshtr.sound.magnitude import MagnitudeLayout
 
-FORMAT_VERSION = 2  # 2: the magnitude model beside the coefficient model; a clock
-KINDS = ("magnitude", "coefficients")
+FORMAT_VERSION = 3  # 3: the magnitude model alone; every prime's place in its own song; the pitch bins' step
+# What older formats were, for the line that refuses them.
+OLD_FORMATS = {1: "the coefficient model", 2: "the magnitude or the coefficient model, before format 3's fields"}
+# model.json's fields that format 3 added to the sections format 2 had (a missing one is named when loading)
+FORMAT_FIELDS = (("features", "pitch_step"), ("primes", "song_positions"), ("primes", "song_frames"))
 MODEL_FILE, META_FILE, PRIMES_FILE = "model.onnx", "model.json", "primes.npy"
 CHECKPOINT_FILE = "checkpoint.pt"
 INT8_FILE = "model.int8.onnx"
@@ -44,7 +47,6 @@ BUNDLE_FILES = (
     "preview.wav",
     "spectrogram.png",
 )
-PRECISIONS = ("float32", "int8")
 EXTRA_FILES = ("ATTRIBUTION.md",)  # may sit in a bundle (the demo's credits)
 
 
@@ -60,9 +62,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-COEFFICIENT_DRIFT = 0.9  # the coefficient model's latent noise wanders over ~50 frames (see `live.generator`)
-
-
 @dataclass(frozen=True)
 class Bundle:
     path: Path
@@ -73,23 +72,18 @@ class Bundle:
     latent_mean: np.ndarray  # (L,) float32
     latent_spread: np.ndarray  # (L,) float32
     primes: np.ndarray  # (n_primes, prime_frames, dim) float32, normalised
-    output_gain: np.ndarray  # calibration on the way out: (dim,) on coefficient frames, (n_bins,) on magnitudes
-
-    @property
-    def kind(self) -> str:
-        """'magnitude' (log-magnitude features, a clock, phase made by the engine) or 'coefficients'."""
-        return self.meta["kind"]
+    output_gain: np.ndarray  # the output EQ: (n_bins,) on the magnitudes
 
     @property
     def layout(self) -> MagnitudeLayout:
-        """The magnitude model's features: which bins and bands a frame's values are (magnitude bundles only)."""
+        """The model's features: which bins and bands a frame's values are."""
         features = self.meta["features"]
         return MagnitudeLayout(
             self.frames.n_bins(self.audio.samplerate),
             self.frames.bin_hz(self.audio.samplerate),
             float(features["pitch_hz"]),
             int(features["bands"]),
-            int(features.get("pitch_step", 1)),  # bundles from before it have every bin
+            int(features["pitch_step"]),
         )
 
     @property
@@ -97,12 +91,6 @@ class Bundle:
         """The song's tempo in beats a minute, where the model has a clock input; else None."""
         clock = self.meta.get("clock")
         return float(clock["bpm"]) if clock else None
-
-    @property
-    def drift(self) -> float:
-        """Default of the drift control (the latent noise's AR(1) coefficient per hop). The magnitude model's
-        latent was trained with fresh noise every frame: held noise pushes its level one way for many frames."""
-        return 0.0 if self.kind == "magnitude" else COEFFICIENT_DRIFT
 
     @property
     def latent_scale(self) -> float:
@@ -118,11 +106,10 @@ class Bundle:
     @property
     def noise_scale(self) -> np.ndarray:
         """(dim,) the spread every feature's sampling noise gets at temperature 1, relative to the model's own
-        (from export: pitch bins and bands each); ones for a coefficient model."""
+        (from export: pitch bins and bands each; ones while export has not yet calibrated it)."""
         scale = np.ones(self.dim, dtype=np.float32)
-        sampling = self.meta.get("sampling", {})
-        if "noise" in sampling:
-            pitch, bands = sampling["noise"]
+        if "noise" in self.meta["sampling"]:
+            pitch, bands = self.meta["sampling"]["noise"]
             n = self.meta["features"]["pitch_bins"]
             scale[:n], scale[n:] = pitch, bands
         return scale
@@ -164,9 +151,8 @@ class Bundle:
 
     @property
     def dim(self) -> int:
-        """Values of one model frame: coefficients, or the magnitude model's features."""
-        model = self.meta["model"]
-        return model["features"] if self.kind == "magnitude" else model["dim"]
+        """Values of one model frame: its features."""
+        return self.meta["model"]["features"]
 
     @property
     def prime_beats(self) -> np.ndarray:
@@ -187,8 +173,6 @@ class Bundle:
     def prime_song_place(self, index: int) -> tuple[float, float]:
         """Where prime `index` starts in its own song (0..1) and how far one frame moves on through that song."""
         primes = self.meta["primes"]
-        if "song_positions" not in primes:  # bundles from before the position input: one song, its fraction
-            return float(primes["positions"][index]), 0.0
         return float(primes["song_positions"][index]), 1.0 / float(primes["song_frames"][index])
 
 
@@ -207,18 +191,17 @@ def load_bundle(path: str | Path) -> Bundle:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path}: unreadable ({exc})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version == 1:
+    if version in OLD_FORMATS:
+        kind = f"{meta['kind']} model" if isinstance(meta.get("kind"), str) else OLD_FORMATS[version]
         raise BundleError(
-            f"{path}: a format 1 bundle (the coefficient model before the magnitude model); this liveshtr reads "
-            f"format {FORMAT_VERSION}: retrain it with `liveshtr train` from its song"
+            f"{path}: a format {version} bundle ({kind}); this liveshtr reads format {FORMAT_VERSION}: retrain it "
+            "with `liveshtr train` from its song"
         )
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format version {version!r} is not supported (this liveshtr reads version "
             f"{FORMAT_VERSION}); retrain it with this version"
         )
-    if meta.get("kind") not in KINDS:
-        raise BundleError(f"{path}: {META_FILE} names no model kind ({', '.join(KINDS)}); the bundle is damaged")
     listed = meta.get("files") if isinstance(meta.get("files"), dict) else {}
     for name in HASHED_FILES + tuple(n for n in OPTIONAL_HASHED if n in listed):
         file = path / name
@@ -237,23 +220,21 @@ def load_bundle(path: str | Path) -> Bundle:
         latent_spread = np.asarray(meta["latent"]["spread"], dtype=np.float32)
         primes = np.load(path / PRIMES_FILE, allow_pickle=False).astype(np.float32)
         gain_db = np.asarray(meta["calibration"]["gain_db"], dtype=np.float32)  # (n_bins,)
-        gain = 10 ** (gain_db / 20)
-        if meta["kind"] == "coefficients":
-            gain = np.tile(gain, frames.channels)  # (dim,): re and im of a bin alike
-        output_gain = gain.astype(np.float32)
+        output_gain = (10 ** (gain_db / 20)).astype(np.float32)
         bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
-        dim, latent = bundle.dim, bundle.latent_dim
-        features = bundle.layout.n_features if bundle.kind == "magnitude" else dim
+        dim, latent, features = bundle.dim, bundle.latent_dim, bundle.layout.n_features
+        for section, key in FORMAT_FIELDS:
+            meta[section][key]
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
     n_bins = frames.n_bins(audio.samplerate)
     checks = {
-        "model dim": (dim, frames.dim(audio.samplerate) if bundle.kind == "coefficients" else features),
+        "model dim": (dim, features),
         "normalisation stats": (stats.mean.shape, (dim,)),
         "latent mean": (latent_mean.shape, (latent,)),
         "latent spread": (latent_spread.shape, (latent,)),
         "primes": (primes.shape[2:], (dim,)),
-        "calibration": (output_gain.shape, (dim if bundle.kind == "coefficients" else n_bins,)),
+        "calibration": (output_gain.shape, (n_bins,)),
     }
     for what, (got, expected) in checks.items():
         if got != expected:

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from liveshtr.errors import ConfigError
 
 DOMAINS = ("dct", "fft")
-MODELS = ("magnitude", "coefficients")  # what `liveshtr train --model` fits (either frame domain)
 
 
 @dataclass(frozen=True)
@@ -100,32 +99,6 @@ def check_shape(layers: int, hidden: int, latent_dim: int) -> None:
         raise ConfigError(f"latent-dim {latent_dim} must lie in 1..256")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the LSTM+VAE."""
-
-    dim: int  # coefficients per frame: the input and output size (set by the frame config)
-    layers: int = 1  # stacked LSTM layers (1..3); one layer of 128 learns a song in seconds on a laptop CPU
-    hidden: int = 128  # LSTM width (64..1024)
-    latent_dim: int = 8  # VAE latent size: the performer's steering dimensions
-    channels: int = 1  # values per frequency bin: 1 for DCT, 2 (re, im) for FFT (set by the frame config)
-    band: int = 4  # the continuation path predicts each bin from this many neighbours on either side
-
-    def __post_init__(self) -> None:
-        if self.channels not in (1, 2) or self.dim % self.channels:
-            raise ConfigError(f"channels {self.channels} must be 1 (DCT) or 2 (FFT) and divide dim {self.dim}")
-        if not 0 <= self.band <= 64:
-            raise ConfigError(f"band {self.band} must lie in 0..64")
-        check_shape(self.layers, self.hidden, self.latent_dim)
-
-    @property
-    def n_bins(self) -> int:
-        return self.dim // self.channels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 MAX_POSITION_HARMONIC = 16  # a sixteenth of a song is a few bars: finer, the position tells the bar, as the clock does
 # ... of those, the harmonics that turn no faster than once in this many seconds of the shortest song. Within a
 # period the position tells a part of the song, not a bar: with quarters of 40-60 s songs (periods of 10-15 s) the
@@ -207,28 +180,33 @@ class MagnitudeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is fitted."""
+    """How the model is fitted. The defaults are the recipe `liveshtr train SONG` uses (docs/notebook.md has the
+    runs that chose them)."""
 
-    epochs: int = 20  # passes over the song (the seed's reference run is --epochs 5)
-    seq_len: int = 32  # frames per truncated-BPTT sequence (0.34 s at the default frames); state carries over
+    epochs: int = 20  # passes over the song, each of at least min_steps steps: about 700 steps, which a song's
+    # notes and beat need
+    seq_len: int = 256  # frames per truncated-BPTT sequence (2.7 s at the default frames: a bar and more at most
+    # tempos); the state carries over from one to the next
     batch_size: int = 16  # parallel streams through the song
-    lr: float = 2e-3  # Adam learning rate, cosine-decayed to a tenth
-    beta: float = 1e-6  # weight of the KL term (nats per frame) against the per-coefficient reconstruction error;
-    # larger values (1e-3) collapse the latent (KL < 1 nat): the controls then do nothing and the sound stands still
-    prior_weight: float = 1e-3  # weight of the same KL on the prior's side: the prior learns what comes next
+    lr: float = 1e-3  # Adam learning rate, cosine-decayed to a tenth
+    beta: float = 1.0  # weight of the KL on the posterior's side, per frame against the features' likelihood
+    prior_weight: float = 4.0  # weight of the same KL on the prior's side: the prior learns what comes next. The
+    # two sum to 5, five times the evidence bound's: the latent keeps only what is worth more than 5 nats of a
+    # frame (events) and the LSTM predicts the rest; at the bound's own weights (0.2, 0.8) the latent carried
+    # 14 nats a frame, mostly detail the prior cannot predict, and sampling it played events off the beat
     kl_warmup: float = 0.3  # fraction of training over which beta ramps up from 0, so the latent is used
-    input_noise: float = 0.1  # noise on teacher-forced inputs, so generation recovers from its own errors
-    own_samples: float = 0.0  # share of the input frames replaced by the model's own playing (magnitude model)
-    min_steps: int = 16  # optimiser steps an epoch takes at least (short material is passed over several times)
+    input_noise: float = 0.3  # noise on teacher-forced inputs, so generation recovers from its own samples
+    own_samples: float = 0.0  # share of the input frames replaced by the model's own playing (BEAT_RECIPE: 0.3
+    # for loops and percussive material)
+    min_steps: int = 35  # optimiser steps an epoch takes at least (short material is passed over several times)
     loop: str = "auto"  # on | off | auto: train each song as a loop, its end running into its start (auto: short ones)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
 
     @classmethod
-    def for_model(cls, model: str, **given) -> TrainConfig:
-        """The defaults of a model (one of MODELS), with what was given (None: not given) on top."""
-        defaults = MAGNITUDE_TRAINING if model == "magnitude" else {}
-        return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+    def given(cls, **given) -> TrainConfig:
+        """The defaults with what was given (None: not given) on top."""
+        return cls(**{k: v for k, v in given.items() if v is not None})
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -257,22 +235,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-# The magnitude model trains on 3 s sequences (a bar and more at most tempos), with the KL weighted 5 times the
-# evidence bound's (1 on the posterior's side, 4 on the prior's), strong input noise so that it recovers from its
-# own samples, and at least 35 steps an epoch: about 700 steps at the default 20 epochs, which the sound issue's
-# measurements found a song's notes and beat need. At the evidence bound's weights (0.2, 0.8) the latent carried
-# 14 nats a frame, mostly detail the prior cannot predict, and sampling it played events off the beat (the
-# README's model section).
-MAGNITUDE_TRAINING = {
-    "seq_len": 256,
-    "lr": 1e-3,
-    "beta": 1.0,
-    "prior_weight": 4.0,
-    "input_noise": 0.3,
-    "min_steps": 35,
-    "own_samples": 0.0,
-}
 
 # A loop: material shorter than LOOP_MAX_S (four bars at 60 beats a minute) trains as a loop unless told otherwise,
 # what is left of it after the held-out block repeated to LOOP_TRAIN_S of training frames (`training.dataset`).

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 
-from liveshtr.bundle import BundleError, load_bundle
+from liveshtr.bundle import FORMAT_FIELDS, BundleError, load_bundle
 
 
 @pytest.fixture
@@ -30,18 +31,31 @@ def test_unknown_format_version(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def test_a_format_1_bundle_is_refused_with_what_to_do(bundle_copy):
-    edit_meta(bundle_copy, lambda m: m.update(format_version=1))
-    with pytest.raises(BundleError, match="format 1 bundle .* retrain it"):
+@pytest.mark.parametrize(
+    "older, said",
+    [
+        ({"format_version": 1}, "format 1 bundle (the coefficient model)"),
+        ({"format_version": 2, "kind": "coefficients"}, "format 2 bundle (coefficients model)"),
+        ({"format_version": 2, "kind": "magnitude"}, "format 2 bundle (magnitude model)"),
+    ],
+)
+def test_an_older_bundle_is_refused_in_one_line_naming_its_kind_and_version(bundle_copy, older, said):
+    edit_meta(bundle_copy, lambda m: m.update(older))
+    with pytest.raises(BundleError, match=re.escape(said) + ".* reads format 3: retrain it") as caught:
+        load_bundle(bundle_copy)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("section, key", FORMAT_FIELDS)
+def test_a_format_3_bundle_without_one_of_its_fields_is_named_as_malformed(bundle_copy, section, key):
+    edit_meta(bundle_copy, lambda m: m[section].pop(key))
+    with pytest.raises(BundleError, match=f"incomplete or malformed .*{key}"):
         load_bundle(bundle_copy)
 
 
-def test_a_magnitude_bundle_says_its_kind_and_tempo(bundle_copy):
+def test_a_bundle_says_its_tempo_and_its_eq_covers_every_bin(bundle_copy):
     bundle = load_bundle(bundle_copy)
-    assert bundle.kind == "magnitude" and bundle.tempo and bundle.output_gain.shape == (513,)
-    edit_meta(bundle_copy, lambda m: m.update(kind="waveform"))
-    with pytest.raises(BundleError, match="names no model kind"):
-        load_bundle(bundle_copy)
+    assert bundle.tempo and bundle.output_gain.shape == (513,)
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx", "primes.npy", "model.json"])

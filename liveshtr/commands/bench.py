@@ -61,20 +61,15 @@ def torch_eager(bundle, steps: int, threads: int) -> dict | str:
     try:
         import torch
 
-        from liveshtr.config import MagnitudeConfig, ModelConfig
+        from liveshtr.config import MagnitudeConfig
         from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep
-        from liveshtr.training.model import SongModel, StepGraph
     except ImportError:
         return "PyTorch is not installed (pip install torch, then liveshtr[train])"
     torch.set_num_threads(threads)
     shapes = {n: t["shape"] for n, t in bundle.meta["tensors"].items()}
     L = bundle.latent_dim
-    if bundle.kind == "magnitude":
-        cfg = MagnitudeConfig(**bundle.meta["model"])
-        graph = MagnitudeStep(MagnitudeModel(cfg).eval(), torch.zeros(L), torch.ones(L), torch.ones(cfg.features))
-    else:
-        cfg = ModelConfig(**bundle.meta["model"])
-        graph = StepGraph(SongModel(cfg).eval(), torch.zeros(L), torch.ones(L))
+    cfg = MagnitudeConfig(**bundle.meta["model"])
+    graph = MagnitudeStep(MagnitudeModel(cfg).eval(), torch.zeros(L), torch.ones(L), torch.ones(cfg.features))
     graph.eval()
     feeds = {name: torch.zeros(shapes[name]) for name in graph.INPUTS}
     feeds["temperature"] = torch.ones(1)

@@ -1,9 +1,7 @@
 """Train a model on one song (or several) and write a model bundle under models/: the ONNX step graph,
 model.json, primes, a checkpoint for --resume, loss curves, a 20 s preview rendered through the ONNX graph and a
-spectrogram comparison. The magnitude model (log-magnitudes of the frames' spectra, a beat clock, a recurrent
-latent; 2 x 384) trains on FFT frames (the default) or DCT frames; `--model coefficients` trains the model before it
-on the coefficients themselves (1 x 128). The seed's reference
-configuration is `--layers 1 --hidden 128 --epochs 5`."""
+spectrogram comparison. The model (log-magnitudes of the frames' spectra, a beat clock, a recurrent latent;
+2 x 384) trains on FFT frames (the default) or DCT frames."""
 
 from __future__ import annotations
 
@@ -20,25 +18,20 @@ from liveshtr.config import (
     BEAT_RECIPE,
     LOOP_MAX_S,
     LOOP_TRAIN_S,
-    MAGNITUDE_TRAINING,
     MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
-    MODELS,
     MagnitudeConfig,
-    ModelConfig,
     TrainConfig,
     position_harmonics_for,
 )
-from liveshtr.errors import ConfigError
 
 MODELS_DIR = Path("models")
-_MODEL = ModelConfig(dim=1)
 _MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
 
 
-# Training flags whose defaults depend on the model (`--model`): (TrainConfig field, type, help).
-PER_MODEL_TRAINING = (
+# Training flags left unset unless given (the recipe for the material may choose): (TrainConfig field, type, help).
+TRAINING_FLAGS = (
     ("seq_len", int, "frames per training sequence"),
     ("lr", float, "Adam learning rate"),
     ("beta", float, "weight of the KL on the posterior's side"),
@@ -52,13 +45,10 @@ PER_MODEL_TRAINING = (
 )
 
 
-def _per_model(group, name: str, kind, doc: str, magnitude, coefficients) -> None:
-    """A flag whose default depends on the model: left unset (absent from the namespace) unless given."""
+def _unset_unless_given(group, name: str, kind, doc: str, default) -> None:
+    """A flag left unset (absent from the namespace) unless given, so the recipe can tell it was not."""
     group.add_argument(
-        "--" + name.replace("_", "-"),
-        type=kind,
-        default=argparse.SUPPRESS,
-        help=f"{doc} (default {magnitude}; the coefficient model's {coefficients})",
+        "--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS, help=f"{doc} (default {default})"
     )
 
 
@@ -129,17 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
     add_signal_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        choices=MODELS,
-        default=MODELS[0],
-        help="magnitude: log-magnitudes of the frames' spectra, a beat clock, phase made on stage (either frame "
-        "domain); coefficients: the frames' coefficients themselves (the model before it: its renders are noise "
-        "in the song's colours, kept to compare with)",
-    )
-    _per_model(g, "layers", int, "stacked LSTM layers, 1..3", _MAGNITUDE.layers, _MODEL.layers)
-    _per_model(g, "hidden", int, "LSTM width, 64..1024", _MAGNITUDE.hidden, _MODEL.hidden)
-    g.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="latent size: the steering dimensions")
+    g.add_argument("--layers", type=int, default=_MAGNITUDE.layers, help="stacked LSTM layers, 1..3")
+    g.add_argument("--hidden", type=int, default=_MAGNITUDE.hidden, help="LSTM width, 64..1024")
+    g.add_argument("--latent-dim", type=int, default=_MAGNITUDE.latent_dim, help="latent size: the steering dimensions")
     g.add_argument(
         "--clock-harmonics",
         type=_harmonics,
@@ -158,20 +140,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="where in the song each frame lies, as harmonics of the song's length, N for 1..N, 0 for none: the "
         "model plays the part of the song it was primed from and moves on through the song; only harmonics that "
         f"turn no faster than once in {MIN_POSITION_PERIOD_S:.0f} s are kept (default auto: 1..4 for a song of "
-        f"{MIN_AUTO_POSITION_S:.0f} s and more, where it made the prime a clear control; none for shorter ones; "
-        "the magnitude model)",
+        f"{MIN_AUTO_POSITION_S:.0f} s and more, where it made the prime a clear control; none for shorter ones)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
         "--epochs",
         type=int,
         default=_TRAIN.epochs,
-        help=f"passes over the song, each at least {MAGNITUDE_TRAINING['min_steps']} optimiser steps (the "
-        f"coefficient model's {_TRAIN.min_steps})",
+        help=f"passes over the song, each at least {_TRAIN.min_steps} optimiser steps",
     )
     g.add_argument("--batch-size", type=int, default=_TRAIN.batch_size, help="parallel streams through the song")
-    for name, kind, doc in PER_MODEL_TRAINING:
-        _per_model(g, name, kind, doc, MAGNITUDE_TRAINING[name], getattr(_TRAIN, name))
+    for name, kind, doc in TRAINING_FLAGS:
+        _unset_unless_given(g, name, kind, doc, getattr(_TRAIN, name))
     g.add_argument(
         "--loop",
         choices=("auto", "on", "off"),
@@ -196,33 +176,21 @@ def run(args: argparse.Namespace) -> int:
 
     audio_cfg, frame_cfg = signal_configs(args)
     codec = FrameCodec(frame_cfg, audio_cfg.samplerate)
-    shape = {k: getattr(args, k) for k in ("layers", "hidden") if hasattr(args, k)}
     clock = getattr(args, "clock_harmonics", None)  # None: not given
-    features = None
-    if args.model == "magnitude":
-        from liveshtr.sound.magnitude import MagnitudeLayout
+    from liveshtr.sound.magnitude import MagnitudeLayout
 
-        layout = MagnitudeLayout.for_codec(codec)
-        model_cfg = MagnitudeConfig(
-            features=layout.n_features,
-            latent_dim=args.latent_dim,
-            clock_harmonics=_MAGNITUDE.clock_harmonics if clock is None else clock,
-            position_harmonics=args.position_harmonics or (),
-            **shape,
-        )
-
-        features = layout.to_features
-
-        size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
-    else:
-        model_cfg = ModelConfig(dim=codec.dim, latent_dim=args.latent_dim, channels=frame_cfg.channels, **shape)
-        size = f"{codec.dim} coefficients"
-    given = {name: getattr(args, name, None) for name, _, _ in PER_MODEL_TRAINING}
-    magnitude_only = given["own_samples"] or clock is not None or args.position_harmonics
-    if args.model == "coefficients" and magnitude_only:
-        raise ConfigError("--own-samples, --clock-harmonics and --position-harmonics apply to the magnitude model only")
-    train_cfg = TrainConfig.for_model(
-        args.model,
+    layout = MagnitudeLayout.for_codec(codec)
+    model_cfg = MagnitudeConfig(
+        features=layout.n_features,
+        layers=args.layers,
+        hidden=args.hidden,
+        latent_dim=args.latent_dim,
+        clock_harmonics=_MAGNITUDE.clock_harmonics if clock is None else clock,
+        position_harmonics=args.position_harmonics or (),
+    )
+    size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
+    given = {name: getattr(args, name, None) for name, _, _ in TRAINING_FLAGS}
+    train_cfg = TrainConfig.given(
         epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device,
@@ -252,7 +220,10 @@ def run(args: argparse.Namespace) -> int:
         f"latent {model_cfg.latent_dim}"
     )
     data = prepare(
-        songs, codec, features, loops=None if train_cfg.loop == "auto" else [train_cfg.loop == "on"] * len(songs)
+        songs,
+        codec,
+        layout.to_features,
+        loops=None if train_cfg.loop == "auto" else [train_cfg.loop == "on"] * len(songs),
     )
     for song, copies, beats in zip(songs, data.loops, data.song_beats, strict=True):
         if copies:
@@ -261,12 +232,11 @@ def run(args: argparse.Namespace) -> int:
                 f"loop      {song.name} ({song.duration_s:.1f} s) trains as a loop: {count} beat(s) whose end runs "
                 f"into its start, {copies} times over (--loop off: as it is)"
             )
-    if features is not None:
-        print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
-        model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
-        model_cfg, train_cfg = _recipe_for_material(
-            model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None, all(data.loops)
-        )
+    print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
+    model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
+    model_cfg, train_cfg = _recipe_for_material(
+        model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None, all(data.loops)
+    )
 
     from liveshtr.training.export import export_bundle
     from liveshtr.training.fit import fit, load_checkpoint, run_signature
@@ -289,22 +259,21 @@ def run(args: argparse.Namespace) -> int:
         f"mean frame {base['mean_frame']:.4f}  -> {'beats both' if beats else 'DOES NOT beat both baselines'}\n"
         f"listen    {out / 'preview.wav'}   look: {out / 'loss.png'}, {out / 'spectrogram.png'}"
     )
-    if bundle.kind == "magnitude":
-        pitch, bands = bundle.meta["sampling"]["noise"]
-        restraint = bundle.meta["sampling"].get("restraint", 1.0)
-        events = bundle.meta["sampling"].get("events_per_s", {}).get("song", 0.0)
-        print(
-            f"sampling  latent at {bundle.latent_scale:g} of its spread; feature noise x{pitch:g} on the pitch bins, "
-            f"x{bands:g} on the bands (to change from frame to frame as the song does"
-            + (f", then x{restraint:g} to play no more events than its {events:g} a second)" if restraint < 1 else ")")
-        )
-        cal = bundle.meta["calibration"]
-        flat = cal["flatness"]
-        print(
-            f"output    partials' contrast x{bundle.contrast:g}, EQ level {cal['level_db']:+.1f} dB (renders as tonal "
-            f"as the song: flatness {flat['render']:.4g}, the song's {flat['song']:.4g}, noise with its spectrum "
-            f"{flat['noise']:.4g})"
-        )
+    pitch, bands = bundle.meta["sampling"]["noise"]
+    restraint = bundle.meta["sampling"].get("restraint", 1.0)
+    events = bundle.meta["sampling"].get("events_per_s", {}).get("song", 0.0)
+    print(
+        f"sampling  latent at {bundle.latent_scale:g} of its spread; feature noise x{pitch:g} on the pitch bins, "
+        f"x{bands:g} on the bands (to change from frame to frame as the song does"
+        + (f", then x{restraint:g} to play no more events than its {events:g} a second)" if restraint < 1 else ")")
+    )
+    cal = bundle.meta["calibration"]
+    flat = cal["flatness"]
+    print(
+        f"output    partials' contrast x{bundle.contrast:g}, EQ level {cal['level_db']:+.1f} dB (renders as tonal "
+        f"as the song: flatness {flat['render']:.4g}, the song's {flat['song']:.4g}, noise with its spectrum "
+        f"{flat['noise']:.4g})"
+    )
     if result.interrupted:
         print(f"resume    liveshtr train {' '.join(map(str, args.songs))} -o {out} --resume", file=sys.stderr)
         return 130

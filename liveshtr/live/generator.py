@@ -5,12 +5,12 @@ model with teacher forcing, so its state knows where it is), then the model's ow
 renders the preview, `liveshtr render` and the live engine's producer, so they all sound the same for the same
 seed and controls.
 
-The magnitude model's frames are log-magnitude features: they become magnitudes (each band's level spread over
-its bins, then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum becomes
-the frame domain's coefficients (`FrameCodec.from_spectrum`) for the same overlap-add as coefficient frames. Its
-clock is an oscillator: the beat count advances by the tempo every hop, starting where the prime's first frame sat
-in the song's bar. A model with a position input is told
-where in the song it plays: from where the prime lies, one frame of the song a hop, round from the end to the start.
+The model's frames are log-magnitude features: they become magnitudes (each band's level spread over its bins,
+then the output EQ), the phase stage (`liveshtr.sound.phase`) gives them phase, and the spectrum becomes the frame
+domain's coefficients (`FrameCodec.from_spectrum`) for the overlap-add. Its clock is an oscillator: the beat count
+advances by the tempo every hop, starting where the prime's first frame sat in the song's bar. A model with a
+position input is told where in the song it plays: from where the prime lies, one frame of the song a hop, round
+from the end to the start.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
-from liveshtr.bundle import COEFFICIENT_DRIFT, Bundle
+from liveshtr.bundle import Bundle
 from liveshtr.live.runtime import StepModel
 from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
@@ -30,8 +30,8 @@ from liveshtr.sound.phase import PhaseReconstructor
 from liveshtr.sound.tone import ContrastFilter
 
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
-RUNAWAY = 1e3  # a normalised coefficient this large means the loop has diverged: re-prime
-FEATURE_LIMIT = 8.0  # magnitude features are held within this many spreads of their mean (a sampled outlier
+RUNAWAY = 1e3  # a normalised feature this large means the loop has diverged: re-prime
+FEATURE_LIMIT = 8.0  # features are held within this many spreads of their mean (a sampled outlier
 # would otherwise be exp'd into a blast that only the limiter stops)
 BAR = 4.0  # the clock counts beats modulo the bar; every clock feature repeats with it
 
@@ -45,16 +45,15 @@ class Controls:
     latent_mix: float = 0.0  # 0: the model's own z; 1: the performer's z_user
     latent_offset: np.ndarray = field(default=None)  # (L,) added to the model's z
     z_user: np.ndarray = field(default=None)  # (L,) the performer's own point in latent space
-    # The latent noise's AR(1) coefficient per step; a model's own default is `Bundle.drift`. The coefficient model's
-    # noise wanders (0.9, ~50 frames): fresh noise every frame averaged out within a second into stationary noise.
-    # The magnitude model's latent is an event per frame and is sampled fresh (0).
-    drift: float = COEFFICIENT_DRIFT
+    # The latent noise's AR(1) coefficient per step: the latent is an event per frame and is sampled fresh (0);
+    # held noise (up to 0.999) pushes the sound one way for many frames.
+    drift: float = 0.0
     tempo: float = 0.0  # beats a minute of the clock (a model with a clock input); 0: the song's tempo
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, **given) -> Controls:
-        """Default controls of a model bundle (its latent size and drift), with `given` fields on top."""
-        return cls(bundle.latent_dim, **{"drift": bundle.drift, **given})
+        """Default controls of a model bundle (its latent size), with `given` fields on top."""
+        return cls(bundle.latent_dim, **given)
 
     def __post_init__(self) -> None:
         if self.latent_offset is None:
@@ -103,32 +102,25 @@ class Generator:
         self.rng = np.random.default_rng(seed)
         self._played = np.zeros(bundle.dim, dtype=np.float32)  # the normalised frame being played
         self._denorm = np.zeros(self.codec.dim, dtype=np.float32)  # the coefficient frame being played
-        # Denormalisation and the bundle's output calibration folded into one multiply-add per coefficient.
-        # (Magnitude frames take the calibration on their magnitudes instead, see `_denormalise`.)
-        gain = 1.0 if bundle.kind == "magnitude" else bundle.output_gain
-        self._out_scale = (bundle.stats.std * gain).astype(np.float32)
-        self._out_offset = (bundle.stats.mean * gain).astype(np.float32)
         self._previous = np.zeros(self.codec.dim, dtype=np.float32)  # the coefficient frame played one hop ago
         self._freeze = SpectralFreeze(self.codec)
         self.frozen = False
-        self.magnitude = bundle.kind == "magnitude"
         self._beat = 0.0  # beat count of the frame being played, modulo the bar
         self._place = 0.0  # where in its song the frame being played lies (a model with a position input)
         self._place_step = 0.0  # ... and how far one frame moves on
         self._position_feed = self.model.feeds.get("position")
-        if self.magnitude:
-            self.layout = bundle.layout
-            # every bin's log-magnitude from the features: one feature each, or a few weighted (`taps`)
-            self._taps, self._tap_weights = self.layout.taps  # (n_bins, taps) each
-            self._tapped = np.zeros(self._taps.shape, dtype=np.float32)
-            self._phase = PhaseReconstructor(
-                self.codec.frame, self.codec.hop, self.codec.n_bins, fft_size=self.codec.fft_size
-            )
-            self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
-            self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
-            self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
-            self._contrast = ContrastFilter(self.layout.pitch_bins)
-            self.song_tempo = float(bundle.tempo)
+        self.layout = bundle.layout
+        # every bin's log-magnitude from the features: one feature each, or a few weighted (`taps`)
+        self._taps, self._tap_weights = self.layout.taps  # (n_bins, taps) each
+        self._tapped = np.zeros(self._taps.shape, dtype=np.float32)
+        self._phase = PhaseReconstructor(
+            self.codec.frame, self.codec.hop, self.codec.n_bins, fft_size=self.codec.fft_size
+        )
+        self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
+        self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
+        self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
+        self._contrast = ContrastFilter(self.layout.pitch_bins)
+        self.song_tempo = float(bundle.tempo)
         # The output stage from export (the calibration may try others): the EQ and the partials' contrast.
         self.output_gain = bundle.output_gain.copy()
         self.contrast = bundle.contrast
@@ -196,41 +188,33 @@ class Generator:
         feeds["latent_mix"][0] = controls.latent_mix
         feeds["latent_offset"][0] = controls.latent_offset
         feeds["z_user"][0] = controls.z_user
-        if self.magnitude:
-            noise = feeds["noise"][0]
-            self.rng.standard_normal(dtype=np.float32, out=noise)
-            noise *= self.noise_scale
-            tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
-            self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
-            feeds["beat"][0] = self._beat  # the clock of the frame being predicted
-            if self._position_feed is not None:  # the song plays on from the prime, around to its start
-                self._place = (self._place + self._place_step) % 1.0
-                self._position_feed[0] = self._place
+        noise = feeds["noise"][0]
+        self.rng.standard_normal(dtype=np.float32, out=noise)
+        noise *= self.noise_scale
+        tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
+        self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
+        feeds["beat"][0] = self._beat  # the clock of the frame being predicted
+        if self._position_feed is not None:  # the song plays on from the prime, around to its start
+            self._place = (self._place + self._place_step) % 1.0
+            self._position_feed[0] = self._place
         self._played[:] = frame
         predicted = self.model.step()["next_frame"][0]
         if not (-RUNAWAY < float(predicted.min()) and float(predicted.max()) < RUNAWAY):  # NaN fails both
             self.resets += 1
             self.prime(self._position)  # fresh state; the song's own frames play from the next hop on
-            self._played.fill(-FEATURE_LIMIT if self.magnitude else 0.0)  # silence in either kind of frame
+            self._played.fill(-FEATURE_LIMIT)  # silence
             return self._played
-        if self.magnitude:
-            np.clip(predicted, -FEATURE_LIMIT, FEATURE_LIMIT, out=frame)
-        else:
-            frame[:] = predicted
+        np.clip(predicted, -FEATURE_LIMIT, FEATURE_LIMIT, out=frame)
         return self._played
 
     def _denormalise(self, frame: np.ndarray) -> None:
         """A normalised model frame -> the coefficient frame to synthesise, in `_denorm` (output EQ applied)."""
-        if not self.magnitude:
-            np.multiply(frame, self._out_scale, out=self._denorm)
-            np.add(self._denorm, self._out_offset, out=self._denorm)
-            return
         mag = self.magnitudes(frame)
         mag *= self.output_gain
         self.codec.from_spectrum(self._phase.process(mag), out=self._denorm)
 
     def magnitudes(self, frame: np.ndarray) -> np.ndarray:
-        """A normalised magnitude-model frame -> magnitudes of every bin (n_bins,), the partials' contrast
+        """A normalised model frame -> magnitudes of every bin (n_bins,), the partials' contrast
         applied, before the output EQ. The array is reused."""
         return self._magnitudes_into(frame, self._features, self._pitch, self._contrast, self._mag)
 
@@ -251,13 +235,6 @@ class Generator:
         np.exp(mag, out=mag)
         mag -= FLOOR
         return np.maximum(mag, 0.0, out=mag)
-
-    def bin_power(self, frame: np.ndarray) -> np.ndarray:
-        """Power of every bin (n_bins,) that a normalised model frame puts out, before the output EQ."""
-        if self.magnitude:
-            return self.magnitudes(frame).astype(np.float64) ** 2
-        coeffs = frame.astype(np.float64) * self.bundle.stats.std + self.bundle.stats.mean
-        return (coeffs**2).reshape(self.bundle.frames.channels, -1).sum(axis=0)
 
     def set_freeze(self, on: bool) -> None:
         """Hold the sound still (the model pauses where it is) or play on from where it paused."""
@@ -285,10 +262,7 @@ class Generator:
         array, the same samples and the same state after (offline only: it allocates, the engine plays frame by
         frame). Calibration plays thousands of frames through the output stage for every setting it tries."""
         frames = np.asarray(frames, dtype=np.float32)
-        if self.magnitude:
-            coeffs = self.codec.from_spectrum(self._phase.process_many(self.magnitudes_many(frames) * self.output_gain))
-        else:
-            coeffs = frames * self._out_scale + self._out_offset
+        coeffs = self.codec.from_spectrum(self._phase.process_many(self.magnitudes_many(frames) * self.output_gain))
         if len(coeffs):
             self._previous[:] = coeffs[-2] if len(coeffs) > 1 else self._denorm
             self._denorm[:] = coeffs[-1]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liveshtr.bundle import COEFFICIENT_DRIFT
 from liveshtr.errors import LiveshtrError
 
 LATENT_RANGE = 4.0  # latent controls are in spread units: +-3 covers the song, +-4 goes a little beyond
@@ -37,9 +36,9 @@ class Param:
     action: bool = False  # a trigger: setting it (any value) counts one press
 
 
-def param_table(latent_dim: int, tempo: float | None = None, drift: float = COEFFICIENT_DRIFT) -> tuple[Param, ...]:
+def param_table(latent_dim: int, tempo: float | None = None) -> tuple[Param, ...]:
     """The controls of a model with `latent_dim` latent dimensions; `tempo` (the song's, in beats a minute) adds
-    the clock's tempo for a model that has a clock input; `drift` is the model's default drift."""
+    the clock's tempo for a model that has a clock input."""
     L = latent_dim
     clock = ()
     if tempo is not None:
@@ -51,7 +50,7 @@ def param_table(latent_dim: int, tempo: float | None = None, drift: float = COEF
         Param("latent", 0.0, -LATENT_RANGE, LATENT_RANGE, "added to each latent dimension, in spread units", L),
         Param("target", 0.0, -LATENT_RANGE, LATENT_RANGE, "the performer's point in latent space (spread units)", L),
         Param("mix", 0.0, 0.0, 1.0, "0: the model's own latent, 1: the target point"),
-        Param("drift", drift, 0.0, 0.999, "how slowly the sampled latent wanders (per hop, AR(1))"),
+        Param("drift", 0.0, 0.0, 0.999, "how slowly the sampled latent wanders (per hop, AR(1); 0: fresh each hop)"),
         *clock,
         Param("prime", 0.5, 0.0, 1.0, "where in the song to restart from (0..1); setting it restarts there"),
         Param("freeze", 0.0, 0.0, 1.0, "1: hold the sound still (spectral freeze), 0: play on"),
@@ -67,10 +66,9 @@ class Params:
         self,
         latent_dim: int,
         tempo: float | None = None,
-        drift: float = COEFFICIENT_DRIFT,
         **initial: float | list[float],
     ):
-        self.table = {p.name: p for p in param_table(latent_dim, tempo, drift)}
+        self.table = {p.name: p for p in param_table(latent_dim, tempo)}
         self.slots: dict[str, slice] = {}
         start = 0
         for p in self.table.values():
@@ -88,7 +86,7 @@ class Params:
     @classmethod
     def for_bundle(cls, bundle, **initial: float | list[float]) -> Params:
         """The table of a model bundle: its latent size, its clock's tempo, its defaults."""
-        return cls(bundle.latent_dim, bundle.tempo, bundle.drift, **initial)
+        return cls(bundle.latent_dim, bundle.tempo, **initial)
 
     def index(self, name: str) -> int:
         """Position of a scalar control in `snapshot` (the callback reads the gain by index)."""

@@ -125,11 +125,8 @@ class MagnitudeLayout:
         return np.maximum(np.exp(logs) - FLOOR, 0.0)
 
     def to_dict(self) -> dict:
-        """As model.json has it: a pitch step of 1 is left out (layouts from before it had none)."""
-        d = {"pitch_hz": self.pitch_hz, "bands": self.bands}
-        if self.pitch_step != 1:
-            d["pitch_step"] = self.pitch_step
-        return d
+        """As model.json has it."""
+        return {"pitch_hz": self.pitch_hz, "bands": self.bands, "pitch_step": self.pitch_step}
 
 
 def clock_features(beat: np.ndarray | float, harmonics: tuple[int, ...]) -> np.ndarray:

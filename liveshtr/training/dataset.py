@@ -40,7 +40,6 @@ class FrameData:
     train_positions: np.ndarray  # (T_train,) where every training frame lies in its song, 0..1
     val_positions: list[np.ndarray]  # (n,) beside each validation block
     pulse: Pulse  # of the longest song: the tempo the engine's clock starts at
-    bin_power: np.ndarray  # (n_bins,) mean power of every bin over the training frames (the output EQ's target)
     loops: list[int]  # beside each song: 0 for a song, else how many times its training frames were repeated
 
 
@@ -88,13 +87,12 @@ class Plan:
 def prepare(
     songs: list[Song],
     codec: FrameCodec,
-    features: Callable[[np.ndarray], np.ndarray] | None = None,
+    features: Callable[[np.ndarray], np.ndarray],
     val_every: int = VAL_EVERY,
     loops: list[bool] | None = None,
 ) -> FrameData:
     """Frames of every song, split and normalised. `features` turns the frames' magnitudes on the domain's grid
-    (T, n_bins; `FrameCodec.magnitudes`) into what the model sees (the magnitude model's log features); without it
-    the model sees the coefficients. `loops`: which
+    (T, n_bins; `FrameCodec.magnitudes`) into what the model sees (`MagnitudeLayout.to_features`). `loops`: which
     songs train as loops (default: those shorter than LOOP_MAX_S)."""
     if loops is None:
         loops = [s.duration_s < LOOP_MAX_S for s in songs]
@@ -105,11 +103,8 @@ def prepare(
         (find_loop_pulse if loop else find_pulse)(m, codec.samplerate, codec.fft_size, codec.hop)
         for m, loop in zip(spectra, loops, strict=True)
     ]
-    # what a coefficient model's output EQ aims at: each coefficient's power (a DCT coefficient's own, not its bin's)
-    levels = spectra if codec.cfg.domain == "fft" else [np.abs(c) for c in coeffs]
-    bin_power = np.concatenate([m.astype(np.float64) ** 2 for m in levels]).mean(axis=0)
-    raw = coeffs if features is None else [features(m) for m in spectra]
-    del coeffs, spectra, levels
+    raw = [features(m) for m in spectra]
+    del coeffs, spectra
     shortest = len(min(raw, key=len))
     block = max(MIN_VAL_FRAMES, min(int(VAL_BLOCK_S * frame_rate), shortest // val_every))
     train_parts, beat_parts, position_parts, val_spans, copies = [], [], [], [], []
@@ -148,7 +143,6 @@ def prepare(
         train_positions=np.concatenate(position_parts),
         val_positions=val_positions,
         pulse=max(zip(raw, pulses, strict=True), key=lambda rp: len(rp[0]))[1],
-        bin_power=bin_power,
         loops=copies,
     )
 

@@ -32,15 +32,12 @@ from liveshtr.sound.tone import median_flatness, tone_target
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
-from liveshtr.training.model import SongModel, StepGraph, order_latents_by_importance, tensor_shapes
 
 ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song
-PRIME_FRAMES = 24  # frames per seed window (a quarter second at the default hop)
-MAGNITUDE_PRIME_FRAMES = 64  # the magnitude model's (0.7 s): long enough to hear where the beat is
-PITCH_SHARPNESS = 0.55  # the magnitude model samples its pitch bins at this fraction of the temperature
+PRIME_FRAMES = 64  # frames per seed window (0.7 s at the default hop): long enough to hear where the beat is
+PITCH_SHARPNESS = 0.55  # the pitch bins are sampled at this fraction of the temperature
 PREVIEW_S = 20.0
-MAX_CONTINUATION_RADIUS = 0.98  # the continuation path alone must decay: a louder mode would run away
 IMPORTANCE_FRAMES = 2000  # latents sampled from the song to rank the latent dimensions
 CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from across the song ...
 CALIBRATION_S_PER_PRIME = 24.0  # ... of this many seconds each measure the model's own spectrum
@@ -53,7 +50,7 @@ TONE_SECONDS = 8.0  # the contrast is set on this much of every calibration rend
 CONTRAST_RANGE = (0.5, 3.0)  # ... within this range ...
 CONTRAST_STEPS = 8  # ... in at most this many steps inside it ...
 CONTRAST_TOLERANCE = 0.02  # ... until the renders' flatness is within 2% of the target
-LATENT_SCALE = 0.6  # the magnitude model's latent is sampled at this fraction of its prior's spread (see README)
+LATENT_SCALE = 0.6  # the latent is sampled at this fraction of its prior's spread (docs/notebook.md)
 SAMPLING_PRIMES = (0.25, 0.5, 0.75)  # the sampling calibration plays from these places in the song ...
 SAMPLING_FRAMES = 600  # ... this many frames each (6.4 s at the default hop), after the prime
 SAMPLING_ROUNDS = 3  # rounds of the noise scales' fixed-point iteration
@@ -84,38 +81,11 @@ TENSOR_DOCS = {
 
 
 @torch.no_grad()
-def latent_statistics(model: SongModel, train: np.ndarray, max_frames: int = 20000):
-    """Over the training frames: the posterior means (N, L), the latents the decoder learned to play, and the
-    spread (L,) of the z the model plays at temperature 1 (prior means plus prior noise), so one spread unit of
-    offset is as large a move as the model's own sampling makes and +-3 covers the song."""
-    model.eval()
-    frames = torch.from_numpy(train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, dim)
-    out = model(frames[:, :-1], frames[:, 1:], model.initial_state(1), sample=False)
-    mu_p, logvar_p = out.mu_p[0], out.logvar_p[0]  # (N, L)
-    spread = (mu_p.var(dim=0) + logvar_p.exp().mean(dim=0)).sqrt()  # (L,)
-    return out.mu_q[0], spread
-
-
-@torch.no_grad()
-def stabilise_continuation(model: SongModel, max_radius: float = MAX_CONTINUATION_RADIUS) -> float:
-    """Scale the continuation path so that, run on its own output, it can only decay; returns the scale applied.
-
-    In the FFT domain a hop is a near-local rotation and the least-squares path comes out stable (spectral radius
-    about 0.94 on the shared songs); in the DCT domain the same banded map can have modes that grow (radius 2.4 on
-    the drum groove), and a free-running loop then diverges every few frames.
-    """
-    dim = model.cfg.dim
-    operator = model.continuation(torch.eye(dim)).double().numpy()  # (dim, dim): row i is the image of e_i
-    radius = float(np.abs(np.linalg.eigvals(operator)).max())
-    scale = min(1.0, max_radius / radius)
-    model.continuation.weight.mul_(scale)
-    return scale
-
-
-@torch.no_grad()
-def magnitude_latent_statistics(model: MagnitudeModel, data: FrameData, max_frames: int = 20000):
-    """As `latent_statistics`, for the magnitude model; also returns the LSTM outputs (N, H) the latents were
-    found at, which ranking the latent dimensions needs."""
+def latent_statistics(model: MagnitudeModel, data: FrameData, max_frames: int = 20000):
+    """Over the training frames: the LSTM outputs (N, H), the posterior means (N, L), the latents the decoder
+    learned to play, and the spread (L,) of the z the model plays at temperature 1 (prior means plus prior noise),
+    so one spread unit of offset is as large a move as the model's own sampling makes and +-3 covers the song. The
+    LSTM outputs are what ranking the latent dimensions needs."""
     model.eval()
     frames = torch.from_numpy(data.train[: max_frames + 1]).unsqueeze(0)  # (1, N + 1, F)
     beats = torch.from_numpy(data.train_beats[1 : max_frames + 1]).unsqueeze(0)
@@ -125,7 +95,7 @@ def magnitude_latent_statistics(model: MagnitudeModel, data: FrameData, max_fram
     return out.h[0], out.mu_q[0], spread
 
 
-def export_onnx(graph: StepGraph | MagnitudeStep, shapes: dict[str, list[int]]) -> bytes:
+def export_onnx(graph: MagnitudeStep, shapes: dict[str, list[int]]) -> bytes:
     """The step graph as ONNX bytes, one file with weights inside."""
     graph.eval()
     args = tuple(torch.zeros(shapes[name]) for name in graph.INPUTS)
@@ -211,7 +181,7 @@ def event_rate(frames: list[np.ndarray], threshold: float) -> float:
 
 
 def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int, restrain: bool = False) -> dict:
-    """The magnitude model's feature noise: how widely its features are drawn at temperature 1 ({"noise": [pitch
+    """The feature noise: how widely its features are drawn at temperature 1 ({"noise": [pitch
     bins, bands]}), with the latent at the bundle's scale (LATENT_SCALE of the prior's spread: at the full spread
     the sampled events lost the beat, see the README).
 
@@ -297,25 +267,6 @@ def equaliser(gen_power: np.ndarray, song_power: np.ndarray, band: np.ndarray, s
     return {"gain_db": np.round(level_db + shape, 3).tolist(), "level_db": round(float(level_db), 2)}
 
 
-def calibrate(bundle: Bundle, song_power: np.ndarray, seed: int) -> dict:
-    """Output EQ of the coefficient model: its average spectrum matched to the song's, per 1/3-octave band.
-
-    Teacher forcing does not pin down the energy a free-running loop settles at: a continuation gain a little off
-    in one band changes that band's steady-state level a lot. Rendering through the ONNX graph at default controls
-    from several primes and comparing each band's mean power with the song's (from the normalisation statistics)
-    gives a correction that is applied on the way out only, so the model's own loop is untouched.
-    """
-    generator = Generator(bundle, seed=seed)
-    frames = np.concatenate(free_renders(bundle, seed))
-    gen_power = sum(generator.bin_power(f) for f in frames) / len(frames)  # (n_bins,) before the output EQ
-    band = bin_bands(bundle)
-    shape_db = np.zeros(len(gen_power))
-    for b in np.unique(band):
-        members = band == b
-        shape_db[members] = 10 * np.log10(song_power[members].sum() / max(gen_power[members].sum(), 1e-30))
-    return equaliser(gen_power, song_power, band, shape_db)
-
-
 def bin_bands(bundle: Bundle) -> np.ndarray:
     """The 1/3-octave band of every bin (n_bins,)."""
     sr = bundle.audio.samplerate
@@ -361,7 +312,7 @@ def falling_root(f, lo: float, hi: float, steps: int, tolerance: float) -> float
 
 
 def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
-    """The magnitude model's output stage: the partials' contrast and the EQ (`liveshtr.sound.tone`).
+    """The output stage: the partials' contrast and the EQ (`liveshtr.sound.tone`).
 
     The EQ matches each 1/3-octave band's level in a typical frame (its mean log power) to the song's, and the
     overall mean power to the song's. The mean power alone, matched per band, made a model that plays its attacks
@@ -423,7 +374,7 @@ def plot_loss(path: Path, result: TrainResult) -> None:
     ax.axhline(result.baselines["repeat_last"], color="grey", ls="--", label="baseline: repeat last frame")
     ax.axhline(result.baselines["mean_frame"], color="grey", ls=":", label="baseline: mean frame")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE per normalised coefficient")
+    ax.set_ylabel("loss; MSE per normalised feature")
     ax.set_yscale("log")
     ax.set_title("liveshtr training")
     ax.legend(fontsize=8)
@@ -465,41 +416,22 @@ def export_bundle(
 ) -> Bundle:
     """Write the whole bundle for the best model into `out` and return it as loaded back from disk."""
     model = copy.deepcopy(result.model).eval()  # ordering latents edits weights; the checkpoint keeps the original
-    magnitude = isinstance(model, MagnitudeModel)
-    extra: dict = {}
-    if magnitude:
-        h, mu, spread = magnitude_latent_statistics(model, data)
-        spread = spread.clamp_min(1e-3)
-        every = max(1, len(mu) // IMPORTANCE_FRAMES)
-        order = order_latents(model, h[::every], mu[::every], spread)
-        layout = MagnitudeLayout.for_codec(FrameCodec(frames, audio.samplerate), model.cfg.pitch_hz, model.cfg.bands)
-        sharpness = np.where(np.arange(layout.n_features) < layout.pitch_bins, PITCH_SHARPNESS, 1.0)
-        extra = {
-            "kind": "magnitude",
-            "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
-            "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
-            "sampling": {"pitch_sharpness": PITCH_SHARPNESS, "latent_scale": LATENT_SCALE},
-        }
-        continuation_scale = 1.0
-    else:
-        continuation_scale = stabilise_continuation(model)
-        mu, spread = latent_statistics(model, data.train)  # (N, L), (L,)
-        spread = spread.clamp_min(1e-3)
-        order = order_latents_by_importance(model, mu[:: max(1, len(mu) // IMPORTANCE_FRAMES)], spread)
-        extra = {"kind": "coefficients"}
+    h, mu, spread = latent_statistics(model, data)
+    spread = spread.clamp_min(1e-3)
+    every = max(1, len(mu) // IMPORTANCE_FRAMES)
+    order = order_latents(model, h[::every], mu[::every], spread)
+    layout = MagnitudeLayout.for_codec(FrameCodec(frames, audio.samplerate), model.cfg.pitch_hz, model.cfg.bands)
+    sharpness = np.where(np.arange(layout.n_features) < layout.pitch_bins, PITCH_SHARPNESS, 1.0)
     mu, spread = mu[:, order], spread[order]
     latent_mean = mu.mean(dim=0)
-    if magnitude:
-        graph = MagnitudeStep(model, latent_mean, spread, torch.from_numpy(sharpness))
-        shapes = step_shapes(model.cfg)
-    else:
-        graph = StepGraph(model, latent_mean, spread)
-        shapes = tensor_shapes(model.cfg)
-    prime_frames = MAGNITUDE_PRIME_FRAMES if magnitude else PRIME_FRAMES
-    primes, places = pick_primes(data.songs, data.song_beats, length=prime_frames)
+    graph = MagnitudeStep(model, latent_mean, spread, torch.from_numpy(sharpness))
+    shapes = step_shapes(model.cfg)
+    primes, places = pick_primes(data.songs, data.song_beats)
     n_params = sum(p.numel() for p in model.parameters())
     meta = {
-        **extra,
+        "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
+        "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
+        "sampling": {"pitch_sharpness": PITCH_SHARPNESS, "latent_scale": LATENT_SCALE},
         "name": out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "audio": audio.to_dict(),
@@ -531,7 +463,6 @@ def export_bundle(
             "baselines": result.baselines,
             "interrupted": result.interrupted,
             "seconds": round(result.history.seconds, 2),
-            "continuation_scale": round(continuation_scale, 4),
             "parameters": n_params,
             "history": asdict(result.history),
         },
@@ -541,13 +472,11 @@ def export_bundle(
     n_bins = frames.n_bins(audio.samplerate)
     meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
-    if magnitude:  # how widely to sample first: the output stage measures the model as it will play
-        restrain = train_cfg.own_samples > 0  # a model trained on its own playing needs less noise to move
-        meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed, restrain))
-        write_meta(out, meta, with_int8=True)
-        meta["calibration"] = calibrate_output(load_bundle(out), songs, data.songs, train_cfg.seed)
-    else:
-        meta["calibration"] = calibrate(load_bundle(out), data.bin_power, train_cfg.seed)
+    # How widely to sample first: the output stage measures the model as it will play.
+    restrain = train_cfg.own_samples > 0  # a model trained on its own playing needs less noise to move
+    meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed, restrain))
+    write_meta(out, meta, with_int8=True)
+    meta["calibration"] = calibrate_output(load_bundle(out), songs, data.songs, train_cfg.seed)
     write_meta(out, meta, with_int8=True)
     bundle = load_bundle(out)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song

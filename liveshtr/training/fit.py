@@ -19,15 +19,13 @@ import numpy as np
 import torch
 
 from liveshtr.atomic import atomic_path
-from liveshtr.config import AudioConfig, FrameConfig, MagnitudeConfig, ModelConfig, TrainConfig
+from liveshtr.config import AudioConfig, FrameConfig, MagnitudeConfig, TrainConfig
 from liveshtr.errors import ConfigError, LiveshtrError
 from liveshtr.training.dataset import FrameData, Plan, baselines, streams
 from liveshtr.training.magnitude_model import MagnitudeModel, gaussian_nll
-from liveshtr.training.model import SongModel
 
 CHECKPOINT_VERSION = 1
 OWN_RUN = 24  # frames (a quarter second) in a run of the model's own playing, on average (see own_runs)
-CONTINUATION_FIT_FRAMES = 16384  # frames used for the least-squares start of the continuation path
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,7 +73,7 @@ class History:
 
 @dataclass
 class TrainResult:
-    model: SongModel | MagnitudeModel  # the best model (lowest validation loss), on the CPU
+    model: MagnitudeModel  # the best model (lowest validation loss), on the CPU
     best_epoch: int
     best_val: float  # its validation loss
     best_val_mse: float  # its next-frame validation MSE, to compare with the baselines
@@ -118,45 +116,6 @@ class Progress:
 def _hms(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-class CoefficientObjective:
-    """The coefficient model: squared error of the next frame plus the balanced KL."""
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-
-    def build(self, model_cfg: ModelConfig, data: FrameData | None) -> SongModel:
-        model = SongModel(model_cfg)
-        if data is not None:  # a fresh run: the continuation path starts from least squares on the song
-            model.continuation.fit_least_squares(torch.from_numpy(data.train[:CONTINUATION_FIT_FRAMES]))
-        return model
-
-    def loss(self, model: SongModel, x, y, beat, state, warm: float, position=None):
-        out = model(x + self.cfg.input_noise * torch.randn_like(x), y, state)
-        rec = (out.pred - y).pow(2).mean()
-        kl = out.kl_posterior.mean()
-        loss = rec + self.cfg.beta * warm * kl + self.cfg.prior_weight * out.kl_prior.mean()
-        return loss, rec, kl, out.state
-
-    @torch.no_grad()
-    def validate(self, model: SongModel, data: FrameData, device: torch.device) -> tuple[float, float]:
-        """On the held-out blocks, after a short state warm-up: reconstruction + beta * KL (posterior mean, beta
-        at full strength), which picks the best model, and the next-frame MSE when playing (z = prior mean),
-        which is what the baselines are compared with. The prior's own fitting term is left out: it grows as the
-        posterior becomes more informative, which is progress, not overfitting."""
-        rec, kl, mse, n_frames, n_values = 0.0, 0.0, 0.0, 0, 0
-        for frames, ctx in data.val:
-            f = torch.from_numpy(frames).to(device).unsqueeze(0)  # (1, n, dim)
-            x, y = f[:, :-1], f[:, 1:]
-            out = model(x, y, model.initial_state(1, device), sample=False)
-            target = y[0, ctx:]  # (n-1-ctx, dim)
-            rec += float((out.pred[0, ctx:] - target).pow(2).sum())
-            kl += float(out.kl_posterior[0, ctx:].sum())
-            mse += float((model.decode(out.mu_p, x)[0, ctx:] - target).pow(2).sum())
-            n_frames += len(target)
-            n_values += target.numel()
-        return rec / n_values + self.cfg.beta * kl / n_frames, mse / n_values
 
 
 class MagnitudeObjective:
@@ -219,10 +178,6 @@ class MagnitudeObjective:
         return (nll + kl) / n_values, mse / n_values
 
 
-def objective_for(model_cfg: ModelConfig | MagnitudeConfig, cfg: TrainConfig):
-    return MagnitudeObjective(cfg) if isinstance(model_cfg, MagnitudeConfig) else CoefficientObjective(cfg)
-
-
 def run_signature(audio: AudioConfig, frames: FrameConfig, model, train: TrainConfig, songs) -> dict:
     """Everything a resumed run must share with the checkpoint (epochs and device may change)."""
     t = asdict(train)
@@ -272,7 +227,7 @@ def _validate(objective, model, data: FrameData, device: torch.device) -> tuple[
 
 def fit(
     data: FrameData,
-    model_cfg: ModelConfig | MagnitudeConfig,
+    model_cfg: MagnitudeConfig,
     cfg: TrainConfig,
     checkpoint: Path,
     signature: dict,
@@ -284,7 +239,7 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     torch.set_num_threads(usable_cores())
     device = pick_device(cfg.device)
-    objective = objective_for(model_cfg, cfg)
+    objective = MagnitudeObjective(cfg)
     model = objective.build(model_cfg, data if resume is None else None).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history, start_epoch, step = History(), 0, 0

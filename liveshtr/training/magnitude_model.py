@@ -12,7 +12,7 @@ what is new in a frame as one event (an attack touches every band at once, which
 cannot make), and it is what the performer steers. The clock tells the model where in the bar it is (sin and cos
 of harmonics of the bar: by default the beat, the bar and the half beat), so a beat needs no memory of the last
 one. With the bar's first 16 harmonics and training partly on its own playing (`own_samples`) a drum groove's
-model leans on it (the README's model section). The position (sin and cos of harmonics of the song's length) tells
+model leans on it (docs/notebook.md). The position (sin and cos of harmonics of the song's length) tells
 it which part of the song it plays, so a prime from the chorus goes on as the chorus and the song's form unfolds.
 A per-feature skip carries the current frame into the next one's mean (frames overlap by 75%, so most of the next
 frame is the current one): without it the LSTM had to squeeze 192 features through its input projection and
@@ -35,10 +35,14 @@ from torch.nn import functional as F
 
 from liveshtr.config import MagnitudeConfig
 from liveshtr.sound.magnitude import BAR_BEATS
-from liveshtr.training.model import kl_divergence
 
 LOGVAR_RANGE = (-7.0, 3.0)  # per-feature log-variance of the output, in normalised units
 LATENT_LOGVAR_RANGE = (-10.0, 4.0)
+
+
+def kl_divergence(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over latent dimensions: (..., L) -> (...)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
 
 
 def cycles(turns: torch.Tensor, harmonics: tuple[int, ...]) -> torch.Tensor:

@@ -17,7 +17,7 @@ FFT, DCT = (FrameCodec(FrameConfig(domain=d), RATE) for d in ("fft", "dct"))
 def test_the_fft_grid_gives_every_pitch_bin_and_bands_above():
     layout = MagnitudeLayout.for_codec(FFT)
     assert (layout.pitch_bins, layout.pitch_end, layout.n_features, layout.pitch_step) == (128, 128, 192, 1)
-    assert layout.to_dict() == {"pitch_hz": 3000.0, "bands": 64}  # as bundles from before the pitch step have it
+    assert layout.to_dict() == {"pitch_hz": 3000.0, "bands": 64, "pitch_step": 1}
     mag = np.random.default_rng(0).random((5, FFT.n_bins)) + 0.1
     back = layout.to_magnitudes(layout.to_features(mag))
     np.testing.assert_allclose(back[:, :128], mag[:, :128], rtol=1e-5)  # every pitch bin as it is

@@ -9,7 +9,7 @@ import soundfile as sf
 from liveshtr.config import LOOP_TRAIN_S, AudioConfig, FrameConfig
 from liveshtr.sound.audio import load_songs
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.sound.magnitude import find_loop_pulse
+from liveshtr.sound.magnitude import MagnitudeLayout, find_loop_pulse
 from liveshtr.training.dataset import prepare, training_spans
 from tests.conftest import GROOVE, shared_song
 
@@ -38,7 +38,8 @@ def clicks(path, bpm: float, beats: int, offset_s: float = 0.0) -> None:
 def prepared(path, loops=None):
     audio, frames = AudioConfig(), FrameConfig()
     codec = FrameCodec(frames, audio.samplerate)
-    return prepare(load_songs([path], audio), codec, loops=loops), audio.samplerate / frames.hop
+    features = MagnitudeLayout.for_codec(codec).to_features
+    return prepare(load_songs([path], audio), codec, features, loops=loops), audio.samplerate / frames.hop
 
 
 @pytest.mark.parametrize("n, held", [(613, [(300, 361)]), (1000, [(0, 100)]), (4000, [(500, 600), (1500, 1600)])])

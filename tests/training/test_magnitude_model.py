@@ -185,7 +185,7 @@ def test_own_samples_play_on_from_the_frames_before_them(position):
     """Every replaced frame is what the model plays after all the frames before it (the song's and its own, through
     a state carried from before the sequence); the others stay the song's. Checked at temperature 0, against
     running the LSTM afresh over everything before each frame."""
-    from liveshtr.config import MAGNITUDE_TRAINING, TrainConfig
+    from liveshtr.config import TrainConfig
     from liveshtr.training.fit import MagnitudeObjective
 
     model, _ = small(2, position=position)
@@ -208,7 +208,7 @@ def test_own_samples_play_on_from_the_frames_before_them(position):
             assert torch.allclose(mixed[b, t], mean_only(h[:, -1], mixed[:, t - 1])[b], atol=1e-5), (b, t)
     with pytest.raises(ValueError, match="first frame"):
         model.play_along(x, beat, state, torch.ones(3, 120, dtype=torch.bool), where)
-    objective = MagnitudeObjective(TrainConfig(**{**MAGNITUDE_TRAINING, "own_samples": 1.0}))
+    objective = MagnitudeObjective(TrainConfig(own_samples=1.0))
     a, b = (objective.own_inputs(model, x, beat, state, where) for _ in range(2))
     assert torch.isfinite(a).all() and torch.equal(a[:, 0], x[:, 0])
     assert not torch.allclose(a[:, 1:], b[:, 1:])  # sampled at temperature 1, not the mean
