@@ -78,7 +78,7 @@ latency: setup-dev
 patch-check: setup-dev
 	$(BIN)/python scripts/pd_patch_check.py --seconds 30 --restarts 10
 
-# Trains every shared song with the defaults and prints the quality figures the README quotes: the spectral table,
+# Trains every shared song with the defaults and prints the quality figures docs/quality.md quotes: the spectral table,
 # then beat, onsets, pitch classes, flatness, harmonic share and copying for each song, its two noises, the default
 # render and the temperature-0 render; each song's spectrograms go to out/quality-pictures. DOMAIN=dct: the same
 # with DCT frames, into out/quality-dct.

@@ -245,5 +245,5 @@ LOOP_TRAIN_S = 24.0
 # harmonics, which holds any pattern of sixteenths, and on their own playing for 0.3 of their input frames: only so
 # did the drum groove's sampled renders keep a beat (0.41-0.50 against 0.16 with the plain defaults; the song's 0.72),
 # and a 16-beat loop of the electronic song its beat (0.66-0.68 against 0.05-0.07; the loop's 0.74). The same recipe
-# cost the tonal songs their beat or their tone (the README's model section), so they keep the defaults.
+# cost the tonal songs their beat or their tone (docs/notebook.md), so they keep the defaults.
 BEAT_RECIPE = {"clock_harmonics": tuple(range(1, 17)), "own_samples": 0.3}

@@ -2,7 +2,7 @@
 
 Stated as what a performer listens for: it stays alive, it keeps moving, it does not loop, it sounds like its own
 song and not another, and the controls audibly change it. The figures come from `liveshtr.analysis`, which also
-prints them for the README (`make quality-report`).
+prints them for docs/quality.md (`make quality-report`).
 
 The default magnitude model (2 x 384, about 700 steps) takes about ten minutes a song on CI's two cores, so these
 models are the default model's recipe on a CI budget (CI_TRAINING): the floors here hold for any model the trainer
@@ -24,7 +24,7 @@ from tests.conftest import SHARED_AUDIO, SONG_FILES
 # baselines at the defaults (the drum groove 0.272 against 0.339) but not after this budget's 6 epochs (0.403), and
 # takes twice as long; `tests/training/test_train.py` trains it end to end, `make quality-report` measures it.
 # No position either: at this size, trainings of the electronic song with it fell into a quieter state at two seeds
-# of three (without it one of four), where the default-size models fell into none (the README's Quality section).
+# of three (without it one of four), where the default-size models fell into none (docs/notebook.md).
 CI_TRAINING = [
     *("--layers", "1", "--hidden", "256", "--epochs", "6"),
     *("--own-samples", "0", "--clock-harmonics", "4,1,8", "--position-harmonics", "0"),

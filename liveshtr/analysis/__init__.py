@@ -1,4 +1,4 @@
-"""Listening in numbers: what the quality tests and the README's figures measure.
+"""Listening in numbers: what the quality tests and docs/quality.md measure.
 
 `spectral` (numpy and scipy only) measures level, movement, repetition and the long-term spectrum; `music` (the
 `quality` extra: librosa and basic-pitch) measures beat, onsets, notes, tonality and copying, and builds the two

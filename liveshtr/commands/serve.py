@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="JSON: which controller moves which control, beside the default map (README: Playing with MIDI)",
+        help="JSON: which controller moves which control, beside the default map (docs/control.md: MIDI)",
     )
     c.add_argument(
         "--record",

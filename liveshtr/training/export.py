@@ -183,7 +183,7 @@ def event_rate(frames: list[np.ndarray], threshold: float) -> float:
 def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int, restrain: bool = False) -> dict:
     """The feature noise: how widely its features are drawn at temperature 1 ({"noise": [pitch
     bins, bands]}), with the latent at the bundle's scale (LATENT_SCALE of the prior's spread: at the full spread
-    the sampled events lost the beat, see the README).
+    the sampled events lost the beat, see docs/notebook.md).
 
     The noise is scaled, once for the pitch bins and once for the bands, until the played frames change from one
     to the next as much as the song's do (RMS of the normalised features' change): too little noise plays steady
@@ -200,7 +200,7 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int,
     model plays 9.6 onsets a second at temperature 0, its song 6.1; restrained to the least, it lost its pitch
     classes: 0.34-0.46 against 0.78-0.92). On the teacher-forced models it gained no floor: the guitar's beat rose
     (0.70 against 0.63), its pitch classes fell (0.60 against 0.67), the jazz and the Brahms moved within their
-    seeds' spread (README)."""
+    seeds' spread (docs/notebook.md)."""
     pitch_bins = bundle.meta["features"]["pitch_bins"]
     target = frame_change(song_frames, pitch_bins)
     controls = Controls.for_bundle(bundle)

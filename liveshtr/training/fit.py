@@ -153,7 +153,7 @@ class MagnitudeObjective:
         song's: inside a run the model learns to come back from its own inventions (a hit off the beat, a flicker)
         to the song's pattern, which only the clock tells it, instead of timing the next hit from the last one it
         played. Each stream has runs of its own (runs shared by all streams, which leave the frames between them to
-        one LSTM call, gave the groove less of its beat: README)."""
+        one LSTM call, gave the groove less of its beat: docs/notebook.md)."""
         replaced = own_runs(x.shape[0], x.shape[1], self.cfg.own_samples, x.device)
         return model.play_along(x, beat, state, replaced, position)
 
