@@ -88,7 +88,7 @@ quality-report: setup-quality
 	for f in ../shared/audio/*.mp3 ../shared/audio/*.ogg; do \
 	  $(BIN)/liveshtr train "$$f" --domain $(DOMAIN) -o "$(QUALITY_DIR)/$$(basename "$${f%.*}")" --force >/dev/null \
 	  || exit 1; done
-	$(BIN)/python -m liveshtr.analysis $(QUALITY_DIR)/* --songs ../shared/audio --pictures $(QUALITY_DIR)-pictures
+	$(BIN)/liveshtr quality $(QUALITY_DIR)/* --songs ../shared/audio --pictures $(QUALITY_DIR)-pictures
 
 setup: $(VENV)/.stamp-run
 setup-quality: $(VENV)/.stamp-quality

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "devices": "list audio outputs",
     "controls": "print the OSC address table of a model (what patches send and receive)",
     "inspect": "decode songs as training sees them and check the frame round trip",
+    "quality": "measure trained bundles beside their songs: the quality tests' figures and the music measures",
 }
 
 

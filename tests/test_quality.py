@@ -1,7 +1,7 @@
 """Quality of models trained on every song in ../shared/audio, rendered 60 s through ONNX.
 
 Stated as what a performer listens for: it stays alive, it keeps moving, it does not loop, it sounds like its own
-song and not another, and the controls audibly change it. The figures come from `liveshtr.analysis`, which also
+song and not another, and the controls audibly change it. The figures come from `liveshtr quality`, which also
 prints them for docs/quality.md (`make quality-report`).
 
 The default magnitude model (2 x 384, about 700 steps) takes about ten minutes a song on CI's two cores, so these
@@ -33,13 +33,13 @@ CI_TRAINING = [
 
 @BACKGROUND.plan("reports")
 def quality_jobs(root: Path) -> dict[str, Job]:
-    """Per shared song, a bundle trained on the CI budget and its figures (`python -m liveshtr.analysis --json`), in
+    """Per shared song, a bundle trained on the CI budget and its figures (`liveshtr quality --json`), in
     the background (tests/background.py): the slow part of the suite."""
     liveshtr = [sys.executable, "-m", "liveshtr"]
     jobs = {}
     for path in SONG_FILES:
         folder = root / path.stem
-        report = [*liveshtr[:2], "liveshtr.analysis", str(folder), "--songs", str(SHARED_AUDIO), "--no-music"]
+        report = [*liveshtr, "quality", str(folder), "--songs", str(SHARED_AUDIO), "--no-music"]
         commands = [
             [*liveshtr, "train", str(path), "-o", str(folder), *CI_TRAINING],
             [*report, "--json", f"{folder}.json"],

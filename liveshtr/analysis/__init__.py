@@ -3,7 +3,7 @@
 `spectral` (numpy and scipy only) measures level, movement, repetition and the long-term spectrum; `music` (the
 `quality` extra: librosa and basic-pitch) measures beat, onsets, notes, tonality and copying, and builds the two
 noises every song's figures are compared with; `report` renders trained bundles and prints the table
-(`python -m liveshtr.analysis`, `make quality-report`). Nothing here is on the serving path.
+(`liveshtr quality`, `make quality-report`). Nothing here is on the serving path.
 """
 
 from liveshtr.analysis.spectral import (

@@ -2,14 +2,13 @@
 
 `quality_report` gives the figures the quality tests check (spectral measures, numpy and scipy only);
 `music_report` adds what noise cannot pass (the `quality` extra) for the song, its two noises, the default render
-and the temperature-0 render side by side. `python -m liveshtr.analysis MODEL... --songs DIR` prints both tables
+and the temperature-0 render side by side. `liveshtr quality MODEL... --songs DIR` prints both tables
 (`make quality-report`) and with `--pictures DIR` draws each song's spectrograms and long-term spectra.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -259,36 +258,8 @@ def controls_table(bundles, rows: list[dict], signals: dict, seconds: float) -> 
             print(f"| {r['song']} | {name} | {cells} | {'yes' if clear else 'no'} |", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m liveshtr.analysis MODEL... --songs DIR`: the quality figures of trained bundles as tables."""
-    import argparse
-
-    from liveshtr.bundle import load_bundle
-    from liveshtr.errors import LiveshtrError
-    from liveshtr.sound.audio import load_songs
-
-    parser = argparse.ArgumentParser(prog="python -m liveshtr.analysis", description=main.__doc__)
-    parser.add_argument("models", nargs="+", help="bundle folders")
-    parser.add_argument("--songs", required=True, help="folder (or files) of the songs to compare signatures with")
-    parser.add_argument("--seconds", type=float, default=60.0, help="render length (default %(default)s)")
-    parser.add_argument("--no-music", action="store_true", help="skip the beat, pitch and tone table")
-    parser.add_argument("--pictures", type=Path, help="write each song's spectrograms to this folder")
-    parser.add_argument("--json", type=Path, help="also write the first table's figures to this file, a list of rows")
-    parser.add_argument(
-        "--controls", action="store_true", help="also measure what each control changes in the music (slow)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        bundles = [load_bundle(m) for m in args.models]
-        songs = load_songs([args.songs], bundles[0].audio)
-    except LiveshtrError as exc:
-        parser.exit(2, f"liveshtr.analysis: {exc}\n")
-    if args.pictures:
-        args.pictures.mkdir(parents=True, exist_ok=True)
-    signals = {s.name: s.samples for s in songs}
-    rows = [quality_report(b, signals, b.audio.samplerate, args.seconds) for b in bundles]
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+def spectral_table(rows: list[dict]) -> None:
+    """The figures the quality tests check, one row a bundle."""
     print(
         "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
         "signature own / nearest other dB | T 0.3 vs 1.5: moving dB/s (seeds) | offset0 -2 vs +2: shape dB (seeds) | "
@@ -303,8 +274,3 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['temperature_db']:.2f} ({r['seed_movement_db']:.2f}) | {r['offset_db']:.2f} ({r['seed_db']:.2f}) | "
             f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} |"
         )
-    if not args.no_music:
-        music_table(bundles, rows, signals, args.seconds, args.pictures)
-    if args.controls:
-        controls_table(bundles, rows, signals, min(args.seconds, 30.0))
-    return 0

@@ -20,7 +20,10 @@ from liveshtr.sound.bands import third_octave_edges
 FRAME_RATE = 10.0  # band-spectrogram frames per second
 
 
-def window_rms_db(x: np.ndarray, samplerate: int, window_s: float = 5.0) -> np.ndarray:
+WINDOW_S = 5.0  # the level is measured in windows this long
+
+
+def window_rms_db(x: np.ndarray, samplerate: int, window_s: float = WINDOW_S) -> np.ndarray:
     """RMS level in dBFS of each whole window of `window_s` seconds."""
     n = int(window_s * samplerate)
     windows = np.asarray(x, dtype=np.float64)[: len(x) // n * n].reshape(-1, n)

@@ -1,7 +1,8 @@
-"""`python -m liveshtr.analysis` end to end on the demo bundle: both tables, the five signals, the pictures."""
+"""`liveshtr quality` end to end on the demo bundle: both tables, the five signals, the pictures."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,12 +10,13 @@ import numpy as np
 
 from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
 from tests.conftest import REPO, SHARED_AUDIO
+from tests.test_serve import cli, one_line_error
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
 
 
 def analysis(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "liveshtr.analysis", *args]
+    cmd = [sys.executable, "-m", "liveshtr", "quality", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -67,3 +69,14 @@ def test_the_songs_own_stretches_lie_inside_it():
     assert stretch_at(x, 1, 0.05, 30).tolist() == list(range(30))
     assert stretch_at(x, 1, 0.95, 30).tolist() == list(range(70, 100))
     assert len(stretch_at(x, 1, 0.5, 300)) == 100
+
+
+def test_without_the_quality_extra_the_music_measures_say_what_to_install_in_one_line(tmp_path):
+    (tmp_path / "librosa.py").write_text("raise ImportError('not installed here')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    demo, song = str(REPO / "models" / "demo"), str(DEMO_SONG)
+    one_line_error(cli("quality", demo, "--songs", song, env=env), 'pip install "liveshtr[quality]"', "--no-music")
+    spectral = cli("quality", demo, "--songs", song, "--seconds", "10", "--no-music", env=env)  # needs no extra
+    assert spectral.returncode == 0 and spectral.stdout.count("| hungarian") == 1, spectral.stderr
+    one_line_error(cli("quality", demo, "--songs", str(tmp_path / "none.wav")), "none.wav")
+    one_line_error(cli("quality", demo, "--songs", song, "--seconds", "3"), "--seconds 3")

@@ -1,5 +1,0 @@
-import sys
-
-from liveshtr.analysis.report import main
-
-sys.exit(main())
