@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from liveshtr.sound.audio import load_songs
 
     if not MIN_SECONDS <= args.seconds <= 3600:
-        raise ConfigError(
-            f"--seconds {args.seconds:g}: choose {MIN_SECONDS:g} s (a window of the level) to an hour"
-        )
+        raise ConfigError(f"--seconds {args.seconds:g}: choose {MIN_SECONDS:g} s (a window of the level) to an hour")
     if (not args.no_music or args.controls) and music_measures_missing():
         raise ConfigError(QUALITY_EXTRA)
     if args.json is not None and not args.json.parent.is_dir():
