@@ -311,12 +311,16 @@ class OscProtocol:
             return [error(address, f"seconds {seconds!r} is not a number")]
         if self.later is not None and self.setlist.loads(args[0]):  # a bundle to load: a second, on its own thread
 
-            def load() -> None:
-                replies = self._switched(address, args[0], seconds)
+            def reply(replies: list[Reply]) -> None:
                 self.later([r._replace(to=r.to or sender) for r in self._route(replies, sender)])
 
-            threading.Thread(target=load, name="liveshtr-loader", daemon=True).start()
-            return [Reply(f"{PREFIX}/model/loading", (str(args[0]),))]
+            # Sent before the loader starts: a bundle that fails at once must not answer before it.
+            reply([Reply(f"{PREFIX}/model/loading", (str(args[0]),))])
+            load = threading.Thread(
+                target=lambda: reply(self._switched(address, args[0], seconds)), name="liveshtr-loader", daemon=True
+            )
+            load.start()
+            return []
         return self._switched(address, args[0], seconds)
 
     def _switched(self, address: str, key, seconds) -> list[Reply]:

@@ -175,3 +175,30 @@ def test_a_midi_clocks_beat_puts_the_models_clock_where_the_band_will_be_when_it
     low = (3.0 + (before - at + engine.latency_s) * 2.0 + step) % 4.0
     high = (3.0 + (after - at + engine.latency_s) * 2.0 + step) % 4.0
     assert low <= g._beat <= high or (high < low and (g._beat >= low or g._beat <= high)), (low, g._beat, high)
+
+
+def test_loading_is_answered_before_whatever_the_loader_says(bundle, other_model, tmp_path):
+    """The loader runs on a thread of its own: a folder that fails at once must not answer before "loading" does."""
+    import threading
+
+    from liveshtr.control.osc_protocol import OscProtocol
+
+    def load(path):
+        return voice(load_bundle(path))
+
+    s = make_set(bundle, other_model, load)
+    protocol = OscProtocol(s.engine.params, setlist=s)
+    sent, done = [], threading.Event()
+
+    def later(replies):
+        sent.extend((r.address, r.args, r.to) for r in replies)
+        if any(r.address != "/liveshtr/model/loading" for r in replies):
+            done.set()
+
+    protocol.later = later
+    me = ("127.0.0.1", 5555)
+    assert protocol.handle("/liveshtr/model", [str(tmp_path / "missing")], me) == []
+    assert done.wait(10)
+    (loading, _, to), (error, (where, text), to2) = sent
+    assert loading == "/liveshtr/model/loading" and error == "/liveshtr/error" and "not loaded" in text
+    assert to == to2 == me and where == "/liveshtr/model"
