@@ -139,5 +139,6 @@ class MidiInput:
         if port is not None:
             try:
                 port.close()
-            except Exception:
-                pass
+            except Exception as exc:  # the set is over; the closing counters say so
+                self.protocol.errors += 1
+                self.protocol.last_error = f"closing the MIDI port: {type(exc).__name__}: {exc}"

@@ -119,8 +119,9 @@ class WebServer:
         if self._thread is not None and self._loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-            except Exception:
-                pass
+            except Exception as exc:  # the loop is stopped below all the same; the closing counters say so
+                self.protocol.errors += 1
+                self.protocol.last_error = f"closing the page's server: {type(exc).__name__}: {exc}"
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
         if not self._loop.is_running():

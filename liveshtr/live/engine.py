@@ -465,8 +465,8 @@ class Engine:
                 failures += 1
                 try:
                     self.generator.prime(self.generator.position)
-                except Exception:
-                    pass
+                except Exception as again:  # said in the summary's last error; the loop goes on trying
+                    self.last_error += f"; restarting failed too: {type(again).__name__}: {again}"
                 time.sleep(min(0.5, poll_ms / 1000 * failures))  # a persistent fault plays silence rather than spin
 
     def start(self) -> None:

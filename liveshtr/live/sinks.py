@@ -17,7 +17,6 @@ import numpy as np
 from liveshtr.errors import LiveshtrError
 from liveshtr.live.sched import DEVICE_PRIORITY, make_realtime
 
-SINK_KINDS = ("device", "file", "null", "auto")
 FALLBACK_FILE = Path("out/serve.wav")
 STALL_BLOCKS = 4  # a paced sink that falls this many blocks behind skips ahead, as a device would
 
