@@ -16,26 +16,21 @@ from liveshtr.config import AudioConfig
 from liveshtr.sound.audio import load_song
 from tests.background import BACKGROUND, Job
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_AUDIO = REPO.parent / "shared" / "audio"
-SONG_FILES = sorted(p for p in SHARED_AUDIO.glob("*") if p.suffix in (".mp3", ".ogg", ".wav", ".flac"))
+# Before its import: an assert in a shared helper reports its values, as one in a test module does.
+pytest.register_assert_rewrite("tests.helpers")
 
-
-def shared_song(name: str) -> Path:
-    path = SHARED_AUDIO / name
-    if not path.is_file():
-        pytest.fail(f"real-music test material missing: {path} (clone with ../shared beside the repo)")
-    return path
-
-
-GROOVE = "violent_groove_4_berklee_olpc.mp3"
-QUICK = ["--epochs", "3", "--hidden", "64", "--layers", "1", "--latent-dim", "8"]
-
-
-def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`liveshtr train ARGS` in a fresh interpreter, as a performer runs it."""
-    cmd = [sys.executable, "-m", "liveshtr", "train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+from tests.helpers import (  # noqa: E402
+    GROOVE,
+    QUICK,
+    SAFE_LOOKAHEAD_MS,
+    SHARED_AUDIO,
+    SONG_FILES,
+    osc_port,
+    shared_song,
+    start_serve,
+    stop_serve,
+    wait_started,
+)
 
 
 @BACKGROUND.plan("trained")
@@ -145,8 +140,6 @@ def jack():
 @pytest.fixture
 def served(tmp_path):
     """`serve` on a null sink and free ports: yields (OSC port, process, path of its --stats-json)."""
-    from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started
-
     stats = tmp_path / "stats.json"
     # Tests using it assert no underrun: at the look-ahead the default adapts to on a shared two-core machine.
     proc = start_serve(

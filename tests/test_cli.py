@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from liveshtr.cli import SUBCOMMANDS, main
-from tests.conftest import shared_song
+from tests.helpers import shared_song
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

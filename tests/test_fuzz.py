@@ -15,7 +15,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 from websockets.sync.client import connect
 
-from tests.test_serve import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started, web_url
+from tests.helpers import SAFE_LOOKAHEAD_MS, osc_port, start_serve, stop_serve, wait_started, web_url
 
 L = 8
 

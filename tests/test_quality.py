@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.background import BACKGROUND, Job
-from tests.conftest import SHARED_AUDIO, SONG_FILES
+from tests.helpers import SHARED_AUDIO, SONG_FILES
 
 # The plain recipe for every song: the percussive one (own playing, a clock of 16 harmonics) beats the next-frame
 # baselines at the defaults (the drum groove 0.272 against 0.339) but not after this budget's 6 epochs (0.403), and

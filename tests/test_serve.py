@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,68 +14,7 @@ import pytest
 import soundfile as sf
 
 from liveshtr.commands.common import DEMO_MODEL
-from liveshtr.live.safety import SafetyStage
-
-
-def cli(*args: str, timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    if args and args[0] == "serve":  # any free ports: tests must not depend on 9000 and 9001 being free
-        args = ("serve", "--osc-port", "0", "--web-port", "0", *args[1:])  # a test's own ports come later and win
-    cmd = [sys.executable, "-m", "liveshtr", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-
-
-def start_serve(*args: str, text: bool = True, env: dict | None = None) -> subprocess.Popen:
-    """`serve` in the background on any free ports, its output piped; stop it by its PID."""
-    cmd = [sys.executable, "-m", "liveshtr", "serve", "--osc-port", "0", "--web-port", "0", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, env=env)
-
-
-def wait_started(proc: subprocess.Popen, timeout: float = 60) -> dict:
-    """Read `serve`'s start-up lines until it plays; returns them by their first word (osc, page, ...)."""
-    lines = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"serve ended early: {proc.stderr.read()}")
-        key, _, rest = line.partition(" ")
-        lines[key] = rest.strip()
-        if key == "controls":
-            return lines
-    pytest.fail("serve did not start in time")
-
-
-def osc_port(lines: dict) -> int:
-    return int(lines["osc"].split("udp://127.0.0.1:")[1].split()[0])
-
-
-def web_url(lines: dict) -> str:
-    return lines["page"].split()[0]
-
-
-def stop_serve(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # by PID
-    return proc.wait(timeout=30)
-
-
-def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
-CEILING = SafetyStage(24000, 256).ceiling
-SAFE_LOOKAHEAD_MS = "40"  # where the JACK tests assert zero underruns (the default starts at 10 and adapts)
-
-
-def serve_stats(tmp_path: Path, *args: str, env=None, cwd=None) -> tuple[dict, subprocess.CompletedProcess]:
-    stats = tmp_path / "stats.json"
-    result = cli("serve", *args, "--stats-json", str(stats), "--status-every", "0", env=env, cwd=cwd)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    return json.loads(stats.read_text()), result
+from tests.helpers import CEILING, SAFE_LOOKAHEAD_MS, cli, one_line_error, serve_stats, start_serve
 
 
 def test_serve_plays_the_demo_through_jack_for_20_seconds(jack, tmp_path):

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 
 from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
-from tests.conftest import REPO, SHARED_AUDIO
-from tests.test_serve import cli, one_line_error
+from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
 

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from tests.control.test_web import osc
-from tests.test_serve import osc_port, start_serve, stop_serve, wait_started, web_url
+from tests.helpers import ask, message, midi_out, osc, osc_port, start_serve, stop_serve, wait_started, web_url
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -52,8 +51,6 @@ def open_page(browser, url: str):
 
 
 def get(lines: dict, name: str):
-    from tests.control.test_osc import ask, message
-
     return dict(ask(osc_port(lines), message("/liveshtr/get", name)))[f"/liveshtr/{name}"]
 
 
@@ -141,9 +138,6 @@ def test_the_page_without_its_token_is_refused(browser, served):
 
 
 def test_the_page_saves_recalls_and_deletes_scenes_and_learns_midi(browser, jack, tmp_path):
-    from tests.control.test_midi import midi_out
-    from tests.control.test_osc import ask, message
-
     scenes = tmp_path / "scenes.json"
     proc = start_serve("--sink", "null", "--scenes", str(scenes), "--midi", "--midi-api", "jack", env=jack)
     out = None
@@ -188,7 +182,6 @@ def test_the_page_saves_recalls_and_deletes_scenes_and_learns_midi(browser, jack
 
 def test_the_pages_set_buttons_switch_the_model_and_its_faders_follow(browser, other_model):
     from liveshtr.commands.common import DEMO_MODEL
-    from tests.control.test_osc import ask, message
 
     proc = start_serve(str(DEMO_MODEL), str(other_model), "--sink", "null", "--status-every", "0")
     try:

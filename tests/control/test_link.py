@@ -13,8 +13,7 @@ import pytest
 
 from liveshtr.control.link import LinkClock
 from liveshtr.live.params import Params
-from tests.control.test_osc import ask, message
-from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
+from tests.helpers import ask, cli, message, one_line_error, osc_port, start_serve, stop_serve, wait_started
 
 PEER = textwrap.dedent(
     """

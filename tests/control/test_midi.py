@@ -3,64 +3,26 @@ controllers, notes, the wheel, a clock and a SysEx flood, and the engine's param
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
-import subprocess
 import time
-import uuid
 
 import pytest
 import rtmidi
 from pythonosc.osc_packet import OscPacket
 
-from tests.control.test_osc import ask, message
-from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
-
-
-@contextlib.contextmanager
-def jack_client(env: dict):
-    """libjack reads the server's name from this process's environment."""
-    keys = ("JACK_DEFAULT_SERVER", "JACK_NO_AUDIO_RESERVATION")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: env[k] for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-def midi_out(env: dict, port_part: str = "liveshtr") -> rtmidi.MidiOut:
-    """A JACK MIDI output connected to the input whose name contains `port_part`."""
-    client = f"liveshtr-test-{uuid.uuid4().hex[:8]}"  # JACK renames a client whose name is taken
-    with jack_client(env):
-        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client)
-        ports = out.get_ports()
-        index = next(i for i, p in enumerate(ports) if port_part in p)
-        out.open_port(index, "controller")
-    wait_connected(env, f"{client}:controller", port_part)
-    return out
-
-
-def wait_connected(env: dict, port: str, to_part: str, timeout: float = 10.0) -> None:
-    """Until JACK lists `port` connected to a port whose name contains `to_part` (a busy machine can take a
-    while: a message sent before that is lost)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listing = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True, env=env).stdout
-        block, connected = None, False
-        for line in listing.splitlines():
-            if not line.startswith(" "):
-                block = line.strip()
-            elif block == port and to_part in line:
-                connected = True
-        if connected:
-            time.sleep(0.05)  # delivered from JACK's next cycle on
-            return
-        time.sleep(0.05)
-    pytest.fail(f"JACK did not connect {port} to {to_part} in {timeout:g} s: {listing}")
+from tests.helpers import (
+    ask,
+    cli,
+    jack_client,
+    message,
+    midi_out,
+    one_line_error,
+    osc_port,
+    start_serve,
+    stop_serve,
+    wait_started,
+)
 
 
 def heard(sock: socket.socket, address: str, timeout: float = 5.0) -> list:

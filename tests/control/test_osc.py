@@ -14,32 +14,9 @@ import sys
 import time
 
 import pytest
-from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
-
-
-def message(address: str, *args) -> bytes:
-    builder = OscMessageBuilder(address)
-    for arg in args:
-        builder.add_arg(arg)
-    return builder.build().dgram
-
-
-def ask(port: int, data: bytes, timeout: float = 2.0) -> list:
-    """Send one datagram from a fresh socket and collect the replies (address, args)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(data, ("127.0.0.1", port))
-        replies = []
-        try:
-            while True:
-                packet = OscPacket(s.recv(65535))
-                replies.extend((m.message.address, list(m.message.params)) for m in packet.messages)
-                s.settimeout(0.3)
-        except TimeoutError:
-            return replies
+from tests.helpers import ask, message, osc_port, start_serve, stop_serve, wait_started
 
 
 def test_oscsend_changes_the_engine_and_errors_are_answered(served):
@@ -65,12 +42,6 @@ def test_oscsend_changes_the_engine_and_errors_are_answered(served):
     assert summary["osc"]["errors"] == 1 and summary["osc"]["unparsable"] == 1
     assert "osc error: /liveshtr/gain: expected numbers" in proc.stderr.read()  # logged, not only counted
     assert summary["underruns"] == 0 and summary["non_finite_blocks"] == 0
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_subscription_feedback_reaches_a_python_osc_client(served):

@@ -41,8 +41,7 @@ from liveshtr.control.osc_protocol import (
     is_client_address,
 )
 from liveshtr.live.params import LATENT_RANGE, Params
-from tests.control.test_osc import ask, free_udp_port, message
-from tests.test_serve import cli, one_line_error, start_serve, stop_serve, wait_started
+from tests.helpers import ask, cli, message, one_line_error, osc_port, start_serve, stop_serve, wait_started
 
 PATCHES = Path(__file__).resolve().parents[2] / "patches"
 HARNESS = Path(__file__).parent / "pd" / "listen.pd"
@@ -380,6 +379,12 @@ def test_touchdesigner_callbacks_in_its_readme_call_the_script():
 # -- Pure Data, live ---------------------------------------------------------------------------------------------
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Pd:
     """Headless Pure Data with the patch and the test harness; its console lines arrive through a thread."""
 
@@ -471,8 +476,6 @@ def test_the_pd_patch_plays_every_control_and_follows_the_server(served):
 
 
 def test_the_pd_patch_saves_and_recalls_scenes_and_starts_and_stops_takes(tmp_path):
-    from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
-
     scenes, sets = tmp_path / "scenes.json", tmp_path / "sets"
     proc = start_serve("--sink", "null", "--no-web", "--scenes", str(scenes), "--record", str(sets))
     pd = None
@@ -511,8 +514,6 @@ def test_the_pd_patch_saves_and_recalls_scenes_and_starts_and_stops_takes(tmp_pa
 
 
 def test_the_pd_patch_switches_the_set_and_follows_the_new_models_table(other_model):
-    from tests.test_serve import osc_port, start_serve, stop_serve, wait_started
-
     proc = start_serve(str(DEMO_MODEL), str(other_model), "--sink", "null", "--no-web", "--status-every", "0")
     pd = None
     try:

@@ -12,8 +12,7 @@ from liveshtr.control.midi_protocol import MidiMap, MidiProtocol
 from liveshtr.control.osc_protocol import OscProtocol
 from liveshtr.control.scenes import Morph, SceneError, SceneMorpher, Scenes, SceneStore
 from liveshtr.live.params import Params
-from tests.control.test_osc import ask, message
-from tests.test_serve import cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
+from tests.helpers import ask, cli, message, one_line_error, osc_port, start_serve, stop_serve, wait_started
 
 
 class Clock:

@@ -13,10 +13,20 @@ import pytest
 from websockets.sync.client import connect
 
 from liveshtr.commands.common import DEMO_MODEL
-from tests.control.test_osc import ask, message
-from tests.control.test_web import next_of, ws_url
-from tests.live.test_recorder import replays_exactly
-from tests.test_serve import SAFE_LOOKAHEAD_MS, cli, one_line_error, osc_port, start_serve, stop_serve, wait_started
+from tests.helpers import (
+    SAFE_LOOKAHEAD_MS,
+    ask,
+    cli,
+    message,
+    next_of,
+    one_line_error,
+    osc_port,
+    replays_exactly,
+    start_serve,
+    stop_serve,
+    wait_started,
+    ws_url,
+)
 
 
 def receive(sock: socket.socket, seconds: float) -> list[tuple[str, list]]:

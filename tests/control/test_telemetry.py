@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from liveshtr.control.telemetry import FLOOR_DB, Feedback, Spectrum
-from tests.live.test_engine import make_engine
+from tests.helpers import make_engine
 
 
 def test_spectrum_reads_a_full_scale_sine_at_0_dbfs_in_its_band():

@@ -9,19 +9,21 @@ import urllib.error
 import urllib.request
 
 import pytest
-from pythonosc.osc_message_builder import OscMessageBuilder
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.test_serve import (
+from tests.helpers import (
     SAFE_LOOKAHEAD_MS,
     cli,
+    next_of,
     one_line_error,
+    osc,
     osc_port,
     start_serve,
     stop_serve,
     wait_started,
     web_url,
+    ws_url,
 )
 
 TOKEN = "stage-secret-42"
@@ -39,28 +41,6 @@ def served(tmp_path, request):
         yield lines, proc, stats
     finally:
         stop_serve(proc)
-
-
-def ws_url(lines: dict, token: str | None = None) -> str:
-    base = web_url(lines).split("?")[0].replace("http://", "ws://")
-    return f"{base}ws" + (f"?token={token}" if token else "")
-
-
-def next_of(ws, kind: str, timeout: float = 5.0, where=lambda m: True) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if message["type"] == kind and where(message):
-            return message
-    raise AssertionError(f"no {kind} message in {timeout} s")
-
-
-def osc(port: int, address: str, *args) -> None:
-    builder = OscMessageBuilder(address)
-    for arg in args:
-        builder.add_arg(arg)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.sendto(builder.build().dgram, ("127.0.0.1", port))
 
 
 def test_every_change_reaches_every_client_whoever_made_it(served):

@@ -13,12 +13,7 @@ from liveshtr.live.automation import load_schedule
 from liveshtr.live.engine import FADE_S, Engine
 from liveshtr.live.generator import Generator
 from liveshtr.live.params import ParamError, Params
-
-RATE, BLOCK = 48000, 256
-
-
-def make_engine(bundle, seed=0, samplerate=RATE, **params) -> Engine:
-    return Engine(Generator(bundle, seed=seed), Params.for_bundle(bundle, **params), samplerate, BLOCK)
+from tests.helpers import BLOCK, RATE, make_engine
 
 
 def rms_db(x: np.ndarray) -> float:

@@ -4,7 +4,6 @@ control change; `render --replay` makes the same samples offline."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import numpy as np
@@ -12,26 +11,18 @@ import pytest
 import soundfile
 
 from liveshtr.live.recorder import Tap, read_session
-from tests.control.test_osc import ask, message
-from tests.test_serve import cli, one_line_error, osc_port, start_serve, wait_started
-
-
-def replays_exactly(session_dir, out, take: int = 1) -> tuple[np.ndarray, int]:
-    """`render --replay` of a take equals the take, sample for sample; returns the take (24-bit as int32) and rate."""
-    result = cli("render", "--replay", str(session_dir), "--take", str(take), "-o", str(out))
-    assert result.returncode == 0, result.stderr
-    recorded, rate = soundfile.read(session_dir / f"take-{take}.wav", dtype="int32")
-    replayed, rate2 = soundfile.read(out, dtype="int32")
-    assert rate == rate2 and np.array_equal(recorded, replayed), (
-        f"take {take}: {np.flatnonzero(recorded != replayed)[:5]}"
-    )
-    return recorded, rate
-
-
-def send(port: int, data: bytes) -> None:
-    """One datagram, no reply awaited (changes are not answered)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.sendto(data, ("127.0.0.1", port))
+from tests.helpers import (
+    ask,
+    cli,
+    message,
+    midi_out,
+    one_line_error,
+    osc_port,
+    replays_exactly,
+    send,
+    start_serve,
+    wait_started,
+)
 
 
 def test_the_tap_never_waits_and_counts_what_it_loses():
@@ -211,8 +202,6 @@ def test_a_session_cut_short_by_a_crash_keeps_its_whole_lines(tmp_path, line):
 
 
 def test_a_set_played_through_jack_and_driven_by_midi_and_osc_replays_sample_for_sample(jack, tmp_path):
-    from tests.control.test_midi import midi_out
-
     record = tmp_path / "sets"
     proc = start_serve(
         "--audio-device", "system", "--no-web", "--midi", "--midi-api", "jack", "--record", str(record),

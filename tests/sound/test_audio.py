@@ -9,7 +9,7 @@ import soundfile as sf
 from liveshtr.config import AudioConfig
 from liveshtr.errors import AudioError, ConfigError
 from liveshtr.sound.audio import expand_paths, load_song, load_songs, write_audio
-from tests.conftest import SHARED_AUDIO, shared_song
+from tests.helpers import SHARED_AUDIO, shared_song
 
 
 def band_energy(x: np.ndarray, samplerate: int, lo: float, hi: float) -> float:

@@ -10,7 +10,7 @@ from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.sound import tempo
 from liveshtr.sound.audio import load_song
 from liveshtr.sound.frames import FrameCodec
-from tests.conftest import shared_song
+from tests.helpers import shared_song
 
 RATE = 24000
 CODEC = FrameCodec(FrameConfig(), RATE)

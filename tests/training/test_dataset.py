@@ -11,7 +11,7 @@ from liveshtr.sound.audio import load_songs
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout, find_loop_pulse
 from liveshtr.training.dataset import prepare, training_spans
-from tests.conftest import GROOVE, shared_song
+from tests.helpers import GROOVE, shared_song
 
 RATE = 24000
 

@@ -18,7 +18,7 @@ import torch
 
 from liveshtr.bundle import load_bundle
 from tests.background import BACKGROUND, Job
-from tests.conftest import GROOVE, QUICK, shared_song, train
+from tests.helpers import GROOVE, QUICK, shared_song, train
 
 
 def loop_of(name: str, start_s: float, seconds: float) -> np.ndarray:
