@@ -27,7 +27,10 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(help_all: bool = False) -> argparse.ArgumentParser:
+    """Every subcommand; `help_all`: their research and engine flags in `--help` too."""
+    from liveshtr.commands.options import HelpFormatter, add_common, hide_advanced
+
     parser = argparse.ArgumentParser(
         prog="liveshtr",
         description="Learn one song's signature with an LSTM+VAE, then improvise new sound from it live.",
@@ -36,19 +39,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in SUBCOMMANDS.items():
         module = importlib.import_module(f"liveshtr.commands.{name}")
-        p = sub.add_parser(
-            name,
-            help=help_text,
-            description=module.__doc__,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
+        p = sub.add_parser(name, help=help_text, description=module.__doc__, formatter_class=HelpFormatter)
         module.add_arguments(p)
+        add_common(p)
+        if not help_all:
+            hide_advanced(p, getattr(module, "ADVANCED", ()), name)
         p.set_defaults(_module=module, _parser=p)
     return parser
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of `name` in argv (`--config F` or `--config=F`), before the parser runs."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pathlib import Path
+
+    from liveshtr.commands.options import apply_config
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    if command is not None and "--help-all" in argv:
+        build_parser(help_all=True).parse_args([command, "--help"])  # prints every flag and exits
     parser = build_parser()
+    config = _option(argv, "--config") if command is not None else None
+    if config is not None:
+        try:
+            apply_config(parser._subparsers._group_actions[0].choices[command], Path(config))
+        except LiveshtrError as exc:
+            print(f"liveshtr {command}: error: {exc}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)

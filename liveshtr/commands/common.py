@@ -75,6 +75,10 @@ def add_model_argument(p: argparse.ArgumentParser, optional: bool, many: bool = 
         p.add_argument("model", metavar="MODEL", help="model bundle folder (models/<name>)")
 
 
+# The engine's flags a performer rarely needs: behind `--help-all` (and settable with --config).
+ENGINE_ADVANCED = ("--threads", "--precision", "--blocksize", "--lookahead-ms", "--max-lookahead-ms", "--samplerate")
+
+
 def add_engine_arguments(p: argparse.ArgumentParser, samplerate_help: str) -> None:
     from liveshtr.live.engine import BLOCKSIZE, LOOKAHEAD_MS, MAX_LOOKAHEAD_MS
 

@@ -12,7 +12,15 @@ import argparse
 import time
 from pathlib import Path
 
-from liveshtr.commands.common import add_engine_arguments, add_model_argument, build_engine, describe_model
+from liveshtr.commands.common import (
+    ENGINE_ADVANCED,
+    add_engine_arguments,
+    add_model_argument,
+    build_engine,
+    describe_model,
+)
+
+ADVANCED = ENGINE_ADVANCED  # behind `--help-all`, settable with --config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -20,10 +20,19 @@ from pathlib import Path
 
 from liveshtr.commands.common import (
     DEMO_MODEL,
+    ENGINE_ADVANCED,
     add_engine_arguments,
     add_model_argument,
     build_engine,
     describe_model,
+)
+
+# Flags for networks, tests, measurements and the engine: behind `--help-all`, settable with --config.
+ADVANCED = (
+    *ENGINE_ADVANCED,
+    *("--host", "--token", "--osc-allow", "--insecure", "--no-osc", "--no-web", "--midi-api", "--scenes"),
+    *("--status-every", "--stats-json", "--simulate-load-ms", "--telemetry-hz", "--channels", "--device"),
+    *("--seed", "--controls"),
 )
 
 OSC_PORT = 9000

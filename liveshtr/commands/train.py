@@ -25,6 +25,13 @@ from liveshtr.config import (
     position_harmonics_for,
 )
 
+# Research flags: behind `--help-all`, settable with --config (the defaults are the recipe, docs/design.md).
+ADVANCED = (
+    *("--samplerate", "--highpass", "--trim-db", "--domain", "--frame", "--hop", "--max-hz"),
+    *("--clock-harmonics", "--position-harmonics", "--latent-dim", "--batch-size", "--seq-len", "--lr"),
+    *("--beta", "--prior-weight", "--input-noise", "--own-samples"),
+)
+
 MODELS_DIR = Path("models")
 _MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
