@@ -161,10 +161,10 @@ def build_voice(args: argparse.Namespace, bundle, samplerate: int, start_values=
     """Bundle -> onnxruntime session -> generator -> parameter table -> the engine's voice for it, at the start
     controls of the shared flags (or a recorded session's `start_values`). Returns (voice, device actually used)."""
     from liveshtr.errors import ConfigError
-    from liveshtr.live.engine import Voice
     from liveshtr.live.generator import Generator
     from liveshtr.live.params import ParamError, Params
     from liveshtr.live.runtime import StepModel
+    from liveshtr.live.voice import Voice
 
     initial = {}
     if args.temperature is not None:

@@ -49,7 +49,9 @@ def load_schedule(path: str | Path, params: Params) -> Schedule:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LiveshtrError(f"--controls {path}: cannot read it ({exc.__class__.__name__})") from None
-    scratch = Params(params.table["latent"].size)  # every line is checked on a table of its own
+    # Every line is checked on a table of its own, of the same controls (a model with a clock has a tempo).
+    tempo = params.table["tempo"].default if "tempo" in params.table else None
+    scratch = Params(params.table["latent"].size, tempo=tempo)
     events = []
     for number, line in enumerate(lines, 1):
         text = line.strip()

@@ -87,7 +87,10 @@ def make_session(
     if precision not in PRECISION_CHOICES:
         raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
     options = session_options(threads or default_threads(bundle, "float32"))
-    want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers()
+    # int8 runs on the CPU only: asked for with 'auto', the CPU is where it runs
+    want_cuda = (device == "cuda" or (device == "auto" and precision != "int8")) and (
+        "CUDAExecutionProvider" in ort.get_available_providers()
+    )
     if device == "cuda" and not want_cuda:
         raise DeviceError(
             "--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu); use --device cpu"
@@ -151,9 +154,12 @@ class StepModel:
         def value(array: np.ndarray, where: str) -> ort.OrtValue:
             return ort.OrtValue.ortvalue_from_numpy(array, where, 0)
 
-        zeros = np.zeros(state_shape, dtype=np.float32)
-        # Two pairs of state buffers on the model's device; step i reads pair i%2 and writes pair (i+1)%2.
-        self._state = [[value(zeros, self.device) for _ in range(2)] for _ in range(2)]  # [pair][h, c]
+        # Two pairs of state buffers on the model's device; step i reads pair i%2 and writes pair (i+1)%2. Each has
+        # memory of its own: on the CPU an OrtValue wraps its numpy array without copying, so one array behind all
+        # four would make h and c one buffer, read and written by the same step.
+        self._state_arrays = [np.zeros(state_shape, dtype=np.float32) for _ in range(4)]  # kept alive with them
+        arrays = iter(self._state_arrays)
+        self._state = [[value(next(arrays), self.device) for _ in range(2)] for _ in range(2)]  # [pair][h, c]
         host = {n: value(a, "cpu") for n, a in {**self.feeds, **self.outputs}.items()}  # share numpy memory
         self._bindings = []
         for i in range(2):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.engine import MAX_FADE_S, Voice
+from liveshtr.live.engine import MAX_FADE_S
+from liveshtr.live.voice import Voice
 
 DEFAULT_FADE_S = 2.0
 MAX_MODELS = 64

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from liveshtr.bundle import load_bundle
-from liveshtr.live.engine import Crossfade, Engine, Voice
+from liveshtr.live.engine import Engine
 from liveshtr.live.generator import Generator
 from liveshtr.live.params import Params
 from liveshtr.live.setlist import Model, SetError, SetList
+from liveshtr.live.voice import Crossfade, Voice
 
 RATE, BLOCK = 48000, 256
 
