@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from liveshtr.errors import LiveshtrError
 from liveshtr.live.params import Params
+from liveshtr.sound.tempo import BEATS_PER_BAR
 
-QUANTUM = 4.0  # beats in a Link bar, as the MIDI clock's bar
 TEMPO_STEP = 0.05  # beats a minute: smaller tempo changes are not sent to the table
 
 
@@ -72,7 +72,7 @@ class LinkClock:
         with warnings.catch_warnings():  # aalink 0.2 wants the loop and warns that it will not
             warnings.simplefilter("ignore", DeprecationWarning)
             link = Link(self.start_tempo, asyncio.get_running_loop())
-        link.quantum = QUANTUM
+        link.quantum = float(BEATS_PER_BAR)
         link.enabled = True
         self._ready.set()
         try:
@@ -80,7 +80,7 @@ class LinkClock:
                 await link.sync(1)  # the session's next beat
                 self.beats += 1
                 try:
-                    self.on_beat(link.beat % QUANTUM, link.tempo, link.num_peers)
+                    self.on_beat(link.beat % BEATS_PER_BAR, link.tempo, link.num_peers)
                 except Exception as exc:  # a Link hiccup never stops the music
                     self.errors += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
@@ -94,7 +94,7 @@ class LinkClock:
         params = self.params()
         if "tempo" in params.table and abs(params.get("tempo") - bpm) > TEMPO_STEP:
             params.set("tempo", bpm)
-        self.sync_beat(round(beats) % QUANTUM, bpm, at)
+        self.sync_beat(round(beats) % BEATS_PER_BAR, bpm, at)
 
     def describe(self) -> str:
         return f"link      Ableton Link from {self.start_tempo:.1f} bpm: the session's tempo and beat drive the clock"

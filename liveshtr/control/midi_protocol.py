@@ -27,13 +27,13 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from liveshtr.live.params import ParamError, Params
+from liveshtr.sound.tempo import BEATS_PER_BAR
 
 TICKS_PER_BEAT = 24
 CLOCK_WINDOW = TICKS_PER_BEAT  # ticks the tempo is measured over: one beat
 CLOCK_GAP_S = 0.5  # a longer gap between ticks starts the measurement again (the clock stopped, or jumped)
 TEMPO_STEP = 0.05  # beats a minute: the tempo follows the clock only by more than this (no re-publish per tick)
 KEYS = (36, 96)  # C2..C7: five octaves of a 61-key keyboard span the song
-BEATS_PER_BAR = 4
 # Ticks between the moments a jump may land.
 QUANTA = {"off": 0, "beat": TICKS_PER_BEAT, "bar": BEATS_PER_BAR * TICKS_PER_BEAT}
 # Data lengths of channel messages by their high nibble, and of the system messages that carry data.

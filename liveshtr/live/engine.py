@@ -26,11 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from liveshtr.live.automation import Schedule
-from liveshtr.live.generator import BAR, Controls, Generator
+from liveshtr.live.generator import Controls, Generator
 from liveshtr.live.params import Params
 from liveshtr.live.ring import RingBuffer
 from liveshtr.live.sched import PRODUCER_PRIORITY, make_realtime
 from liveshtr.live.voice import Crossfade, Voice
+from liveshtr.sound.tempo import BEATS_PER_BAR
 
 FADE_S = 0.02  # the callback's gain moves at most full scale in this time: no zipper noise, panic in 20 ms
 SWITCH_INTERVAL_S = 0.0001  # how long the callback can wait for the GIL while the producer runs Python code
@@ -190,7 +191,7 @@ class Engine:
         self._beat_sync = None
         if "tempo" not in self.params.table:  # a model without a clock input
             return
-        beats = (beats + (time.monotonic() - at + self.latency_s) * bpm / 60.0) % BAR
+        beats = (beats + (time.monotonic() - at + self.latency_s) * bpm / 60.0) % BEATS_PER_BAR
         self.generator.set_beat(beats)
         if self._snapshots is not None:
             self._snapshots.append((self.stats.hops, "beat", beats))

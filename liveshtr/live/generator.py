@@ -27,13 +27,13 @@ from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import FLOOR
 from liveshtr.sound.phase import PhaseReconstructor
+from liveshtr.sound.tempo import BEATS_PER_BAR
 from liveshtr.sound.tone import ContrastFilter
 
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised feature this large means the loop has diverged: re-prime
 FEATURE_LIMIT = 8.0  # features are held within this many spreads of their mean (a sampled outlier
 # would otherwise be exp'd into a blast that only the limiter stops)
-BAR = 4.0  # the clock counts beats modulo the bar; every clock feature repeats with it
 
 
 @dataclass
@@ -165,7 +165,7 @@ class Generator:
 
     def set_beat(self, beats: float) -> None:
         """Put the clock at `beats` into the bar (a MIDI clock's position: the band's beat)."""
-        self._beat = float(beats) % BAR
+        self._beat = float(beats) % BEATS_PER_BAR
 
     def next_frame(self, controls: Controls) -> np.ndarray:
         """Step once: returns the normalised frame to play now (dim,) and prepares the next one.
@@ -192,7 +192,7 @@ class Generator:
         self.rng.standard_normal(dtype=np.float32, out=noise)
         noise *= self.noise_scale
         tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
-        self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BAR
+        self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BEATS_PER_BAR
         feeds["beat"][0] = self._beat  # the clock of the frame being predicted
         if self._position_feed is not None:  # the song plays on from the prime, around to its start
             self._place = (self._place + self._place_step) % 1.0

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liveshtr.sound import tempo
+from liveshtr.sound.tempo import BEATS_PER_BAR
 
 FLOOR = 1e-5  # added to magnitudes before the log (about -100 dB of a full-scale sine's bin)
-BAR_BEATS = 4
 
 
 @dataclass(frozen=True)
@@ -134,38 +133,5 @@ def clock_features(beat: np.ndarray | float, harmonics: tuple[int, ...]) -> np.n
     beat, 16 the sixteenth note). With the harmonics 1..16 any pattern of hits on the sixteenth-note grid is a
     linear function of the clock."""
     b = np.asarray(beat, dtype=np.float64)[..., None]
-    angles = 2 * math.pi * b / BAR_BEATS * np.asarray(harmonics, dtype=np.float64)
+    angles = 2 * math.pi * b / BEATS_PER_BAR * np.asarray(harmonics, dtype=np.float64)
     return np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(*angles.shape[:-1], -1).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Pulse:
-    """A song's tempo, how clear its pulse is (0..1) and the beat count at every frame."""
-
-    bpm: float
-    clarity: float
-    beats: np.ndarray  # (T,) float64
-
-    @property
-    def period(self) -> float:
-        return 60.0 / self.bpm
-
-
-def find_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse:
-    """Tempo and per-frame beat count of one song from its magnitude frames (T, n_bins)."""
-    frame_rate = samplerate / hop
-    env = tempo.onset_strength(mags, samplerate, frame, frame_rate)
-    bpm, clarity = tempo.estimate_tempo(env, frame_rate)
-    beats = tempo.track_beats(env, frame_rate, bpm)
-    period = 60.0 * frame_rate / bpm
-    return Pulse(bpm, clarity, tempo.beat_phase(len(mags), beats, period))
-
-
-def find_loop_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse:
-    """As `find_pulse`, for a loop's frames (T, n_bins), which go round it once: a whole number of beats fill
-    it, counted evenly, so the beat runs on across its end as it does when it is looped."""
-    frame_rate = samplerate / hop
-    env = tempo.onset_strength(mags, samplerate, frame, frame_rate)
-    count, clarity, first = tempo.loop_tempo(env, frame_rate)
-    per_frame = count / len(mags)
-    return Pulse(60.0 * frame_rate * per_frame, clarity, first + per_frame * np.arange(len(mags), dtype=np.float64))

@@ -17,6 +17,7 @@ the song's tempo (or an external clock) takes its place.
   autocorrelation at the loop's length over each count, weighted as above and towards counts of 1, 2, 4, 8 ...
   beats, as loops are most often cut in whole bars of four) and where they fall (the phase of the envelope's
   component at that count);
+- `find_pulse`, `find_loop_pulse`: all of it for one song's or one loop's magnitude frames, as a `Pulse`;
 - `beat_phase`: beats counted at every frame (0 at the first beat, 1 at the next, fractional between, the period
   extended before the first and after the last beat).
 """
@@ -24,11 +25,14 @@ the song's tempo (or an external clock) takes its place.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from liveshtr.sound.bands import third_octave_edges
+
+BEATS_PER_BAR = 4  # the bar every clock counts in: the model's, a MIDI clock's, a Link session's quantum
 
 BPM_RANGE = (60.0, 200.0)
 BPM_PRIOR = 120.0  # centre of the tempo preference
@@ -162,3 +166,36 @@ def beat_phase(n_frames: int, beats: np.ndarray, period: float) -> np.ndarray:
     phase[before] = (t[before] - beats[0]) / period
     phase[after] = len(beats) - 1 + (t[after] - beats[-1]) / period
     return phase
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """A song's tempo, how clear its pulse is (0..1) and the beat count at every frame."""
+
+    bpm: float
+    clarity: float
+    beats: np.ndarray  # (T,) float64
+
+    @property
+    def period(self) -> float:
+        return 60.0 / self.bpm
+
+
+def find_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse:
+    """Tempo and per-frame beat count of one song from its magnitude frames (T, n_bins)."""
+    frame_rate = samplerate / hop
+    env = onset_strength(mags, samplerate, frame, frame_rate)
+    bpm, clarity = estimate_tempo(env, frame_rate)
+    beats = track_beats(env, frame_rate, bpm)
+    period = 60.0 * frame_rate / bpm
+    return Pulse(bpm, clarity, beat_phase(len(mags), beats, period))
+
+
+def find_loop_pulse(mags: np.ndarray, samplerate: int, frame: int, hop: int) -> Pulse:
+    """As `find_pulse`, for a loop's frames (T, n_bins), which go round it once: a whole number of beats fill
+    it, counted evenly, so the beat runs on across its end as it does when it is looped."""
+    frame_rate = samplerate / hop
+    env = onset_strength(mags, samplerate, frame, frame_rate)
+    count, clarity, first = loop_tempo(env, frame_rate)
+    per_frame = count / len(mags)
+    return Pulse(60.0 * frame_rate * per_frame, clarity, first + per_frame * np.arange(len(mags), dtype=np.float64))

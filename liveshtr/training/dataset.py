@@ -16,7 +16,7 @@ import numpy as np
 from liveshtr.config import LOOP_MAX_S, LOOP_TRAIN_S
 from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec, FrameStats
-from liveshtr.sound.magnitude import Pulse, find_loop_pulse, find_pulse
+from liveshtr.sound.tempo import Pulse, find_loop_pulse, find_pulse
 
 VAL_EVERY = 10  # one block in ten is held out
 VAL_BLOCK_S = 4.0  # seconds per block

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from liveshtr.config import MagnitudeConfig
-from liveshtr.sound.magnitude import BAR_BEATS
+from liveshtr.sound.tempo import BEATS_PER_BAR
 
 LOGVAR_RANGE = (-7.0, 3.0)  # per-feature log-variance of the output, in normalised units
 LATENT_LOGVAR_RANGE = (-10.0, 4.0)
@@ -54,7 +54,7 @@ def cycles(turns: torch.Tensor, harmonics: tuple[int, ...]) -> torch.Tensor:
 
 def clock(beat: torch.Tensor, harmonics: tuple[int, ...]) -> torch.Tensor:
     """Beat counts (...,) -> (..., 2 * len(harmonics)), as `liveshtr.sound.magnitude.clock_features`."""
-    return cycles(beat / BAR_BEATS, harmonics)
+    return cycles(beat / BEATS_PER_BAR, harmonics)
 
 
 class Pass(NamedTuple):

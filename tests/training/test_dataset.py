@@ -9,7 +9,8 @@ import soundfile as sf
 from liveshtr.config import LOOP_TRAIN_S, AudioConfig, FrameConfig
 from liveshtr.sound.audio import load_songs
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.sound.magnitude import MagnitudeLayout, find_loop_pulse
+from liveshtr.sound.magnitude import MagnitudeLayout
+from liveshtr.sound.tempo import find_loop_pulse
 from liveshtr.training.dataset import prepare, training_spans
 from tests.helpers import GROOVE, shared_song
 
