@@ -107,24 +107,29 @@ def songs(song_files):
 
 
 @pytest.fixture(scope="session")
-def jack():
-    """A JACK server with the dummy driver: a real audio clock at 48 kHz / 256-frame periods, no sound card."""
+def jack(tmp_path_factory):
+    """A JACK server with the dummy driver: a real audio clock at 48 kHz / 256-frame periods, no sound card.
+
+    Its log goes to a file: a pipe nobody reads fills up (64 KiB of xrun and client messages over a loaded session)
+    and then blocks the server, and every JACK client with it."""
     if shutil.which("jackd") is None:
         pytest.fail("jackd is missing (Debian package jackd2; `make test` installs it)")
     name = f"liveshtr-test-{os.getpid()}"
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
-    proc = subprocess.Popen(
-        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    log = tmp_path_factory.mktemp("jack") / "jackd.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         for _ in range(100):
             if subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0:
                 break
             if proc.poll() is not None:
-                pytest.fail(f"jackd exited: {proc.stderr.read().decode()[-500:]}")
+                pytest.fail(f"jackd exited: {log.read_text(errors='replace')[-500:]}")
             time.sleep(0.1)
         else:
             pytest.fail("jackd did not come up in 10 s")
