@@ -59,8 +59,10 @@ def test_a_config_file_sets_any_flag_as_the_flag_would_and_the_command_line_wins
         2.0,
         "on",
     )
-    args = parsed("serve", "latent = [1.5, -2]\nno-web = true\nsink = 'null'\n", tmp_path)
+    args = parsed("serve", "latent = [1.5, -2]\nno-web = true\nsink = 'null'\nmidi = true\n", tmp_path)
     assert args.latent == [1.5, -2.0] and args.no_web is True and args.sink == "null"
+    assert args.midi == build_parser().parse_args(["serve", "--midi"]).midi  # as the flag without a port
+    assert parsed("serve", 'midi = "keys"', tmp_path).midi == "keys"
 
 
 @pytest.mark.parametrize(

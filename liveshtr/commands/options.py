@@ -4,7 +4,8 @@ flags behind `--help-all`, and `--config FILE` to set any of them from a TOML fi
 A command module lists its research and engine flags in `ADVANCED` (their long option strings); `--help` leaves
 them out and says how to see them. `--config FILE` reads a TOML table whose keys are flags' long names (dashes or
 underscores) and whose values are what the flag would be given: a number, a string, a list for a flag that takes
-several values or a list such as `clock-harmonics = [4, 1, 8]`, true for a switch. Each value is checked as the
+several values or a list such as `clock-harmonics = [4, 1, 8]`, true for a switch (or for a flag whose value may
+be left out, such as `midi = true`). Each value is checked as the
 flag itself checks it, and a wrong one is one line naming the file and the key. The command line wins over the
 file.
 """
@@ -53,6 +54,8 @@ def _value_text(action: argparse.Action, key: str, value) -> list[str] | str | b
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: true or false")
         return value
+    if action.nargs == "?" and value is True:  # a flag that may go without its value: `midi = true` is `--midi`
+        return action.const
     if isinstance(value, bool) or isinstance(value, dict):
         raise ConfigError(f"{key}: expected {'a list of ' if action.nargs in ('+', '*') else ''}a value, not {value!r}")
     if isinstance(value, list):
@@ -85,7 +88,7 @@ def apply_config(parser: argparse.ArgumentParser, path: Path) -> None:
             )
         try:
             text = _value_text(action, key, value)
-            if isinstance(text, bool):
+            if isinstance(text, bool) or text is action.const is not None:
                 defaults[dest] = text
                 continue
             items = text if isinstance(text, list) else [text]
