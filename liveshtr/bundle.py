@@ -223,8 +223,9 @@ def load_bundle(path: str | Path) -> Bundle:
         output_gain = (10 ** (gain_db / 20)).astype(np.float32)
         bundle = Bundle(path, meta, audio, frames, stats, latent_mean, latent_spread, primes, output_gain)
         dim, latent, features = bundle.dim, bundle.latent_dim, bundle.layout.n_features
-        for section, key in FORMAT_FIELDS:
-            meta[section][key]
+        missing = [key for section, key in FORMAT_FIELDS if key not in meta[section]]
+        if missing:
+            raise KeyError(", ".join(missing))  # reported below as a malformed model.json, naming the fields
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: {META_FILE} is incomplete or malformed ({exc})") from None
     n_bins = frames.n_bins(audio.samplerate)

@@ -48,6 +48,12 @@ def build_parser(help_all: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand."""
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
 def _option(argv: list[str], name: str) -> str | None:
     """The value of `name` in argv (`--config F` or `--config=F`), before the parser runs."""
     for i, arg in enumerate(argv):
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _option(argv, "--config") if command is not None else None
     if config is not None:
         try:
-            apply_config(parser._subparsers._group_actions[0].choices[command], Path(config))
+            apply_config(command_parser(parser, command), Path(config))
         except LiveshtrError as exc:
             print(f"liveshtr {command}: error: {exc}", file=sys.stderr)
             return 2

@@ -10,7 +10,7 @@ import sys
 import pytest
 import soundfile
 
-from liveshtr.cli import SUBCOMMANDS, build_parser
+from liveshtr.cli import SUBCOMMANDS, build_parser, command_parser
 from liveshtr.commands.options import apply_config
 from liveshtr.errors import ConfigError
 
@@ -30,9 +30,7 @@ def test_help_fits_a_screen_and_help_all_has_every_flag(command):
     short, full = liveshtr(command, "--help"), liveshtr(command, "--help-all")
     assert short.returncode == 0 and full.returncode == 0, short.stderr + full.stderr
     assert len(short.stdout.splitlines()) <= 60, command
-    every = {
-        o for a in build_parser()._subparsers._group_actions[0].choices[command]._actions for o in a.option_strings
-    }
+    every = {o for a in command_parser(build_parser(), command)._actions for o in a.option_strings}
     assert flags(full.stdout) == {o for o in every if o.startswith("--")}  # nothing left out of --help-all
     hidden = flags(full.stdout) - flags(short.stdout)
     assert set(RESEARCH.get(command, [])) <= hidden
@@ -45,7 +43,7 @@ def parsed(command: str, toml: str, tmp_path, *argv: str):
     config = tmp_path / "settings.toml"
     config.write_text(toml)
     parser = build_parser()
-    apply_config(parser._subparsers._group_actions[0].choices[command], config)
+    apply_config(command_parser(parser, command), config)
     return parser.parse_args([command, *argv])
 
 

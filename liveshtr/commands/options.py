@@ -88,7 +88,7 @@ def apply_config(parser: argparse.ArgumentParser, path: Path) -> None:
             )
         try:
             text = _value_text(action, key, value)
-            if isinstance(text, bool) or text is action.const is not None:
+            if isinstance(text, bool) or (action.nargs == "?" and value is True):  # a switch, or a flag's const
                 defaults[dest] = text
                 continue
             items = text if isinstance(text, list) else [text]
