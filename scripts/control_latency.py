@@ -32,6 +32,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from liveshtr.bundle import load_bundle
 from liveshtr.commands import serve
 from liveshtr.commands.common import DEMO_MODEL, build_engine
+from liveshtr.control.surfaces import Surfaces
 from liveshtr.live.sinks import DeviceSink, find_output_device
 
 FLOODER = """
@@ -98,8 +99,7 @@ def main(argv=None) -> int:
     bundles = [load_bundle(path) for path in paths]
     engine, _ = build_engine(args, args.samplerate or device["samplerate"], bundles[0])
     setlist = serve.make_setlist(args, engine, paths, bundles)
-    exposure = serve.check_surfaces(args)
-    surfaces = serve.Surfaces(args, setlist, exposure)
+    surfaces = Surfaces(serve.check_surfaces(args), setlist)
 
     # Where each hop's first sample lands, and which snapshot made it (read back after the run).
     ratio = engine.samplerate / engine.model_rate

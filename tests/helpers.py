@@ -221,3 +221,10 @@ RATE, BLOCK = 48000, 256
 
 def make_engine(bundle, seed=0, samplerate=RATE, **params) -> Engine:
     return Engine(Generator(bundle, seed=seed), Params.for_bundle(bundle, **params), samplerate, BLOCK)
+
+
+def scenes_for(params, path: Path):
+    """A model's scenes as serve wires them: a store at `path` and a morpher over `params`."""
+    from liveshtr.control.scenes import SceneMorpher, Scenes, SceneStore
+
+    return Scenes(SceneStore(path, params), SceneMorpher(params))

@@ -220,17 +220,3 @@ def describe_model(bundle) -> str:
         f"{bundle.path} ({m['layers']}x{m['hidden']} LSTM, latent {m['latent_dim']}, {f.domain} "
         f"{f.frame}/{f.hop} at {bundle.audio.samplerate} Hz; learned from {songs})"
     )
-
-
-def model_info(bundle) -> dict:
-    """What a control surface shows about the model."""
-    m, f = bundle.meta["model"], bundle.frames
-    return {
-        "name": bundle.meta.get("name", bundle.path.name),
-        "samplerate": bundle.audio.samplerate,
-        "latent_dim": m["latent_dim"],
-        "layers": m["layers"],
-        "hidden": m["hidden"],
-        "domain": f.domain,
-        "songs": [s["file"] for s in bundle.meta["training"]["songs"]],
-    }

@@ -26,6 +26,7 @@ from liveshtr.commands.common import (
     build_engine,
     describe_model,
 )
+from liveshtr.control.surfaces import OSC_PORT, WEB_PORT
 
 # Flags for networks, tests, measurements and the engine: behind `--help-all`, settable with --config.
 ADVANCED = (
@@ -34,9 +35,6 @@ ADVANCED = (
     *("--status-every", "--stats-json", "--simulate-load-ms", "--telemetry-hz", "--channels", "--device"),
     *("--seed", "--controls"),
 )
-
-OSC_PORT = 9000
-WEB_PORT = 9001
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,8 +167,9 @@ class Terminal:
 
 
 def check_surfaces(args: argparse.Namespace):
-    """The control surfaces' flags, checked before anything starts: ports, rates and who may connect."""
+    """The control surfaces' flags, checked before anything starts: ports, rates, who may connect, the MIDI map."""
     from liveshtr.control.access import Exposure, check_exposure, parse_host, parse_networks
+    from liveshtr.control.surfaces import SurfaceOptions
     from liveshtr.errors import ConfigError
 
     for flag, port in (("--osc-port", args.osc_port), ("--web-port", args.web_port)):
@@ -187,11 +186,23 @@ def check_surfaces(args: argparse.Namespace):
         insecure=args.insecure,
     )
     check_exposure(exposure)
+    midi_map = None
     if args.midi_map is not None:
         if args.midi is None:
             raise ConfigError("--midi-map needs --midi (the input it maps)")
-        args.midi_map_data = read_midi_map(args.midi_map)
-    return exposure
+        midi_map = read_midi_map(args.midi_map)
+    return SurfaceOptions(
+        exposure,
+        osc_port=args.osc_port,
+        web_port=args.web_port,
+        telemetry_hz=args.telemetry_hz,
+        midi=args.midi,
+        midi_api=args.midi_api,
+        midi_map=midi_map,
+        midi_map_source=f"--midi-map {args.midi_map}",
+        link=args.link,
+        scenes=args.scenes,
+    )
 
 
 def read_midi_map(path: Path) -> dict:
@@ -203,201 +214,6 @@ def read_midi_map(path: Path) -> dict:
         raise ConfigError(f"--midi-map {path}: cannot read it ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise ConfigError(f"--midi-map {path}: not JSON ({exc})") from None
-
-
-class Surfaces:
-    """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
-
-    def __init__(self, args: argparse.Namespace, setlist, exposure, recorder=None):
-        from liveshtr.control.access import check_exposure
-
-        self.args, self.setlist, self.exposure, self.recorder = args, setlist, exposure, recorder
-        self.engine = engine = setlist.engine
-        self.exposed = check_exposure(exposure)
-        self.osc = self.web = self.feedback = self.midi = self.scenes = self.link = None
-        self.stores: dict[int, object] = {}  # each model's scenes (control.scenes.SceneStore), by its index
-        self.midi_data: dict | None = None  # the set's MIDI map as given or learned (None: the default map)
-        # What clients can first see: any change after this (even before the feedback thread exists, by a page
-        # that connects early or a datagram that waited in the OSC socket) is published to everyone.
-        self._since = engine.params.snapshot
-        self._logged: dict[str, int] = {}
-
-    def open(self) -> None:
-        """Bind the ports (a port in use is a one-line error before any sound)."""
-        try:
-            self._open()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _open(self) -> None:
-        e, args, engine = self.exposure, self.args, self.engine
-        from liveshtr.control.scenes import SceneError, SceneMorpher, Scenes
-        from liveshtr.errors import ConfigError
-
-        for i, model in enumerate(self.setlist.models):
-            try:
-                self.prepare(i, model)
-            except SceneError as exc:  # a damaged file is never overwritten: the performer decides
-                raise ConfigError(str(exc)) from None
-        first = self.stores[0]
-        self.scenes = Scenes(first, SceneMorpher(engine.params))
-        if args.midi is not None:
-            from liveshtr.control.midi import MidiInput
-            from liveshtr.control.midi_protocol import MidiMap, MidiMapError, MidiProtocol
-
-            data, source = getattr(args, "midi_map_data", None), f"--midi-map {args.midi_map}"
-            if data is None and first.midi_map is not None:
-                data, source = first.midi_map, f"the MIDI map learned in {first.path}"
-            try:
-                midi_map = MidiMap.default(engine.params) if data is None else MidiMap.from_dict(data, engine.params)
-            except MidiMapError as exc:
-                raise ConfigError(f"{source}: {exc}") from None
-            self.midi_data = data
-            protocol = MidiProtocol(
-                engine.params, midi_map, on_learn=self._learned, scenes=self.scenes, on_beat=engine.sync_beat
-            )
-            self.midi = MidiInput(protocol, args.midi or None, args.midi_api)
-        if args.link:
-            from liveshtr.control.link import LinkClock
-
-            params = engine.params
-            tempo = params.get("tempo") if "tempo" in params.table else 120.0
-            self.link = LinkClock(lambda: self.setlist.playing.params, engine.sync_beat, tempo)
-        if e.osc:
-            from liveshtr.control.osc import OscServer
-            from liveshtr.control.osc_protocol import OscProtocol
-
-            midi = self.midi.protocol if self.midi is not None else None
-            protocol = OscProtocol(engine.params, midi, self.scenes, self.recorder, self.setlist)
-            self.osc = OscServer(protocol, e.host, args.osc_port, list(e.osc_allow), busy=lambda: engine.producing)
-        if e.web:
-            from liveshtr.commands.common import model_info
-            from liveshtr.control.telemetry import Spectrum
-            from liveshtr.control.web import WebServer
-            from liveshtr.control.web_protocol import WebProtocol
-
-            protocol = WebProtocol(
-                engine.params,
-                model_info(engine.generator.bundle),
-                args.telemetry_hz,
-                Spectrum(engine.samplerate).describe(),
-                scenes=self.scenes,
-                midi=self.midi.protocol if self.midi is not None else None,
-                recorder=self.recorder,
-                setlist=self.setlist,
-            )
-            self.web = WebServer(protocol, e.host, args.web_port, e.token)
-            self.web.start()
-
-    def prepare(self, index: int, model) -> None:
-        """A model's scenes, read before it can play: a damaged file refuses the model (SceneError)."""
-        from liveshtr.control.scenes import FILE_NAME, SceneStore
-
-        path = self.args.scenes if index == 0 and self.args.scenes else model.path / FILE_NAME  # --scenes: one model
-        self.stores[index] = SceneStore(path, model.params)
-
-    def switched(self, model) -> None:
-        """The set list switched (on the thread that asked): every surface follows the new model's table, and every
-        client hears of it with the table and its whole state."""
-        from liveshtr.control.osc_protocol import PREFIX, Reply
-
-        index, params = self.setlist.models.index(model), model.params
-        self.scenes.use(self.stores[index])
-        if self.midi is not None:
-            self.midi.protocol.use(params, self.midi_data)
-        if self.feedback is not None:
-            self.feedback.use(params)
-        if self.osc is not None:
-            self.osc.protocol.params = params
-            self.osc.publish([Reply(f"{PREFIX}/model", (index, model.name))])
-        if self.web is not None:
-            from liveshtr.commands.common import model_info
-
-            self.web.protocol.params, self.web.protocol.model = params, model_info(model.bundle)
-            self.web.publish(self.web.protocol.full_state())
-
-    def _learned(self, midi_map) -> None:
-        """A MIDI binding was learned (on rtmidi's thread): keep it with the scenes, tell every surface."""
-        from liveshtr.control.osc_protocol import PREFIX, Reply
-
-        self.midi_data = midi_map.to_dict()
-        self.scenes.store.save_midi_map(self.midi_data)
-        source, binding = self.midi.protocol.learned[-1]
-        if self.osc is not None:
-            self.osc.publish([Reply(f"{PREFIX}/midi/learned", (source, str(binding)))])
-        if self.web is not None:
-            self.web.publish(self.web.protocol.midi_state())
-
-    def describe(self) -> list[str]:
-        from liveshtr.control.access import reachable_address
-
-        lines = []
-        if self.osc is not None:
-            also = f" and udp://[::1]:{self.osc.port}" if self.osc.sock6 is not None else ""
-            lines.append(f"osc       udp://{self.osc.host}:{self.osc.port}{also}  (/liveshtr/list names the controls)")
-        if self.web is not None:
-            address = reachable_address(self.exposure.host)
-            query = f"?token={self.exposure.token}" if self.exposure.token else ""
-            lines.append(f"page      http://{address}:{self.web.port}/{query}  (WebSocket at /ws)")
-        if len(self.setlist.models) > 1:
-            models = ", ".join(f"{i} {m.name}" for i, m in enumerate(self.setlist.models))
-            lines.append(f"set       {models}  (/liveshtr/model <index|name> [seconds] switches)")
-        if self.scenes is not None:
-            names = self.scenes.names()
-            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-            lines.append(f"scenes    {len(names)} in {self.scenes.store.path}" + (f": {shown}" if names else ""))
-        if self.midi is not None:
-            lines.append(self.midi.describe())
-        if self.link is not None:
-            lines.append(self.link.describe())
-        lines += [f"exposed   {line}" for line in self.exposed]
-        return lines
-
-    def start(self) -> None:
-        from liveshtr.control.telemetry import Feedback
-
-        self.scenes.start()
-        if self.link is not None:
-            self.link.start()
-        listeners = [server for name, server in self._servers() if name != "midi"]  # MIDI only listens
-        if self.osc is not None:
-            self.osc.start()
-        if listeners:
-            self.feedback = Feedback(
-                self.engine, self.engine.params, listeners, self.args.telemetry_hz, self.errors, since=self._since
-            )
-            self.feedback.start()
-
-    def errors(self) -> int:
-        return sum(server.protocol.errors for _, server in self._servers())
-
-    def error_lines(self) -> list[str]:
-        """New malformed-message errors since the last call, one line per surface (the log, at most once a call)."""
-        lines = []
-        for name, server in self._servers():
-            count = server.protocol.errors
-            new = count - self._logged.get(name, 0)
-            if new:
-                self._logged[name] = count
-                more = f" (+{new - 1} more)" if new > 1 else ""
-                lines.append(f"{name} error: {server.protocol.last_error}{more}")
-        return lines
-
-    def stop(self) -> None:
-        for part in (self.feedback, self.osc, self.web, self.midi, self.scenes, self.link):
-            if part is not None:
-                part.stop()
-
-    def summary(self) -> dict:
-        out = {name: server.summary() for name, server in self._servers()}
-        if self.link is not None:
-            out["link"] = self.link.summary()
-        return out
-
-    def _servers(self) -> list[tuple[str, object]]:
-        surfaces = (("osc", self.osc), ("web", self.web), ("midi", self.midi))
-        return [(name, server) for name, server in surfaces if server is not None]
 
 
 def start_recording(args: argparse.Namespace, engine, device: str, models: list):
@@ -468,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     from liveshtr.live.sched import BACKGROUND_PRIORITY, make_realtime
     from liveshtr.live.setlist import MAX_MODELS
 
-    exposure = check_surfaces(args)
+    options = check_surfaces(args)
     spec = parse_sink(args.sink)
     paths = [Path(m) for m in args.models] or [DEMO_MODEL]
     if len(paths) > 1 and args.controls is not None:
@@ -522,7 +338,9 @@ def run(args: argparse.Namespace) -> int:
     # (live.sched), so none can hold it while a busy machine preempts it.
     make_realtime(BACKGROUND_PRIORITY)
     recorder = start_recording(args, engine, used, setlist.models) if args.record is not None else None
-    surfaces = Surfaces(args, setlist, exposure, recorder)
+    from liveshtr.control.surfaces import Surfaces
+
+    surfaces = Surfaces(options, setlist, recorder)
     try:
         surfaces.open()
     except BaseException:

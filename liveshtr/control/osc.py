@@ -14,16 +14,16 @@ from __future__ import annotations
 import ipaddress
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
+from liveshtr.control.commands import Later
 from liveshtr.control.osc_protocol import OscProtocol, Reply
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
+from liveshtr.live.sched import CONTROL_PRIORITY, Worker, run_later
 
 MAX_DATAGRAM = 65535
 DRAIN = 64  # datagrams read per wake-up, at most
@@ -50,7 +50,6 @@ class OscServer:
         """`busy()`: whether the audio producer is making a hop; a datagram waits (at most DEFER_S) until it is
         done, so that a flood of messages does not take the interpreter from the producer mid-hop."""
         self.protocol = protocol
-        protocol.later = self._send_later
         self.busy = busy
         self._allowed: dict[str, bool] = {}  # by host, as the allow-list answered
         # Loopback is always allowed; other senders only from the allow-list's networks.
@@ -74,19 +73,16 @@ class OscServer:
             sock.setblocking(False)
         self.received = 0
         self.unparsable = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("liveshtr-osc", self._run, CONTROL_PRIORITY)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="liveshtr-osc", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def _run(self) -> None:
-        make_realtime(CONTROL_PRIORITY)
         with selectors.DefaultSelector() as selector:
             for sock in self.sockets:
                 selector.register(sock, selectors.EVENT_READ)
-            while not self._stop.is_set():
+            while not self._worker.stopping.is_set():
                 for key, _ in selector.select(timeout=0.2):  # the timeout lets stop() end the thread
                     for _ in range(DRAIN):  # what has arrived, without a select per datagram
                         try:
@@ -131,10 +127,13 @@ class OscServer:
             except Exception as exc:  # a protocol bug must not take the control surface down
                 replies = [Reply("/liveshtr/error", (str(message.address), f"internal error: {exc}"))]
             for reply in replies:
-                self._send(reply, reply.to or sender)
+                if isinstance(reply, Later):  # a bundle to load: its replies come from the loader's thread
+                    run_later(reply.work, self._send_later)
+                else:
+                    self._send(reply, reply.to or sender)
 
     def _send_later(self, replies: list[Reply]) -> None:
-        """Replies made on another thread (a bundle loaded), each to its `to`."""
+        """Replies made on the loader's thread, each to its `to`."""
         for reply in replies:
             if reply.to is not None:
                 self._send(reply, reply.to)
@@ -181,9 +180,7 @@ class OscServer:
                 self._sendto(data, peer)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._worker.stop()
         for sock in self.sockets:
             sock.close()
 

@@ -1,4 +1,4 @@
-"""The OSC address space, as plain logic over the parameter table: (address, arguments) in, replies out.
+"""The OSC address space: a codec around the command core (`commands`), (address, arguments) in, replies out.
 
 No sockets here, so every rule is tested directly; the OSC server only moves datagrams in and replies out.
 
@@ -42,20 +42,22 @@ range is clamped and the reply `/liveshtr/clamped address applied` says so. Anyt
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
 from typing import NamedTuple
 
-from liveshtr.control.midi_protocol import MidiProtocol
-from liveshtr.control.scenes import Scenes
+from liveshtr.control.commands import Commands, Later
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.params import ParamError, Params
+from liveshtr.live.params import Params
 
 PREFIX = "/liveshtr"
 SPECTRUM_BANDS = 96  # /liveshtr/spectrum: log-spaced bands from SPECTRUM_LOW_HZ to Nyquist,
 SPECTRUM_LOW_HZ = 30.0  # each 0 (FLOOR_DB) .. 255 (0 dBFS)
 FLOOR_DB = -100.0  # also the meters' reading for silence
 MAX_SUBSCRIBERS = 16  # feedback is sent to the sender's own host only, and to this many ports at most
+SUBCOMMANDS = {  # /liveshtr/<command>/<subcommand>
+    "midi": ("learn", "cancel", "map"),
+    "scene": ("save", "recall", "delete"),
+    "record": ("start", "stop"),
+}
 TELEMETRY_FIELDS = (
     "played_s",
     "fill_ms",
@@ -171,19 +173,6 @@ def feedback_addresses(params: Params) -> list[Address]:
     ]
 
 
-def is_client_address(params: Params, address: str) -> bool:
-    """Whether `address` is in the client table (a `<i>` row matches each valid index)."""
-    for row in client_addresses(params):
-        if row.address == address:
-            return True
-        stem = row.address.removesuffix("/<i>")
-        if stem != row.address and address.startswith(stem + "/"):
-            index = address[len(stem) + 1 :]
-            if index.isdigit() and int(index) < params.table[stem.rsplit("/", 1)[1]].size:
-                return True
-    return False
-
-
 class Reply(NamedTuple):
     address: str
     args: tuple
@@ -195,35 +184,31 @@ def error(address: str, problem: str) -> Reply:
 
 
 class OscProtocol:
-    def __init__(
-        self,
-        params: Params,
-        midi: MidiProtocol | None = None,
-        scenes: Scenes | None = None,
-        recorder=None,
-        setlist=None,
-    ):
-        """`params`: the table of the model playing (a set list's switch replaces it)."""
-        self.params = params
-        self.setlist = setlist  # live.setlist.SetList, or None (one model, no switching)
-        # How replies made later reach their peers (each reply's `to` set): the server's, or None to load bundles
-        # on the thread that asks.
-        self.later: Callable[[list[Reply]], None] | None = None
-        self.recorder = recorder  # live.recorder.Recorder (serve --record), or None
-        self.midi = midi  # the MIDI input's map and learning (`serve --midi`), or None
-        self.scenes = scenes  # the model's scenes, or None
+    def __init__(self, commands: Commands):
+        """`commands`: what the surfaces may do (control.commands), shared with the page."""
+        self.commands = commands
         self.errors = 0  # malformed messages answered with an error
         self.last_error = ""  # the latest of them, for the log
         self.subscribers: list[tuple[str, int]] = []  # (host, port) that get changes and telemetry
         self.reply_to: dict[tuple[str, int], list[tuple[str, int]]] = {}  # sender -> subscribers it asked for
 
-    def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list[Reply]:
-        """Apply one message from `sender` (host, port); returns the replies (to the sender unless `to` says)."""
-        return self._route(self._handle(address, tuple(args), sender), sender)
+    @property
+    def params(self) -> Params:
+        return self.commands.params
 
-    def _route(self, replies: list[Reply], sender) -> list[Reply]:
+    def handle(self, address: str, args: tuple | list, sender: tuple[str, int] | None = None) -> list:
+        """Apply one message from `sender` (host, port); returns the replies (to the sender unless `to` says) and,
+        for a bundle to load, `Later` work whose replies go to the sender in turn."""
+        try:
+            replies = self._handle(address, tuple(args), sender)
+        except LiveshtrError as exc:
+            replies = [error(address, str(exc))]
+        return self.route(replies, sender)
+
+    def route(self, replies: list, sender) -> list:
+        """Count the errors among `replies`, and copy errors and clamps to the feedback ports `sender` subscribed."""
         for r in replies:
-            if r.address == f"{PREFIX}/error":
+            if isinstance(r, Reply) and r.address == f"{PREFIX}/error":
                 self.errors += 1
                 self.last_error = f"{r.args[0]}: {r.args[1]}"
         # Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out never read what comes back to the port they
@@ -232,166 +217,91 @@ class OscProtocol:
         return replies + [
             r._replace(to=peer)
             for r in replies
-            if r.to is None and r.address in (f"{PREFIX}/error", f"{PREFIX}/clamped")
+            if isinstance(r, Reply) and r.to is None and r.address in (f"{PREFIX}/error", f"{PREFIX}/clamped")
             for peer in peers
         ]
 
-    def _handle(self, address: str, args: tuple, sender) -> list[Reply]:
+    def _handle(self, address: str, args: tuple, sender) -> list:
         if not address.startswith(PREFIX + "/"):
             return [error(address, f"not under {PREFIX}/")]
         parts = address[len(PREFIX) + 1 :].split("/")
-        name = parts[0]
-        if name == "list" and len(parts) == 1:
-            scenes = [Reply(f"{PREFIX}/scene", (n,)) for n in self.scenes.names()] if self.scenes else []
-            return [self._describe(p) for p in self.params.describe()] + scenes + self._models()
-        if name == "models" and len(parts) == 1:
-            return self._models()
-        if name == "model" and len(parts) == 1:
-            return self._switch(address, args, sender)
-        if name == "get" and len(parts) == 1:
-            return self._get(address, args)
-        if name in ("subscribe", "unsubscribe") and len(parts) == 1:
+        name, c = parts[0], self.commands
+        if len(parts) == 1 and name in ("list", "models", "model", "get", "subscribe", "unsubscribe"):
+            if name == "list":
+                scenes = [Reply(f"{PREFIX}/scene", (n,)) for n in c.scene_names() or ()]
+                return [self._describe(p) for p in self.params.describe()] + scenes + self._models()
+            if name == "models":
+                return self._models()
+            if name == "model":
+                return self._switch(address, args, sender)
+            if name == "get":
+                if len(args) > 1 or (args and not isinstance(args[0], str)):
+                    return [error(address, "expected no argument or one control name")]
+                return self.state(c.values(*args))
             return self._subscribe(address, args, sender, name == "subscribe")
-        if name == "midi" and len(parts) == 2:
-            return self._midi(address, parts[1], args)
-        if name == "scene" and len(parts) == 2:
-            return self._scene(address, parts[1], args)
-        if name == "record" and len(parts) == 2:
-            return self._record(address, parts[1])
+        if len(parts) == 2 and name in SUBCOMMANDS:
+            if parts[1] not in SUBCOMMANDS[name]:
+                return [error(address, f"unknown address; {PREFIX}/{name}/ has {', '.join(SUBCOMMANDS[name])}")]
+            return getattr(self, f"_{name}")(parts[1], args)
         param = self.params.table.get(name)
         if param is None or len(parts) > 2:
             return [error(address, "unknown address; /liveshtr/list names the controls")]
         if param.action:
             if len(parts) != 1:
                 return [error(address, f"{name} is an action and takes no index")]
-            self.params.set(name)
+            c.act(name)
             return []
-        index = None
-        if len(parts) == 2:
-            if param.size == 1 or not parts[1].isdigit():
-                return [error(address, f"{name} has no dimension {parts[1]!r}")]
-            index = int(parts[1])
-            if index >= param.size:
-                return [error(address, f"{name} has dimensions 0..{param.size - 1}")]
-        numbers = []
-        for value in args:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return [error(address, f"expected numbers, got {type(value).__name__} {value!r}")]
-            if not math.isfinite(value):
-                return [error(address, f"{value} is not a finite number")]
-            numbers.append(float(value))
-        expected = 1 if param.size == 1 or index is not None else param.size
-        if len(numbers) not in ((1, expected) if expected > 1 else (1,)):
-            want = "one value" if expected == 1 else f"{expected} values (or one for all)"
-            return [error(address, f"expected {want}, got {len(numbers)}")]
-        given = numbers if len(numbers) > 1 else numbers[0]
-        try:
-            applied = self.params.set(name, given, index)
-        except ParamError as exc:
-            return [error(address, str(exc))]
-        applied = applied if isinstance(applied, list) else [applied]
-        if applied != (numbers if len(numbers) == len(applied) else numbers * len(applied)):
-            return [Reply(f"{PREFIX}/clamped", (address, *applied))]
-        return []
+        if len(parts) == 2 and not parts[1].isdigit():
+            return [error(address, f"{name} has no dimension {parts[1]!r}")]
+        applied = c.set(name, list(args), int(parts[1]) if len(parts) == 2 else None)
+        return [Reply(f"{PREFIX}/clamped", (address, *applied.values))] if applied.clamped else []
 
     def _models(self) -> list[Reply]:
-        if self.setlist is None:
-            return []
-        return [Reply(f"{PREFIX}/model", (m["index"], m["name"], int(m["playing"]))) for m in self.setlist.describe()]
+        return [Reply(f"{PREFIX}/model", (m["index"], m["name"], int(m["playing"]))) for m in self.commands.models()]
 
-    def _switch(self, address: str, args: tuple, sender=None) -> list[Reply]:
-        from liveshtr.live.setlist import DEFAULT_FADE_S
-
-        if self.setlist is None:
-            return [error(address, "one model here: start serve with several MODELs")]
-        if not 1 <= len(args) <= 2 or isinstance(args[0], bool) or not isinstance(args[0], (str, int, float)):
+    def _switch(self, address: str, args: tuple, sender) -> list:
+        if not 1 <= len(args) <= 2:
             return [error(address, "expected a model (index, name or folder) and seconds")]
-        seconds = args[1] if len(args) == 2 else DEFAULT_FADE_S
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            return [error(address, f"seconds {seconds!r} is not a number")]
-        if self.later is not None and self.setlist.loads(args[0]):  # a bundle to load: a second, on its own thread
+        key, seconds = self.commands.switch_args(args[0], args[1] if len(args) == 2 else None)
 
-            def reply(replies: list[Reply]) -> None:
-                self.later([r._replace(to=r.to or sender) for r in self._route(replies, sender)])
+        def switched() -> list[Reply]:
+            try:
+                index, name = self.commands.switch(key, seconds)
+            except LiveshtrError as exc:
+                return [error(address, str(exc))]
+            return [Reply(f"{PREFIX}/model/switched", (index, name))]
 
-            # Sent before the loader starts: a bundle that fails at once must not answer before it.
-            reply([Reply(f"{PREFIX}/model/loading", (str(args[0]),))])
-            load = threading.Thread(
-                target=lambda: reply(self._switched(address, args[0], seconds)), name="liveshtr-loader", daemon=True
-            )
-            load.start()
-            return []
-        return self._switched(address, args[0], seconds)
+        if self.commands.loads(key):  # a bundle to load: on the server's thread, and "loading" before anything
+            later = Later(lambda: [r._replace(to=r.to or sender) for r in self.route(switched(), sender)])
+            return [Reply(f"{PREFIX}/model/loading", (str(key),)), later]
+        return switched()
 
-    def _switched(self, address: str, key, seconds) -> list[Reply]:
-        try:
-            model = self.setlist.switch(key, seconds)
-        except LiveshtrError as exc:
-            return [error(address, str(exc))]
-        return [Reply(f"{PREFIX}/model/switched", (self.setlist.models.index(model), model.name))]
+    def _record(self, command: str, args: tuple) -> list[Reply]:
+        folder = self.commands.record(command)
+        if command == "start":
+            return [Reply(f"{PREFIX}/record/started", (folder,))]
+        return [Reply(f"{PREFIX}/record/stopped", ())]
 
-    def _record(self, address: str, command: str) -> list[Reply]:
-        if command not in ("start", "stop"):
-            return [error(address, "unknown address; /liveshtr/record/ has start and stop")]
-        if self.recorder is None:
-            return [error(address, "not recording here: start serve with --record DIR")]
-        try:
-            if command == "start":
-                return [Reply(f"{PREFIX}/record/started", (self.recorder.start_take(),))]
-            self.recorder.stop_take()
-            return [Reply(f"{PREFIX}/record/stopped", ())]
-        except LiveshtrError as exc:
-            return [error(address, str(exc))]
+    def _scene(self, command: str, args: tuple) -> list[Reply]:
+        if not 1 <= len(args) <= (2 if command == "recall" else 1):
+            want = "expected a scene name" + (" and seconds" if command == "recall" else "")
+            return [error(f"{PREFIX}/scene/{command}", want)]
+        seconds = self.commands.scene(command, args[0], args[1] if len(args) == 2 else None)
+        done = {"save": "saved", "recall": "recalled", "delete": "deleted"}[command]
+        return [Reply(f"{PREFIX}/scene/{done}", (args[0],) if seconds is None else (args[0], seconds))]
 
-    def _scene(self, address: str, command: str, args: tuple) -> list[Reply]:
-        if command not in ("save", "recall", "delete"):
-            return [error(address, "unknown address; /liveshtr/scene/ has save, recall and delete")]
-        if self.scenes is None:
-            return [error(address, "no scenes here")]
-        most = 2 if command == "recall" else 1
-        if not 1 <= len(args) <= most or not isinstance(args[0], str):
-            return [error(address, "expected a scene name" + (" and seconds" if most == 2 else ""))]
-        name = args[0]
-        try:
-            if command == "save":
-                self.scenes.save(name)
-                return [Reply(f"{PREFIX}/scene/saved", (name,))]
-            if command == "delete":
-                self.scenes.delete(name)
-                return [Reply(f"{PREFIX}/scene/deleted", (name,))]
-            seconds = args[1] if len(args) == 2 else 0.0
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-                return [error(address, f"seconds {seconds!r} is not a number")]
-            self.scenes.recall(name, float(seconds))
-            return [Reply(f"{PREFIX}/scene/recalled", (name, float(seconds)))]
-        except ParamError as exc:
-            return [error(address, str(exc))]
-
-    def _midi(self, address: str, command: str, args: tuple) -> list[Reply]:
-        if command not in ("learn", "cancel", "map"):
-            return [error(address, "unknown address; /liveshtr/midi/ has learn, cancel and map")]
-        if self.midi is None:
-            return [error(address, "no MIDI input: start serve with --midi")]
+    def _midi(self, command: str, args: tuple) -> list[Reply]:
+        c = self.commands
         if command == "cancel":
-            self.midi.cancel_learn()
+            c.cancel_learn()
             return []
         if command == "map":
-            m = self.midi.map
+            m = c.midi_state()["map"]
             rows = [Reply(f"{PREFIX}/midi/cc", (number, str(b))) for number, b in sorted(m.cc.items())]
             return rows + [Reply(f"{PREFIX}/midi/bend", (str(m.bend) if m.bend else "none",))]
-        if not 1 <= len(args) <= 2 or not isinstance(args[0], str):
-            return [error(address, "expected a control name and, for a vector, a dimension")]
-        index = None
-        if len(args) == 2:  # Pd sends every number as a float
-            i = args[1]
-            if isinstance(i, bool) or not isinstance(i, (int, float)) or not math.isfinite(i) or i != int(i):
-                return [error(address, f"dimension {i!r} is not a whole number")]
-            index = int(i)
-        try:
-            self.midi.learn(args[0], index)
-        except ParamError as exc:
-            return [error(address, str(exc))]
-        return [Reply(f"{PREFIX}/midi/learning", (args[0] if index is None else f"{args[0]}/{index}",))]
+        if not 1 <= len(args) <= 2:
+            return [error(f"{PREFIX}/midi/learn", "expected a control name and, for a vector, a dimension")]
+        return [Reply(f"{PREFIX}/midi/learning", (c.learn(*args),))]
 
     def _subscribe(self, address: str, args: tuple, sender, on: bool) -> list[Reply]:
         if sender is None:
@@ -438,13 +348,6 @@ class OscProtocol:
             Reply(f"{PREFIX}/telemetry", tuple(float(t[f]) for f in TELEMETRY_FIELDS)),
             Reply(f"{PREFIX}/spectrum", tuple(t["spectrum"])),
         ]
-
-    def _get(self, address: str, args: tuple) -> list[Reply]:
-        if len(args) > 1 or (args and not isinstance(args[0], str)):
-            return [error(address, "expected no argument or one control name")]
-        if args and args[0] not in self.params.table:
-            return [error(address, f"unknown control {args[0]!r}")]
-        return self.state(self.params.values(names=args or None))
 
     @staticmethod
     def _describe(p: dict) -> Reply:

@@ -24,6 +24,7 @@ import numpy as np
 
 from liveshtr.atomic import atomic_path
 from liveshtr.live.params import ParamError, Params
+from liveshtr.live.sched import Worker
 
 FILE_NAME = "scenes.json"
 FORMAT = 1
@@ -189,8 +190,7 @@ class SceneMorpher:
         self._morph: Morph | None = None
         self._lock = threading.Lock()  # a recall never interleaves with a step of the morph it replaces
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("liveshtr-scenes", self._run, wake=self._wake)
 
     def recall(self, scene: dict, seconds: float = 0.0) -> None:
         if not 0.0 <= seconds <= MAX_MORPH_S or not np.isfinite(seconds):
@@ -214,17 +214,14 @@ class SceneMorpher:
         return self._morph is not None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="liveshtr-scenes", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._worker.stop()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        stopping = self._worker.stopping
+        while not stopping.is_set():
             morph = self._morph
             if morph is None:
                 self._wake.wait()
@@ -238,7 +235,7 @@ class SceneMorpher:
                         going = False
                     if not going:
                         self._morph = None
-            self._stop.wait(MORPH_STEP_S)
+            stopping.wait(MORPH_STEP_S)
 
 
 class Scenes:
@@ -246,10 +243,6 @@ class Scenes:
 
     def __init__(self, store: SceneStore, morpher: SceneMorpher):
         self.store, self.morpher = store, morpher
-
-    @classmethod
-    def for_model(cls, params: Params, path: Path) -> Scenes:
-        return cls(SceneStore(path, params), SceneMorpher(params))
 
     def use(self, store: SceneStore) -> None:
         """Another model's scenes (a set list's switch): a morph under way stops where it is."""

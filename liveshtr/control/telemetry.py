@@ -11,7 +11,6 @@ becomes at most 60 change messages a second per client, and automation changes a
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -22,7 +21,7 @@ import scipy.fft
 from liveshtr.control.osc_protocol import FLOOR_DB, SPECTRUM_BANDS, SPECTRUM_LOW_HZ
 from liveshtr.live.engine import Engine
 from liveshtr.live.params import Params
-from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
+from liveshtr.live.sched import CONTROL_PRIORITY, Worker
 
 CHANGES_HZ = 60.0  # how often the snapshot is compared: a change reaches every surface within ~17 ms
 TELEMETRY_HZ = 20.0
@@ -91,25 +90,20 @@ class Feedback:
         self._next: Params | None = None  # the table of the model switched to, from the switching thread
         self._blocks = engine.stats.blocks
         self._busy = (engine.stats.producer_busy_s, engine.stats.hops)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("liveshtr-feedback", self._run, CONTROL_PRIORITY)
         self.failures = 0  # listener errors (counted, never fatal)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="liveshtr-feedback", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._worker.stop()
 
     def _run(self) -> None:
-        make_realtime(CONTROL_PRIORITY)
         period = 1.0 / CHANGES_HZ
         telemetry_every = 1.0 / self.telemetry_hz if self.telemetry_hz > 0 else math.inf
         next_telemetry = time.monotonic()
-        while not self._stop.wait(period):
+        while not self._worker.stopping.wait(period):
             try:
                 self._tell("publish_changes", self.changes())
                 now = time.monotonic()

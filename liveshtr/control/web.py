@@ -25,9 +25,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from liveshtr.control.commands import Later
 from liveshtr.control.web_protocol import MAX_MESSAGE_BYTES, WebProtocol
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime
+from liveshtr.live.sched import CONTROL_PRIORITY, make_realtime, run_later
 
 PAGES = {
     "/": ("index.html", "text/html"),
@@ -55,7 +56,6 @@ def load_pages() -> dict[str, tuple[bytes, str]]:
 class WebServer:
     def __init__(self, protocol: WebProtocol, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
         self.protocol = protocol
-        protocol.later = self.publish
         self.host = host
         self.token = token
         self.pages = load_pages()
@@ -148,6 +148,12 @@ class WebServer:
     def publish_telemetry(self, telemetry: dict) -> None:
         self._send_all({"type": "telemetry", **telemetry})
 
+    def _publish_all(self, messages: list[dict]) -> None:
+        """Messages made on the loader's thread, for every page."""
+        for message in messages:
+            message.pop("_all", None)
+            self._send_all(message)
+
     def _send_all(self, message: dict) -> None:
         if self.clients:
             text = json.dumps(message, separators=(",", ":"))
@@ -203,7 +209,9 @@ class WebServer:
                 except Exception as exc:  # a protocol bug must not take the page down
                     replies = [{"type": "error", "error": f"internal error: {exc}", "message": None}]
                 for reply in replies:
-                    if reply.pop("_all", False):  # news for every page (a scene saved or deleted)
+                    if isinstance(reply, Later):  # a bundle to load: what comes of it is news for every page
+                        run_later(reply.work, self._publish_all)
+                    elif reply.pop("_all", False):  # news for every page (a scene saved or deleted)
                         self._broadcast(json.dumps(reply, separators=(",", ":")))
                     else:
                         await connection.send(json.dumps(reply))

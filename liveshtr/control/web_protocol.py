@@ -1,4 +1,5 @@
-"""The WebSocket messages, as plain logic over the parameter table: one JSON text in, replies for its sender out.
+"""The WebSocket messages: a codec around the command core (`commands`), one JSON text in, replies for its sender
+out.
 
 No sockets here (the server in `web.py` only moves text), so every rule is tested directly. Every message is a
 JSON object with a "type":
@@ -12,6 +13,8 @@ JSON object with a "type":
     {"type": "scene", "action": "save", "name": "verse"}               also "recall" (with "seconds"), "delete"
     {"type": "midi", "action": "learn", "name": "latent", "index": 3}  also "cancel", and "get" (learning, map)
     {"type": "record", "action": "start"}                              also "stop" (serve --record DIR)
+    {"type": "model", "model": 1, "seconds": 2}                        crossfade to a model of the set (an index,
+                                                                       a name or a bundle's folder to load)
 
 The server answers with "state" (on connect with "full": true, the table and the model; then only what changed,
 broadcast to everyone whoever changed it), "telemetry", "scenes" (the scene names, to everyone after a save or
@@ -24,44 +27,30 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 
+from liveshtr.control.commands import Commands, Later
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.params import ParamError, Params
 
 MAX_MESSAGE_BYTES = 16 * 1024  # a whole latent vector is well under 1 KiB; the server refuses bigger frames
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 class WebProtocol:
-    def __init__(
-        self,
-        params: Params,
-        model: dict,
-        telemetry_hz: float,
-        spectrum: dict,
-        scenes=None,
-        midi=None,
-        recorder=None,
-        setlist=None,
-    ):
-        """`params` and `model`: the table and description of the model playing (a switch replaces them)."""
-        self.params = params
-        self.setlist = setlist  # live.setlist.SetList, or None
-        self.later = None  # how a message made later reaches every page (the server's publish), or None
-        self.recorder = recorder  # live.recorder.Recorder (serve --record DIR), or None
-        self.scenes = scenes  # control.scenes.Scenes, or None
-        self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi), or None
+    def __init__(self, commands: Commands, model: dict, telemetry_hz: float, spectrum: dict):
+        """`commands`: what the surfaces may do (control.commands), shared with OSC; `model`: the description of
+        the model playing (a switch replaces it)."""
+        self.commands = commands
         self.model = model
         self.telemetry_hz = telemetry_hz
         self.spectrum = spectrum
         self.errors = 0  # messages answered with an error
         self.last_error = ""  # the latest of them, for the log
 
+    @property
+    def params(self):
+        return self.commands.params
+
     def full_state(self) -> dict:
+        c = self.commands
         table = [dict(p, max=p["max"] if math.isfinite(p["max"]) else None) for p in self.params.describe()]
         return {
             "type": "state",
@@ -71,24 +60,23 @@ class WebProtocol:
             "values": self.params.values(),
             "telemetry_hz": self.telemetry_hz,
             "spectrum": self.spectrum,
-            "scenes": self.scenes.names() if self.scenes is not None else None,
-            "midi": self.midi_state() if self.midi is not None else None,
-            "record": self.record_state() if self.recorder is not None else None,
-            "models": self.setlist.describe() if self.setlist is not None else None,
+            "scenes": c.scene_names(),
+            "midi": self.midi_state() if c.midi is not None else None,
+            "record": self.record_state() if c.recorder is not None else None,
+            "models": c.models() if c.setlist is not None else None,
         }
 
     def record_state(self) -> dict:
-        r = self.recorder
+        r = self.commands.recorder
         return {"type": "record", "recording": r.recording, "folder": str(r.folder), "takes": r.takes}
 
     def midi_state(self) -> dict:
-        m = self.midi
-        learning = str(m.learning) if m.learning is not None else None
-        last = f"{m.learned[-1][0]} -> {m.learned[-1][1]}" if m.learned else None
-        return {"type": "midi", "learning": learning, "learned": last, "map": m.map.to_dict()}
+        state = self.commands.midi_state()
+        return {"type": "midi", **state, "map": state["map"].to_dict()}
 
-    def handle(self, text: str | bytes) -> list[dict]:
-        """Apply one message; returns the replies for its sender (changes reach everyone by broadcast)."""
+    def handle(self, text: str | bytes) -> list:
+        """Apply one message; returns the replies for its sender (changes reach everyone by broadcast) and, for a
+        bundle to load, `Later` work whose replies go to every page."""
         try:
             message = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -96,120 +84,62 @@ class WebProtocol:
         if not isinstance(message, dict):
             return [self._error('expected a JSON object with a "type"', message)]
         try:
-            replies = self._handle(message)
-        except ParamError as exc:
+            return self._handle(message)
+        except LiveshtrError as exc:
             return [self._error(str(exc), message)]
-        return replies
 
-    def _handle(self, m: dict) -> list[dict]:
-        kind, name = m.get("type"), m.get("name")
+    def _handle(self, m: dict) -> list:
+        kind, name, c = m.get("type"), m.get("name"), self.commands
         if kind == "get":
             if name is None:
                 return [self._with_id(self.full_state(), m)]
-            if not isinstance(name, str) or name not in self.params.table:
-                return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
-            return [self._with_id({"type": "state", "values": self.params.values(names=[name])}, m)]
+            return [self._with_id({"type": "state", "values": c.values(name)}, m)]
         if kind == "scene":
-            return self._scene(m)
+            action = m.get("action")
+            c.scene(action, name, m.get("seconds"))  # a recall's changes reach everyone as state
+            return [] if action == "recall" else [{"type": "scenes", "names": c.scene_names(), "_all": True}]
         if kind == "model":
             return self._switch(m)
         if kind == "midi":
-            return self._midi(m)
+            action = m.get("action")
+            if action == "learn":
+                c.learn(name, m.get("index"))
+            elif action == "cancel":
+                c.cancel_learn()
+            elif action != "get":
+                return [self._error(f"midi action {action!r}: expected learn, cancel or get", m)]
+            return [self._with_id(self.midi_state(), m)]
         if kind == "record":
-            return self._record(m)
+            c.record(m.get("action"))
+            return [dict(self.record_state(), _all=True)]
         if kind not in ("set", "action"):
-            return [self._error(f"unknown type {kind!r}; expected set, action, get, scene or midi", m)]
-        if not isinstance(name, str) or name not in self.params.table:
-            return [self._error(f"unknown control {name!r}; known: {', '.join(self.params.table)}", m)]
-        param = self.params.table[name]
-        if kind == "action" or param.action:
-            if not param.action:
-                return [self._error(f'{name} is not an action; send {{"type": "set", ...}}', m)]
-            self.params.set(name)
+            return [self._error(f"unknown type {kind!r}; expected set, action, get, scene, model, midi or record", m)]
+        if kind == "action" or self.params.table[c.control(name)].action:
+            c.act(name)
             return []
         value, index = m.get("value"), m.get("index")
-        if index is not None and not (isinstance(index, int) and not isinstance(index, bool)):
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
             return [self._error(f"{name}: index must be an integer, got {index!r}", m)]
-        if isinstance(value, list):
-            if not value or len(value) > param.size or not all(_number(v) for v in value):
-                return [self._error(f"{name}: expected {param.size} finite numbers", m)]
-        elif not _number(value):
-            return [self._error(f"{name}: value must be a finite number, got {value!r}", m)]
-        self.params.set(name, value, index)
+        c.set(name, value if isinstance(value, list) else [value], index)
         return []
 
-    def _switch(self, m: dict) -> list[dict]:
+    def _switch(self, m: dict) -> list:
         """{"type": "model", "model": index | name | folder, "seconds": s}: every page gets the new model's whole
         state (from the switch's listener); the sender, an error if it cannot be."""
-        from liveshtr.live.setlist import DEFAULT_FADE_S
+        c = self.commands
+        key, seconds = c.switch_args(m.get("model"), m.get("seconds"))
+        if c.loads(key):  # a bundle to load: on the server's thread; an error is news for every page
 
-        if self.setlist is None:
-            return [self._error("one model here: start serve with several MODELs", m)]
-        key, seconds = m.get("model"), m.get("seconds", DEFAULT_FADE_S)
-        if isinstance(key, bool) or not isinstance(key, (str, int)):
-            return [self._error('"model": an index, a name or a bundle folder', m)]
-        if isinstance(seconds, bool) or not _number(seconds):
-            return [self._error('"seconds": a number', m)]
-        if self.later is not None and self.setlist.loads(key):  # a bundle to load: a second, on its own thread
-
-            def load() -> None:
+            def load() -> list[dict]:
                 try:
-                    self.setlist.switch(key, seconds)
-                except LiveshtrError as exc:  # news for every page: the set did not change
-                    self.later(self._error(str(exc), m))
+                    c.switch(key, seconds)
+                except LiveshtrError as exc:
+                    return [dict(self._error(str(exc), m), _all=True)]
+                return []
 
-            threading.Thread(target=load, name="liveshtr-loader", daemon=True).start()
-            return [self._with_id({"type": "model", "loading": key}, m)]
-        try:
-            self.setlist.switch(key, seconds)
-        except LiveshtrError as exc:
-            return [self._error(str(exc), m)]
+            return [self._with_id({"type": "model", "loading": key}, m), Later(load)]
+        c.switch(key, seconds)
         return []
-
-    def _scene(self, m: dict) -> list[dict]:
-        action, name = m.get("action"), m.get("name")
-        if self.scenes is None:
-            return [self._error("no scenes here", m)]
-        if action not in ("save", "recall", "delete"):
-            return [self._error(f"scene action {action!r}: expected save, recall or delete", m)]
-        if not isinstance(name, str):
-            return [self._error("a scene needs a name", m)]
-        if action == "recall":
-            seconds = m.get("seconds", 0.0)
-            if not _number(seconds):
-                return [self._error(f"seconds must be a finite number, got {seconds!r}", m)]
-            self.scenes.recall(name, float(seconds))  # the controls' changes reach everyone as state
-            return []
-        self.scenes.save(name) if action == "save" else self.scenes.delete(name)
-        return [{"type": "scenes", "names": self.scenes.names(), "_all": True}]
-
-    def _record(self, m: dict) -> list[dict]:
-        action = m.get("action")
-        if self.recorder is None:
-            return [self._error("not recording here: start serve with --record DIR", m)]
-        if action not in ("start", "stop"):
-            return [self._error(f"record action {action!r}: expected start or stop", m)]
-        try:
-            self.recorder.start_take() if action == "start" else self.recorder.stop_take()
-        except LiveshtrError as exc:
-            return [self._error(str(exc), m)]
-        return [dict(self.record_state(), _all=True)]
-
-    def _midi(self, m: dict) -> list[dict]:
-        action = m.get("action")
-        if self.midi is None:
-            return [self._error("no MIDI input: start serve with --midi", m)]
-        if action == "learn":
-            name, index = m.get("name"), m.get("index")
-            whole = index is None or isinstance(index, int) and not isinstance(index, bool)
-            if not isinstance(name, str) or not whole:
-                return [self._error("learn needs a control name and, for a vector, an integer index", m)]
-            self.midi.learn(name, index)
-        elif action == "cancel":
-            self.midi.cancel_learn()
-        elif action != "get":
-            return [self._error(f"midi action {action!r}: expected learn, cancel or get", m)]
-        return [self._with_id(self.midi_state(), m)]
 
     def _error(self, problem: str, message) -> dict:
         self.errors += 1

@@ -19,7 +19,6 @@ import math
 import os
 import select
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from liveshtr.live.automation import Schedule
 from liveshtr.live.generator import Controls, Generator
 from liveshtr.live.params import Params
 from liveshtr.live.ring import RingBuffer
-from liveshtr.live.sched import PRODUCER_PRIORITY, make_realtime
+from liveshtr.live.sched import PRODUCER_PRIORITY, Worker
 from liveshtr.live.voice import Crossfade, Voice
 from liveshtr.sound.tempo import BEATS_PER_BAR
 
@@ -131,13 +130,11 @@ class Engine:
         self._scope = np.zeros(SCOPE_BLOCKS * self.blocksize, dtype=np.float32)
         self._scope_blocks = [self._scope[i * self.blocksize : (i + 1) * self.blocksize] for i in range(SCOPE_BLOCKS)]
 
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._worker = Worker("liveshtr-producer", self._run, PRODUCER_PRIORITY)
         self._switch_interval = sys.getswitchinterval()
         # While the producer thread runs, the callback wakes it through a pipe: one non-blocking write of a
         # preallocated byte, no lock.
         self._wake_r = self._wake_w = -1
-        self.realtime = False  # whether the producer thread got real-time scheduling
         self.producing = False  # a fill is under way
 
     # -- the model playing ----------------------------------------------------------------------------
@@ -307,13 +304,17 @@ class Engine:
         burst = max(self._max_burst - hop_out, 0)
         return (self.target_fill + self._extra_fill + hop_out + delay + burst) / self.samplerate
 
+    @property
+    def realtime(self) -> bool:
+        """Whether the producer thread got real-time scheduling."""
+        return self._worker.realtime
+
     def _run(self) -> None:
-        self.realtime = make_realtime(PRODUCER_PRIORITY)
         poll_ms = max(1, round(self.blocksize / self.samplerate * 1000 / 2))
         wake = select.poll()
         wake.register(self._wake_r, select.POLLIN)
         failures = 0
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             if self.ring.available >= self.target_fill + self._extra_fill:
                 wake.poll(poll_ms)  # the callback wakes us as soon as it has taken a block
                 try:
@@ -337,19 +338,14 @@ class Engine:
     def start(self) -> None:
         """Fill the look-ahead, then keep it filled from a producer thread."""
         self.fill()
-        self._stop.clear()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         sys.setswitchinterval(SWITCH_INTERVAL_S)  # the callback must not wait 5 ms for the GIL
-        self._thread = threading.Thread(target=self._run, name="liveshtr-producer", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._worker.stop()
         fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
         for fd in fds:
             if fd >= 0:

@@ -30,6 +30,7 @@ import numpy as np
 
 from liveshtr.atomic import atomic_path
 from liveshtr.errors import LiveshtrError
+from liveshtr.live.sched import Worker
 
 TAP_SECONDS = 4.0  # audio the writer may fall behind by before blocks are lost
 WRITE_EVERY_S = 0.05
@@ -110,8 +111,7 @@ class Recorder:
         self._active = False  # what was last asked: recording or not
         self._starts = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("liveshtr-recorder", self._run)
         self.errors = 0
         self.last_error = ""
         self._controls = open(folder / "controls.jsonl", "w", buffering=1)  # noqa: SIM115  (closed in stop)
@@ -146,15 +146,11 @@ class Recorder:
 
     # -- the writer thread --------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="liveshtr-recorder", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Write what is left, close the take and the session (the engine has stopped, or is stopping)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._worker.stop()
         self._drain(total=self.engine.stats.blocks)
         if self._take is not None:
             self._close_take()
@@ -162,7 +158,7 @@ class Recorder:
         self._write_session()
 
     def _run(self) -> None:
-        while not self._stop.wait(WRITE_EVERY_S):
+        while not self._worker.stopping.wait(WRITE_EVERY_S):
             try:
                 self._drain()
             except Exception as exc:  # a full disk must not stop the music: count, say so, go on

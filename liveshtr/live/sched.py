@@ -11,11 +11,16 @@ them, and a paced sink's clock (which stands in for a sound card's audio thread)
 audio server's own threads. Elsewhere they run as normal threads and the look-ahead has to cover the difference.
 LIVESHTR_REALTIME=0 in the environment keeps every thread normal (for comparisons, or a machine where it
 misbehaves).
+
+`Worker` is the lifecycle every long-lived thread of ours shares (start at a priority, loop until asked to stop,
+join), and `run_later` the one-off thread that loads a bundle during a set.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 DEVICE_PRIORITY = 20  # a paced sink's clock: above the producer, as a sound card's audio thread is
 PRODUCER_PRIORITY = 10  # JACK runs its threads around 70-80, so the audio callback stays above us
@@ -32,3 +37,39 @@ def make_realtime(priority: int) -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+class Worker:
+    """One daemon thread and its stop flag. `start()` runs `target` on the thread, at `priority` (SCHED_FIFO where
+    allowed) when given; `target` loops until `stopping` is set (`stopping.wait(s)` sleeps and says when to end);
+    `stop()` sets it, sets `wake` too for a thread that sleeps on an event of its own, and joins."""
+
+    def __init__(self, name: str, target: Callable[[], None], priority: int | None = None, wake=None):
+        self.name, self.target, self.priority, self.wake = name, target, priority, wake
+        self.stopping = threading.Event()
+        self.realtime = False  # whether the thread got real-time scheduling
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.priority is not None:
+            self.realtime = make_realtime(self.priority)
+        self.target()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.stopping.set()
+        if self.wake is not None:
+            self.wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+
+def run_later(work: Callable[[], list], deliver: Callable[[list], None]) -> None:
+    """Run `work` (a bundle to load: a second or so) on a thread of its own and hand what it returns to `deliver`,
+    so the control thread that asked answers its next message meanwhile."""
+    threading.Thread(target=lambda: deliver(work()), name="liveshtr-loader", daemon=True).start()

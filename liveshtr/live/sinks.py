@@ -7,7 +7,6 @@ exercise the live path (ring, gain ramp, underruns) exactly as a sound card woul
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import DEVICE_PRIORITY, make_realtime
+from liveshtr.live.sched import DEVICE_PRIORITY, Worker
 
 FALLBACK_FILE = Path("out/serve.wav")
 STALL_BLOCKS = 4  # a paced sink that falls this many blocks behind skips ahead, as a device would
@@ -156,8 +155,8 @@ class PacedSink:
         self.channels = channels
         self.description = f"file {path} (real-time paced)" if path else "null (real-time paced, discarded)"
         self.latency_s = engine.blocksize / engine.samplerate
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # a sound card's audio thread is real-time; so is the clock standing in for it
+        self._worker = Worker("liveshtr-clock", self._run, DEVICE_PRIORITY)
         self._file = None
         self.error = ""
         self.late = 0  # times this clock woke more than a block period late
@@ -176,17 +175,15 @@ class PacedSink:
                 )
             except (OSError, RuntimeError) as exc:
                 raise LiveshtrError(f"--sink file:{self.path}: cannot write it ({exc})") from None
-        self._thread = threading.Thread(target=self._run, name="liveshtr-clock", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def _run(self) -> None:
-        make_realtime(DEVICE_PRIORITY)  # a sound card's audio thread is real-time; so is the clock standing in for it
         engine, blocksize = self.engine, self.engine.blocksize
         period = blocksize / engine.samplerate
         block = np.zeros((blocksize, self.channels), dtype=np.float32)
         status = 0
         deadline = time.perf_counter()
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             engine.callback(block, blocksize, None, status)
             status = 0
             if self._file is not None:
@@ -209,8 +206,6 @@ class PacedSink:
                 status = LATE
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._worker.stop()
         if self._file is not None:
             self._file.close()

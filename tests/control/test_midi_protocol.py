@@ -9,6 +9,7 @@ import mido
 import numpy as np
 import pytest
 
+from liveshtr.control.commands import Commands
 from liveshtr.control.midi_protocol import Binding, MidiMap, MidiMapError, MidiProtocol, scale
 from liveshtr.control.osc_protocol import OscProtocol
 from liveshtr.live.params import Params
@@ -204,11 +205,11 @@ def test_maps_from_json_round_trip_and_bad_ones_are_refused_in_one_line():
 
 def test_osc_learns_and_lists_the_map():
     params = Params(8)
-    without = OscProtocol(params)
+    without = OscProtocol(Commands(params))
     ((address, (where, problem)),) = [tuple(r)[:2] for r in without.handle("/liveshtr/midi/learn", ["gain"])]
     assert address == "/liveshtr/error" and "--midi" in problem
     midi = MidiProtocol(params)
-    osc = OscProtocol(params, midi)
+    osc = OscProtocol(Commands(params, midi=midi))
     (reply,) = osc.handle("/liveshtr/midi/learn", ["target", 2.0])  # Pd sends floats
     assert reply.address == "/liveshtr/midi/learning" and reply.args == ("target/2",)
     midi.handle([CC, 90, 0])
@@ -224,10 +225,10 @@ def test_osc_learns_and_lists_the_map():
 
 
 def test_prime_jumps_and_scene_recalls_wait_for_the_clocks_bar(tmp_path):
-    from liveshtr.control.scenes import Scenes
+    from tests.helpers import scenes_for
 
     params = Params(8, tempo=120.0)
-    scenes = Scenes.for_model(params, tmp_path / "scenes.json")
+    scenes = scenes_for(params, tmp_path / "scenes.json")
     params.set("mix", 0.9)
     scenes.save("B")
     params.set("mix", 0.0)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from liveshtr.control.commands import Commands
 from liveshtr.control.osc_protocol import PREFIX, TELEMETRY_FIELDS, OscProtocol
 from liveshtr.live.params import Params
 
@@ -14,7 +15,7 @@ L = 8
 
 @pytest.fixture
 def osc():
-    return OscProtocol(Params(L))
+    return OscProtocol(Commands(Params(L)))
 
 
 def test_scalars_accept_ints_and_floats(osc):
@@ -66,7 +67,7 @@ def test_actions_and_queries(osc):
         ("/other/gain", [1.0], "not under"),
         ("/liveshtr/gain", [], "expected one value"),
         ("/liveshtr/gain", [1.0, 2.0], "expected one value"),
-        ("/liveshtr/gain", ["loud"], "expected numbers"),
+        ("/liveshtr/gain", ["loud"], "expected a number"),
         ("/liveshtr/gain", [float("nan")], "not a finite number"),
         ("/liveshtr/temperature", [float("inf")], "not a finite number"),
         ("/liveshtr/latent", [1.0, 2.0], "expected 8 values"),

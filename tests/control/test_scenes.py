@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from liveshtr.control.commands import Commands
 from liveshtr.control.midi_protocol import MidiMap, MidiProtocol
 from liveshtr.control.osc_protocol import OscProtocol
 from liveshtr.control.scenes import Morph, SceneError, SceneMorpher, Scenes, SceneStore
@@ -134,7 +135,7 @@ def test_the_morpher_runs_a_recall_on_its_thread_and_a_new_recall_replaces_it(tm
 
 def test_osc_saves_recalls_deletes_and_lists_scenes(tmp_path):
     s = scenes(tmp_path)
-    osc = OscProtocol(s.store.params, scenes=s)
+    osc = OscProtocol(Commands(s.store.params, scenes=s))
     (r,) = osc.handle("/liveshtr/scene/save", ["intro"])
     assert (r.address, r.args) == ("/liveshtr/scene/saved", ("intro",))
     s.store.params.set("temperature", 3.0)
@@ -156,7 +157,7 @@ def test_osc_saves_recalls_deletes_and_lists_scenes(tmp_path):
         assert r.address == "/liveshtr/error", (address, args)
     (r,) = osc.handle("/liveshtr/scene/delete", ["intro"])
     assert r.address == "/liveshtr/scene/deleted" and s.names() == []
-    (r,) = OscProtocol(Params(4)).handle("/liveshtr/scene/save", ["x"])
+    (r,) = OscProtocol(Commands(Params(4))).handle("/liveshtr/scene/save", ["x"])
     assert r.address == "/liveshtr/error"
 
 

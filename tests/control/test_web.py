@@ -141,12 +141,13 @@ def test_a_client_that_stops_reading_does_not_hold_up_the_others():
     import base64
     import os
 
+    from liveshtr.control.commands import Commands
     from liveshtr.control.web import SLOW_CLIENT_BYTES, WebServer
     from liveshtr.control.web_protocol import WebProtocol
     from liveshtr.live.params import Params
 
     params = Params(8)
-    server = WebServer(WebProtocol(params, {"name": "test", "latent_dim": 8}, 20.0, {"bands": 96}))
+    server = WebServer(WebProtocol(Commands(params), {"name": "test", "latent_dim": 8}, 20.0, {"bands": 96}))
     server.start()
     try:
         stalled = socket.socket()

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from liveshtr.control.commands import Commands
 from liveshtr.control.web_protocol import WebProtocol
 from liveshtr.live.params import Params
 
@@ -15,7 +16,7 @@ L = 8
 
 @pytest.fixture
 def web():
-    return WebProtocol(Params(L), {"name": "demo", "latent_dim": L}, 20.0, {"bands": 96})
+    return WebProtocol(Commands(Params(L)), {"name": "demo", "latent_dim": L}, 20.0, {"bands": 96})
 
 
 def send(web, message) -> list[dict]:
@@ -101,11 +102,11 @@ def test_random_garbage_never_raises(web):
 
 def test_scenes_and_midi_learn_over_the_websocket(tmp_path):
     from liveshtr.control.midi_protocol import MidiProtocol
-    from liveshtr.control.scenes import Scenes
+    from tests.helpers import scenes_for
 
     params = Params(L)
-    scenes, midi = Scenes.for_model(params, tmp_path / "scenes.json"), MidiProtocol(params)
-    web = WebProtocol(params, {"name": "demo"}, 20.0, {"bands": 96}, scenes=scenes, midi=midi)
+    scenes, midi = scenes_for(params, tmp_path / "scenes.json"), MidiProtocol(params)
+    web = WebProtocol(Commands(params, scenes, midi), {"name": "demo"}, 20.0, {"bands": 96})
     assert web.full_state()["scenes"] == [] and web.full_state()["midi"]["learning"] is None
     params.set("mix", 0.7)
     (reply,) = send(web, {"type": "scene", "action": "save", "name": "A"})
@@ -131,7 +132,7 @@ def test_scenes_and_midi_learn_over_the_websocket(tmp_path):
     ):
         (reply,) = send(web, bad)
         assert reply["type"] == "error", bad
-    plain = WebProtocol(Params(L), {}, 20.0, {})
+    plain = WebProtocol(Commands(Params(L)), {}, 20.0, {})
     assert plain.full_state()["scenes"] is None and plain.full_state()["midi"] is None
     for message in ({"type": "scene", "action": "save", "name": "A"}, {"type": "midi", "action": "get"}):
         assert send(plain, message)[0]["type"] == "error"
@@ -151,7 +152,7 @@ def test_recording_over_the_websocket(tmp_path):
         def stop_take(self):
             self.recording = False
 
-    web = WebProtocol(Params(L), {}, 20.0, {}, recorder=FakeRecorder())
+    web = WebProtocol(Commands(Params(L), recorder=FakeRecorder()), {}, 20.0, {})
     assert web.full_state()["record"] == {"type": "record", "recording": False, "folder": str(tmp_path), "takes": 0}
     (reply,) = send(web, {"type": "record", "action": "start"})
     assert reply["recording"] is True and reply["takes"] == 1 and reply["_all"] is True
@@ -159,5 +160,5 @@ def test_recording_over_the_websocket(tmp_path):
     assert reply["type"] == "error" and "already recording" in reply["error"]
     (reply,) = send(web, {"type": "record", "action": "pause"})
     assert reply["type"] == "error"
-    (reply,) = send(WebProtocol(Params(L), {}, 20.0, {}), {"type": "record", "action": "start"})
+    (reply,) = send(WebProtocol(Commands(Params(L)), {}, 20.0, {}), {"type": "record", "action": "start"})
     assert reply["type"] == "error" and "--record" in reply["error"]

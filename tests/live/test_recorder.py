@@ -187,10 +187,11 @@ def test_replay_refuses_what_it_cannot_replay(tmp_path):
 
 
 def ask_without_recorder():
+    from liveshtr.control.commands import Commands
     from liveshtr.control.osc_protocol import OscProtocol
     from liveshtr.live.params import Params
 
-    return OscProtocol(Params(8)).handle("/liveshtr/record/start", [])
+    return OscProtocol(Commands(Params(8))).handle("/liveshtr/record/start", [])
 
 
 @pytest.mark.parametrize("line", ['{"hop": 3, "name": "mix", "value": 0.5}\n{"hop": 4, "na'])

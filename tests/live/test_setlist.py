@@ -179,27 +179,20 @@ def test_a_midi_clocks_beat_puts_the_models_clock_where_the_band_will_be_when_it
 
 
 def test_loading_is_answered_before_whatever_the_loader_says(bundle, other_model, tmp_path):
-    """The loader runs on a thread of its own: a folder that fails at once must not answer before "loading" does."""
-    import threading
-
+    """The loader runs on the server's thread: the protocol answers "loading" first, and the loading comes after
+    it as work whose replies (here an error: a folder that fails at once) go back to the sender."""
+    from liveshtr.control.commands import Commands, Later
     from liveshtr.control.osc_protocol import OscProtocol
 
     def load(path):
         return voice(load_bundle(path))
 
     s = make_set(bundle, other_model, load)
-    protocol = OscProtocol(s.engine.params, setlist=s)
-    sent, done = [], threading.Event()
-
-    def later(replies):
-        sent.extend((r.address, r.args, r.to) for r in replies)
-        if any(r.address != "/liveshtr/model/loading" for r in replies):
-            done.set()
-
-    protocol.later = later
+    protocol = OscProtocol(Commands(s.engine.params, setlist=s))
     me = ("127.0.0.1", 5555)
-    assert protocol.handle("/liveshtr/model", [str(tmp_path / "missing")], me) == []
-    assert done.wait(10)
-    (loading, _, to), (error, (where, text), to2) = sent
-    assert loading == "/liveshtr/model/loading" and error == "/liveshtr/error" and "not loaded" in text
-    assert to == to2 == me and where == "/liveshtr/model"
+    loading, later = protocol.handle("/liveshtr/model", [str(tmp_path / "missing")], me)
+    assert loading == ("/liveshtr/model/loading", (str(tmp_path / "missing"),), None) and isinstance(later, Later)
+    assert protocol.errors == 0  # nothing has failed yet: the loading is still to come
+    ((error, (where, text), to),) = later.work()
+    assert error == "/liveshtr/error" and "not loaded" in text
+    assert to == me and where == "/liveshtr/model" and protocol.errors == 1
