@@ -100,7 +100,7 @@ class Bundle:
     @property
     def contrast(self) -> float:
         """How much the output stage expands the partials against the valleys between them (1: as predicted;
-        from export, see `liveshtr.sound.tone`)."""
+        set by calibration, see `liveshtr.sound.tone`)."""
         return float(self.meta["calibration"].get("contrast", 1.0))
 
     @property

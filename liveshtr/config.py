@@ -241,7 +241,7 @@ class TrainConfig:
 LOOP_MAX_S = 16.0
 LOOP_TRAIN_S = 24.0
 
-# Loops and percussive material (`liveshtr.sound.tone.noise_likeness`) train with a clock of the bar's first 16
+# Loops and percussive material (`liveshtr.analysis.tone.noise_likeness`) train with a clock of the bar's first 16
 # harmonics, which holds any pattern of sixteenths, and on their own playing for 0.3 of their input frames: only so
 # did the drum groove's sampled renders keep a beat (0.41-0.50 against 0.16 with the plain defaults; the song's 0.72),
 # and a 16-beat loop of the electronic song its beat (0.66-0.68 against 0.05-0.07; the loop's 0.74). The same recipe

@@ -1,8 +1,11 @@
 """The package is arranged by stage, and the stages keep to what they may import.
 
-sound -> training -> bundle -> live engine -> control surfaces: torch lives in `training` only, so `serve`,
-`render` and the control path can run where torch is not installed; `live` never reaches back into `training` or
-forward into `control`; `control` reaches the engine only through the parameter table and the engine itself.
+sound -> training -> bundle -> live engine -> control surfaces, with `analysis` (the measures) beside them: torch
+lives in `training` only, so `serve`, `render` and the control path can run where torch is not installed; `live`
+never reaches back into `training` or forward into `control`; `control` reaches the engine only through the
+parameter table, the engine, its scheduling and the set list. One arrow runs back: `training.calibrate` plays the
+bundle it has just written through the live engine's generator, as `serve` will, and measures it with `analysis`,
+so `training` imports `live` and `analysis`; neither of them imports `training`.
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ MODULES = {m.name for m in pkgutil.walk_packages(liveshtr.__path__, prefix="live
             ),
         ),
         ("training", lambda n: not within(n, "liveshtr.control", "liveshtr.commands", "liveshtr.cli")),
+        (
+            "analysis",
+            lambda n: not within(n, "liveshtr.training", "liveshtr.control", "liveshtr.commands", "liveshtr.cli"),
+        ),
     ],
 )
 def test_stages_import_only_what_they_may(stage, allowed):
@@ -116,7 +123,7 @@ def test_the_import_rules_see_real_imports():
     assert "liveshtr.live.generator" in our_imports(PACKAGE / "analysis" / "report.py")  # imported inside a function
     assert offending("control", lambda n: not within(n, "liveshtr.live")) != []
     # Every name the rules see is a module or a name in one of ours: a misspelt rule prefix would match nothing.
-    for stage in ("sound", "live", "control", "training"):
+    for stage in ("sound", "live", "control", "training", "analysis"):
         for path in stage_files(stage):
             for name in our_imports(path):
                 assert name in MODULES or name.rsplit(".", 1)[0] in MODULES | {"liveshtr"}, (path, name)

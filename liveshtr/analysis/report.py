@@ -189,23 +189,14 @@ def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 
 
 def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None:
     """One spectrogram per signal, and their long-term spectra on one plot (levels aligned at their means)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
     from scipy import signal
 
-    from liveshtr.atomic import atomic_path
+    from liveshtr.analysis import figures
 
-    fig, axes = plt.subplots(len(signals) + 1, 1, figsize=(10, 2.2 * (len(signals) + 1)), dpi=90)
+    fig, axes = figures.pyplot().subplots(len(signals) + 1, 1, figsize=(10, 2.2 * (len(signals) + 1)), dpi=90)
     for ax, (name, y) in zip(axes, signals.items(), strict=False):
-        f, t, s = signal.spectrogram(y, fs=samplerate, nperseg=1024, noverlap=768)
-        db = 10 * np.log10(s + 1e-12)
-        top = float(np.percentile(db, 99.5))
-        ax.pcolormesh(t, f, db, shading="auto", vmin=top - 80, vmax=top, cmap="magma")
+        figures.spectrogram(ax, y, samplerate, f"{title}: {name}")
         ax.set_ylim(0, 6000)
-        ax.set_ylabel("Hz")
-        ax.set_title(f"{title}: {name}", fontsize=9)
     ax = axes[-1]
     for name, y in signals.items():
         f, p = signal.welch(y, fs=samplerate, nperseg=4096)
@@ -217,9 +208,7 @@ def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None
     ax.set_title("long-term spectrum", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> None:

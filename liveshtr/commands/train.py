@@ -92,7 +92,7 @@ def _recipe_for_material(
     model_cfg: MagnitudeConfig, train_cfg: TrainConfig, songs, clock_given: bool, own_given: bool, looped: bool
 ):
     """Loops and percussive material get BEAT_RECIPE where the flags leave it open; says so in one line."""
-    from liveshtr.sound.tone import PERCUSSIVE_SHARE, noise_likeness
+    from liveshtr.analysis.tone import PERCUSSIVE_SHARE, noise_likeness
 
     if clock_given and own_given:
         return model_cfg, train_cfg

@@ -1,4 +1,4 @@
-"""Tone on the way out: the contrast of the partials against the valleys between them, and how tonal a sound is.
+"""Tone on the way out: the contrast of the partials against the valleys between them.
 
 A model trained to predict log-magnitudes predicts, where it is unsure which partial comes next, a level between
 the candidates: peaks come out lower and the valleys between them higher than in any frame of the song. Heard,
@@ -10,27 +10,15 @@ default 23 Hz bins):
 
     s' = envelope(s) + contrast * (s - envelope(s))
 
-on the way out only: the model's own loop keeps the frames it predicted. Export chooses `contrast` so that the
-model's renders are as tonal as its song (`median_flatness`, measured the same way on both), or, where the song is
-nearly as flat as noise with its spectrum, a little more tonal than the song (`tone_target`).
+on the way out only: the model's own loop keeps the frames it predicted. Calibration chooses `contrast` so that
+the model's renders are as tonal as its song, as `liveshtr.analysis.tone` measures both.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from liveshtr.sound.bands import ltas_noise
-
 CONTRAST_BINS = 9  # the local envelope of the pitch bins: a moving average over this many bins
-TONE_WINDOW_S = 0.085  # flatness is measured on frames about this long (2048 samples at 24 kHz) ...
-TONE_AMIN = 1e-10  # ... with power floored here, as librosa's spectral_flatness does
-NOISE_SHARE = 0.45  # renders aim at most at this share of the flatness of noise with the song's spectrum
-# Material at least this share as flat as noise with its spectrum is percussive (`noise_likeness`): the drum groove
-# 0.73, the tonal songs 0.04-0.09 (the electronic song with its drums among them). Over 5 s stretches, what a loop
-# is, the electronic song's range 0-0.45 and the groove's 0.35-1.05: a loop of either is taken for what it mostly is.
-PERCUSSIVE_SHARE = 0.5
 
 
 class ContrastFilter:
@@ -68,45 +56,3 @@ class ContrastFilter:
         s *= contrast
         s += env
         return s
-
-
-def tone_window(samplerate: int) -> int:
-    """The flatness frame at `samplerate`: the power of two nearest TONE_WINDOW_S."""
-    return 2 ** round(math.log2(TONE_WINDOW_S * samplerate))
-
-
-def flatness_frames(x: np.ndarray, samplerate: int) -> np.ndarray:
-    """Spectral flatness (geometric over arithmetic mean of the power spectrum) of every Hann frame of `x`,
-    hop a quarter frame; empty for a signal shorter than one frame."""
-    n = tone_window(samplerate)
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < n:
-        return np.zeros(0)
-    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 4]
-    power = np.maximum(np.abs(np.fft.rfft(frames * np.hanning(n + 1)[:-1], axis=-1)) ** 2, TONE_AMIN)
-    return np.exp(np.mean(np.log(power), axis=-1)) / np.mean(power, axis=-1)
-
-
-def median_flatness(signals: list[np.ndarray], samplerate: int) -> float:
-    """Median spectral flatness over all frames of all `signals` (lower is more tonal)."""
-    frames = np.concatenate([flatness_frames(x, samplerate) for x in signals])
-    return float(np.median(frames)) if len(frames) else 1.0
-
-
-def tone_target(songs: list[np.ndarray], samplerate: int, seed: int = 0) -> dict:
-    """How tonal renders of `songs` should be: the songs' median flatness, but never more than NOISE_SHARE of the
-    flatness of stationary noise with their 1/3-octave spectrum (`ltas_noise`).
-
-    A drum kit is nearly as flat as that noise (a groove 0.036 against its noise's 0.053), and a render as flat
-    as its song would then be heard, and measured, as noise in the song's colours; such material is played a
-    little more tonal than itself, its drums' own resonances drawn out. Returns {"song", "noise", "target"}."""
-    song = median_flatness(songs, samplerate)
-    noise = median_flatness([ltas_noise(s, samplerate, seed) for s in songs], samplerate)
-    return {"song": song, "noise": noise, "target": min(song, NOISE_SHARE * noise)}
-
-
-def noise_likeness(songs: list[np.ndarray], samplerate: int, seed: int = 0) -> float:
-    """The songs' median flatness as a share of that of stationary noise with their 1/3-octave spectrum: near 1 for
-    a drum kit, which is nearly as flat as such noise, a few hundredths for pitched music."""
-    tone = tone_target(songs, samplerate, seed)
-    return tone["song"] / max(tone["noise"], TONE_AMIN)

@@ -216,7 +216,7 @@ def test_own_samples_play_on_from_the_frames_before_them(position):
 
 def test_events_are_the_large_rises_and_each_counts_once():
     """An attack that rises over two frames is one event; a rise under the threshold and a fall are none."""
-    from liveshtr.training.export import event_rate, rises
+    from liveshtr.training.calibrate import event_rate, rises
 
     frames = np.zeros((400, 10))
     for start in range(20, 400, 40):  # 10 attacks: up over two frames, held, then down

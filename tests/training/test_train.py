@@ -115,7 +115,7 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.audio import load_song
     from liveshtr.sound.frames import FrameCodec
-    from liveshtr.training.export import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
+    from liveshtr.training.calibrate import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
 
     out, result = trained
     bundle = load_bundle(out)
@@ -159,11 +159,11 @@ def test_sampling_changes_frames_as_much_as_the_song(trained):
 def test_renders_are_as_tonal_as_the_song(trained):
     """Export sets the EQ and the partials' contrast so that the model plays as tonal as its song: not a veil of
     noise over the notes, not a drum loop turned into tones."""
+    from liveshtr.analysis.tone import NOISE_SHARE, median_flatness
     from liveshtr.config import AudioConfig
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.audio import load_song
-    from liveshtr.sound.tone import NOISE_SHARE, median_flatness
-    from liveshtr.training.export import CONTRAST_RANGE
+    from liveshtr.training.calibrate import CONTRAST_RANGE
 
     out, result = trained
     bundle = load_bundle(out)
@@ -485,7 +485,7 @@ def test_resume_with_other_settings_or_nothing_to_resume(trained, tmp_path):
 
 def test_falling_root_finds_the_crossing_in_a_few_steps_and_stops_at_the_ends():
     """How export sets the partials' contrast: each evaluation renders seconds of audio, so few of them."""
-    from liveshtr.training.export import falling_root
+    from liveshtr.training.calibrate import falling_root
 
     calls = []
 
