@@ -165,11 +165,6 @@ class Bundle:
         """Where each prime starts, as a fraction 0..1 of the training material."""
         return np.array(self.meta["primes"]["positions"], dtype=np.float64)
 
-    @property
-    def has_position(self) -> bool:
-        """Whether the model is told where in the song it plays (a `position` input beside the clock)."""
-        return "position" in self.meta["inputs"]
-
     def prime_song_place(self, index: int) -> tuple[float, float]:
         """Where prime `index` starts in its own song (0..1) and how far one frame moves on through that song."""
         primes = self.meta["primes"]

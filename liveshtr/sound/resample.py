@@ -85,10 +85,6 @@ class StreamResampler:
         """Forget the past: the next `process` starts a new stream."""
         raise NotImplementedError
 
-    @property
-    def delay_s(self) -> float:
-        return self.delay / self.out_rate
-
 
 class PolyphaseResampler(StreamResampler):
     """Integer up-sampling by U with a linear-phase FIR: exactly len(chunk) * U samples out per call, no bursts.

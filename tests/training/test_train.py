@@ -175,10 +175,13 @@ def test_renders_are_as_tonal_as_the_song(trained):
     assert song > NOISE_SHARE * flatness["noise"] and flatness["noise"] > song
     target = NOISE_SHARE * flatness["noise"]
     played = median_flatness([Generator(bundle, seed=5).render(20.0, Controls.for_bundle(bundle))], sr)
+    assert played < song, (played, song, bundle.contrast)  # not noise in the groove's colours
+    # About at the aim, as far as the contrast's range allows: calibration stops at its ends, where even the least
+    # contrast plays more tonal than the aim (a model that plays its own tones) or the most still flatter.
     low, high = CONTRAST_RANGE
-    at_limit = not low * 1.02 < bundle.contrast < high / 1.02
-    assert at_limit or 0.5 < played / target < 2.0, (played, target, bundle.contrast)
-    assert at_limit or played < song, (played, song, bundle.contrast)
+    figures = (played, target, bundle.contrast)
+    assert played < 2.0 * target or bundle.contrast == high, figures
+    assert played > 0.5 * target or bundle.contrast == low, figures
     assert "contrast" in result.stdout
 
 
@@ -377,7 +380,7 @@ def test_the_model_plays_on_through_the_song_from_where_it_was_primed(trainings)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s" in result.stdout
     bundle = load_bundle(out)
-    assert bundle.meta["model"]["position_harmonics"] == [1] and bundle.has_position
+    assert bundle.meta["model"]["position_harmonics"] == [1] and "position" in bundle.meta["inputs"]
     assert bundle.meta["inputs"][-1] == "position" and bundle.meta["tensors"]["position"]["shape"] == [1]
     g = Generator(bundle, seed=1)
     controls = Controls.for_bundle(bundle)
@@ -414,7 +417,7 @@ def test_position_harmonics_turn_no_faster_than_once_in_40_s(capsys, trained):
     assert _place_in_song(auto, 207.0, auto=True).position_harmonics == (1, 2, 3, 4)
     assert _place_in_song(auto, 100.0, auto=True).position_harmonics == (1, 2)  # thirds of 100 s turn in 33 s
     assert _place_in_song(auto, 79.0, auto=True).position_harmonics == ()
-    assert not load_bundle(trained[0]).has_position  # the default model has none
+    assert "position" not in load_bundle(trained[0]).meta["inputs"]  # the default model has none
 
 
 def test_primes_of_several_songs_know_where_they_lie_in_their_own_song():
