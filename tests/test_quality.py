@@ -1,12 +1,14 @@
-"""Quality of models trained on every song in ../shared/audio, rendered 60 s through ONNX.
+"""Quality of models trained on every song in ../shared/audio with the defaults, on a CI budget, rendered through ONNX.
 
 Stated as what a performer listens for: it stays alive, it keeps moving, it does not loop, it sounds like its own
 song and not another, and the controls audibly change it. The figures come from `liveshtr quality`, which also
 prints them for docs/quality.md (`make quality-report`).
 
-The default magnitude model (2 x 384, about 700 steps) takes about ten minutes a song on CI's two cores, so these
-models are the default model's recipe on a CI budget (CI_TRAINING): the floors here hold for any model the trainer
-makes; the music floors of the sound issue are measured on the defaults by `make quality-report`.
+Each model is what `liveshtr train SONG` makes, the recipe chosen from the material (percussive or tonal, a loop,
+the position input for long songs) and every flag at its default, but for the budget: 3 epochs of the default 20
+(about 100 steps; 70-140 s a song on one core) and 30 s renders instead of 60. So the tests fail when the
+defaults' code path regresses. Two floors that the defaults reach only with their full budget are stated per song
+as strict expected failures (BUDGET_GAPS): `make quality-report` measures the full defaults.
 """
 
 from __future__ import annotations
@@ -20,15 +22,27 @@ import pytest
 from tests.background import BACKGROUND, Job
 from tests.helpers import SHARED_AUDIO, SONG_FILES
 
-# The plain recipe for every song: the percussive one (own playing, a clock of 16 harmonics) beats the next-frame
-# baselines at the defaults (the drum groove 0.272 against 0.339) but not after this budget's 6 epochs (0.403), and
-# takes twice as long; `tests/training/test_train.py` trains it end to end, `make quality-report` measures it.
-# No position either: at this size, trainings of the electronic song with it fell into a quieter state at two seeds
-# of three (without it one of four), where the default-size models fell into none (docs/notebook.md).
-CI_TRAINING = [
-    *("--layers", "1", "--hidden", "256", "--epochs", "6"),
-    *("--own-samples", "0", "--clock-harmonics", "4,1,8", "--position-harmonics", "0"),
-]
+CI_TRAINING = ["--epochs", "3"]
+CI_QUALITY = ["--no-music", "--seconds", "30"]  # the spectral figures of 30 s renders
+SONGS = [path.stem for path in SONG_FILES]
+BRAHMS, GROOVE = "hungarian_dance_5_brahms_us_army_strings", "violent_groove_4_berklee_olpc"
+# (test, song) -> why the floor does not hold at the CI budget (measured 2026-12-06 on this budget, docs/quality.md)
+BUDGET_GAPS = {
+    ("test_validation_beats_both_baselines", GROOVE): "the percussive recipe trains on its own playing, which beats "
+    "the baselines with the default 20 epochs (0.272 against 0.339) but not after 3 (0.484)",
+    ("test_renders_carry_their_song_signature", BRAHMS): "after 3 epochs the Brahms's render lies as far from its "
+    "song as from the nearest other (6.19 against 6.11 dB); the default model 3.82 against 6.84",
+}
+
+
+@pytest.fixture(params=SONGS)
+def report(request, reports):
+    """One song's figures; a floor its CI-budget model is known to miss is a strict expected failure."""
+    song = request.param
+    gap = BUDGET_GAPS.get((request.node.originalname, song))
+    if gap is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
+    return song, reports[song]
 
 
 @BACKGROUND.plan("reports")
@@ -39,7 +53,7 @@ def quality_jobs(root: Path) -> dict[str, Job]:
     jobs = {}
     for path in SONG_FILES:
         folder = root / path.stem
-        report = [*liveshtr, "quality", str(folder), "--songs", str(SHARED_AUDIO), "--no-music"]
+        report = [*liveshtr, "quality", str(folder), "--songs", str(SHARED_AUDIO), *CI_QUALITY]
         commands = [
             [*liveshtr, "train", str(path), "-o", str(folder), *CI_TRAINING],
             [*report, "--json", f"{folder}.json"],
@@ -60,56 +74,44 @@ def reports(song_files, background):
     return out
 
 
-def test_validation_beats_both_baselines_on_every_song(reports):
-    for name, r in reports.items():
-        assert r["val_mse"] < r["baseline_mse"], name
+def test_validation_beats_both_baselines(report):
+    name, r = report
+    assert r["val_mse"] < r["baseline_mse"], (name, r["val_mse"], r["baseline_mse"])
 
 
-def test_renders_stay_alive(reports):
-    for name, r in reports.items():
-        assert r["min_rms_db"] > -45, name  # every 5 s window; the render is finite or its level would be NaN
-        assert r["peak"] < 1.0, name
+def test_renders_stay_alive(report):
+    name, r = report
+    assert r["min_rms_db"] > -45, name  # every 5 s window; the render is finite or its level would be NaN
+    assert r["peak"] < 1.0, name
 
 
-def test_renders_keep_moving(reports):
+def test_renders_keep_moving(report):
     # A frozen drone measures 0.3-0.5 dB/s and a static texture of noise about 0.7-0.9 dB/s; moving means above
-    # both. (At temperature 0 the magnitude model is no longer frozen: its clock drives it round a loop, which
-    # `test_sampling_is_what_keeps_it_from_looping` tells apart.)
-    for name, r in reports.items():
-        assert r["movement_db"] > 1.0 and r["movement_db"] > r["t0_movement_db"], (name, r["movement_db"])
+    # both, and above the same model at temperature 0.
+    name, r = report
+    assert r["movement_db"] > 1.0 and r["movement_db"] > r["t0_movement_db"], (name, r["movement_db"])
 
 
-def test_renders_do_not_loop(reports):
-    for name, r in reports.items():
-        assert r["repeat_corr"] < 0.95, name
+def test_renders_do_not_loop(report):
+    name, r = report
+    assert r["repeat_corr"] < 0.95, name
 
 
-def test_renders_carry_their_song_signature(reports):
-    for name, r in reports.items():
-        assert r["own_distance_db"] < r["nearest_other_db"], (name, r["own_distance_db"], r["nearest_other_db"])
+def test_renders_carry_their_song_signature(report):
+    name, r = report
+    assert r["own_distance_db"] < r["nearest_other_db"], (name, r["own_distance_db"], r["nearest_other_db"])
 
 
-CONTROLS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="what must hold: each control moves every song's renders several times further than three seeds lie "
-    "apart. Since the engine's recurrent state was fixed (docs/notebook.md, 2026-12-06) the CI-budget models play "
-    "the graph they were trained as, and on two songs it does not hold: the Brahms's seeds settle 9.2 dB of shape "
-    "apart (the latent offset moves it 11.5) and the drum groove's temperature moves it 0.37 dB/s; the sound work "
-    "re-measures the defaults",
-)
-
-
-@CONTROLS_XFAIL
 @pytest.mark.parametrize("figure, chance", [("temperature_db", "seed_movement_db"), ("offset_db", "seed_db")])
-def test_controls_change_the_sound(reports, figure, chance):
+def test_controls_change_the_sound(report, figure, chance):
     # The temperature changes how much the sound moves, the latent offset its spectrum. Each is measured at three
     # seeds (the median), and the same measure's spread between those seeds at the default controls is the
     # yardstick of chance: a clear change is several times that.
-    for name, r in reports.items():
-        assert r[figure] > 0.5 and r[figure] > 3 * r[chance], (name, r[figure], r[chance])
+    name, r = report
+    assert r[figure] > 0.5 and r[figure] > 3 * r[chance], (name, r[figure], r[chance])
 
 
-def test_sampling_is_what_keeps_it_from_looping(reports):
+def test_sampling_is_what_keeps_it_from_looping(report):
     # The seed's claim: without VAE sampling (temperature 0, GRUV-like) the output freezes into a loop or drone.
-    for name, r in reports.items():
-        assert r["t0_repeat_corr"] > r["repeat_corr"] and r["t0_movement_db"] < r["movement_db"], name
+    name, r = report
+    assert r["t0_repeat_corr"] > r["repeat_corr"] and r["t0_movement_db"] < r["movement_db"], name

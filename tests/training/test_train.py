@@ -188,8 +188,8 @@ def test_renders_are_as_tonal_as_the_song(trained):
 BASELINE_XFAIL = pytest.mark.xfail(
     strict=True,
     reason="a known limit of tiny models: the magnitude model's next-frame mean (z = prior mean) beats both "
-    "baselines on every song at the defaults and on the CI budget, and on a 5 s sine trained as a loop, but not on "
-    "the drum groove after 3 epochs of 1 x 64",
+    "baselines on every song at the defaults, and on a 5 s sine trained as a loop, but not on the drum groove after "
+    "3 epochs of 1 x 64",
 )
 
 
