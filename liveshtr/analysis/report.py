@@ -18,12 +18,15 @@ from liveshtr.analysis.spectral import (
     ltas_db,
     max_repeat_correlation,
     movement_db,
+    phase_convergence_db,
     signature_distance_db,
     window_rms_db,
 )
+from liveshtr.sound.frames import FrameCodec
 
 SONG_STRETCH_S = 60.0  # the song's measures come from this long a stretch from its middle, as long as a render
 RENDER_SEED = 1
+PHASE_S = 20.0  # the phase stage is measured on this long a stretch of the song
 CONTROL_SEEDS = (1, 2, 3)  # the seeds a control's effect is measured at, beside their spread at default controls
 
 
@@ -77,6 +80,7 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
     rendered = ltas_db(x, samplerate)
     distances = {name: signature_distance_db(rendered, ltas_db(s, samplerate)) for name, s in songs.items()}
     training = bundle.meta["training"]
+    codec = FrameCodec(bundle.frames, samplerate)
     return {
         "song": own,
         "train_s": training["seconds"],
@@ -95,6 +99,9 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
         "seed_db": float(np.median([spectrum_change(a, b) for a, b in itertools.combinations(by_seed, 2)])),
         "t0_movement_db": movement_db(greedy, samplerate),
         "t0_repeat_corr": max_repeat_correlation(greedy, samplerate),
+        # the live phase stage on the song's own magnitudes (20 s from its middle): how much of the sound is lost
+        # to the phase before any model
+        "phase_db": phase_convergence_db(middle(songs[own], samplerate, PHASE_S), codec),
     }
 
 
@@ -216,8 +223,11 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
     from liveshtr.analysis.music import SR
 
     print()
-    print("| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | copy of song |")
-    print("|---" * 8 + "|")
+    print(
+        "| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | persistence | "
+        "copy of song |"
+    )
+    print("|---" * 9 + "|")
     for bundle, r in zip(bundles, rows, strict=True):
         song = signals[r["song"]]
         five = music_signals(bundle, song, bundle.audio.samplerate, seconds)
@@ -227,7 +237,7 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
             copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
             print(
                 f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
-                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {copy} |",
+                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {m['persistence']:.2f} | {copy} |",
                 flush=True,
             )
 
@@ -252,14 +262,14 @@ def spectral_table(rows: list[dict]) -> None:
     print(
         "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
         "signature own / nearest other dB | T 0.3 vs 1.5: moving dB/s (seeds) | offset0 -2 vs +2: shape dB (seeds) | "
-        "T=0: moving, loop corr |"
+        "T=0: moving, loop corr | phase SC dB |"
     )
-    print("|---" * 11 + "|")
+    print("|---" * 12 + "|")
     for r in rows:
         print(
             f"| {r['song']} | {r['train_s']:.1f} | {r['val_mse']:.3f} / {r['baseline_mse']:.3f} | "
             f"{r['min_rms_db']:.1f} | {r['peak']:.2f} | {r['movement_db']:.2f} ({r['song_movement_db']:.2f}) | "
             f"{r['repeat_corr']:.2f} | {r['own_distance_db']:.2f} / {r['nearest_other_db']:.2f} | "
             f"{r['temperature_db']:.2f} ({r['seed_movement_db']:.2f}) | {r['offset_db']:.2f} ({r['seed_db']:.2f}) | "
-            f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} |"
+            f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} | {r['phase_db']:.1f} |"
         )

@@ -7,7 +7,9 @@ numpy and scipy only:
 - `max_repeat_correlation`: the highest normalised correlation between a 2 s stretch and any later one 2..20 s
   away (is it a loop?);
 - `ltas_db` and `signature_distance_db`: long-term average spectrum and the distance between two of them,
-  levels aside (does it carry the song's signature?).
+  levels aside (does it carry the song's signature?);
+- `phase_convergence_db`: how close the live phase stage brings a signal back from its own magnitudes (spectral
+  convergence: the distance between the magnitudes given and those of what it makes, over their size).
 """
 
 from __future__ import annotations
@@ -83,3 +85,22 @@ def max_repeat_correlation(
             break
         best = max(best, float(np.max(np.sum(flat[:-lag] * flat[lag:], axis=1))))
     return best
+
+
+def spectral_convergence_db(target: np.ndarray, made: np.ndarray) -> float:
+    """20 log10 of ||made - target|| / ||target|| over magnitude frames: 0 dB is as far as the target is large,
+    random phase above -5 dB on music; lower is closer."""
+    return float(20 * np.log10(np.linalg.norm(made - target) / max(np.linalg.norm(target), 1e-30)))
+
+
+def phase_convergence_db(x: np.ndarray, codec, delay: int = 0) -> float:
+    """The live phase stage on a signal's own magnitudes: `x` analysed into `codec`'s frames, their magnitudes
+    given frame by frame to `PhaseReconstructor` (causal, or `delay` frames late) and overlap-added as the engine
+    does, and the result analysed again; its spectral convergence against the magnitudes given."""
+    from liveshtr.sound.phase import PhaseReconstructor
+
+    magnitudes = codec.magnitudes(codec.analyse(x))
+    phase = PhaseReconstructor(codec.frame, codec.hop, codec.n_bins, delay=delay, fft_size=codec.fft_size)
+    spectra = [phase.process(m).copy() for m in magnitudes] + [phase.process(magnitudes[-1]).copy()] * delay
+    made = codec.decode(codec.from_spectrum(np.stack(spectra[delay:])), len(x))
+    return spectral_convergence_db(magnitudes, codec.magnitudes(codec.analyse(made)))

@@ -96,6 +96,28 @@ def test_tone_flatness_and_harmonic_share(piece):
     assert music.harmonic_share(clicks) < 0.3
 
 
+def washed(y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`y` with every 23 ms frame's spectrum kept in level but drawn afresh in its fine structure, as a model that
+    samples every feature on its own plays: the envelope and the colour stay, the partials do not."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    _, _, spectrum = signal.stft(y, fs=SR, nperseg=512)
+    smooth = signal.convolve2d(np.abs(spectrum), np.ones((9, 1)) / 9, mode="same")  # 350 Hz of envelope
+    drawn = smooth * rng.rayleigh(1.0, spectrum.shape) * np.exp(2j * np.pi * rng.random(spectrum.shape))
+    return signal.istft(drawn, fs=SR, nperseg=512)[1][: len(y)].astype(np.float32)
+
+
+def test_partials_that_last_persist_and_a_wash_in_their_colours_does_not(piece):
+    kept = {name: music.partial_persistence(y) for name, y in piece.items()}
+    kept["washed"] = music.partial_persistence(washed(piece["piece"]))
+    assert kept["piece"] > 0.8, kept
+    assert max(kept["ltas noise"], kept["envelope noise"], kept["washed"]) < 0.5, kept
+    t = np.arange(4 * SR) / SR
+    assert music.partial_persistence(np.random.default_rng(1).standard_normal(len(t))) == pytest.approx(0.32, abs=0.04)
+    assert music.partial_persistence(np.zeros(len(t))) == 0.0 and music.partial_persistence(t[:100]) == 0.0
+
+
 def test_copy_finds_a_replayed_stretch_and_nothing_in_noise(piece):
     y = piece["piece"]
     assert music.copy_similarity(y[int(5.3 * SR) : int(15.3 * SR)], y) > 0.95

@@ -26,13 +26,16 @@ def test_report_measures_song_noises_and_renders_side_by_side(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| hungarian")]
     assert len(rows) == 1 + len(SIGNALS)  # the spectral row, then one row per signal
+    phase = float(rows[0][-1])  # the live phase stage on the song's own magnitudes
+    assert -40 < phase < -10, phase  # random phase measures above -5 dB (tests/sound/test_phase.py)
     music = {cells[1].strip(): [c.strip() for c in cells[2:]] for cells in rows[1:]}
     assert list(music) == list(SIGNALS)
     for name, cells in music.items():
-        beat, onsets, pitch, flat, harmonic, copy = cells
+        beat, onsets, pitch, flat, harmonic, persistence, copy = cells
         assert 0 <= float(beat) <= 1 and float(onsets) >= 0 and -1 <= float(pitch) <= 1, name
-        assert 0 <= float(flat) <= 1 and 0 <= float(harmonic) <= 1, name
+        assert 0 <= float(flat) <= 1 and 0 <= float(harmonic) <= 1 and 0 <= float(persistence) <= 1, name
         assert (copy != "") == name.startswith("render"), name  # copying is asked of renders only
+    assert float(music["song"][5]) > float(music["ltas noise"][5]) + 0.2  # the song's partials last, noise's not
     assert float(music["song"][2]) > 0.5  # a stretch of the song shares the whole song's pitch classes
     assert float(music["ltas noise"][0]) < 0.2  # stationary noise has no beat
     picture = tmp_path / "hungarian_dance_5_brahms_us_army_strings.png"
