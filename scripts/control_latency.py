@@ -136,6 +136,10 @@ def main(argv=None) -> int:
 
     surfaces.open()
     setlist.listeners.append(surfaces.switched)
+    # The probe's own JACK client joins the graph before the audio starts: a client that activates while the
+    # stream runs makes JACK reorder its graph, and that first cycle runs late (an underrun at 0.02 s, which then
+    # holds the look-ahead a block higher for the whole run).
+    midi = midi_probe(surfaces.midi.name) if args.probe == "midi" else None
     engine.start()
     surfaces.start()
     sink.start()
@@ -148,7 +152,6 @@ def main(argv=None) -> int:
     probes: list[tuple[float, float]] = []  # (value, send time)
     switched: list[float] = []  # when each switch was asked for (seconds of output)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    midi = midi_probe(surfaces.midi.name) if args.probe == "midi" else None
     temperature = engine.params.slots["temperature"].start
     high = engine.params.table["temperature"].high
     try:
