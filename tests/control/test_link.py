@@ -13,7 +13,17 @@ import pytest
 
 from liveshtr.control.link import LinkClock
 from liveshtr.live.params import Params
-from tests.helpers import ask, cli, message, one_line_error, osc_port, start_serve, stop_serve, wait_started
+from tests.helpers import (
+    SAFE_LOOKAHEAD_MS,
+    ask,
+    cli,
+    message,
+    one_line_error,
+    osc_port,
+    start_serve,
+    stop_serve,
+    wait_started,
+)
 
 PEER = textwrap.dedent(
     """
@@ -48,7 +58,12 @@ def test_each_beat_of_the_session_sets_the_tempo_and_places_the_models_clock():
 def test_serve_follows_a_link_peers_tempo(tmp_path):
     stats = tmp_path / "stats.json"
     peer = subprocess.Popen([sys.executable, "-c", PEER, "97"], stderr=subprocess.PIPE, text=True)
-    proc = start_serve("--sink", "null", "--no-web", "--link", "--status-every", "0", "--stats-json", str(stats))
+    # At the look-ahead where the suite's other serve tests assert zero underruns: beside the suite's own trainings
+    # the default 10 ms is a timing target, measured by scripts/load_underruns.py (docs/measurements.md).
+    proc = start_serve(
+        *("--sink", "null", "--no-web", "--link", "--status-every", "0", "--stats-json", str(stats)),
+        *("--lookahead-ms", SAFE_LOOKAHEAD_MS),
+    )
     try:
         lines = wait_started(proc)
         assert lines["link"].startswith("Ableton Link")
