@@ -78,17 +78,19 @@ latency: setup-dev
 patch-check: setup-dev
 	$(BIN)/python scripts/pd_patch_check.py --seconds 30 --restarts 10
 
-# Trains every shared song with the defaults and prints the quality figures docs/quality.md quotes: the spectral table,
-# then beat, onsets, pitch classes, flatness, harmonic share and copying for each song, its two noises, the default
-# render and the temperature-0 render; each song's spectrograms go to out/quality-pictures. DOMAIN=dct: the same
-# with DCT frames, into out/quality-dct.
+# Trains every song of SONGS (default ../shared/audio) with the defaults and prints the quality figures
+# docs/quality.md quotes: the spectral table, then beat, onsets, pitch classes, flatness, harmonic share, persistence
+# and copying for each song, its two noises, the default render and the temperature-0 render; each song's
+# spectrograms go to out/quality-pictures. DOMAIN=dct: the same with DCT frames, into out/quality-dct;
+# SONGS=../shared/audio-check: the songs the defaults were not chosen on, into out/quality-audio-check.
 DOMAIN ?= fft
-QUALITY_DIR := out/quality$(if $(filter dct,$(DOMAIN)),-dct)
+SONGS ?= ../shared/audio
+QUALITY_DIR := out/quality$(if $(filter dct,$(DOMAIN)),-dct)$(if $(filter-out ../shared/audio,$(SONGS)),-$(notdir $(SONGS)))
 quality-report: setup-quality
-	for f in ../shared/audio/*.mp3 ../shared/audio/*.ogg; do \
+	for f in $(SONGS)/*.mp3 $(SONGS)/*.ogg $(SONGS)/*.wav $(SONGS)/*.flac; do test -f "$$f" || continue; \
 	  $(BIN)/liveshtr train "$$f" --domain $(DOMAIN) -o "$(QUALITY_DIR)/$$(basename "$${f%.*}")" --force >/dev/null \
 	  || exit 1; done
-	$(BIN)/liveshtr quality $(QUALITY_DIR)/* --songs ../shared/audio --pictures $(QUALITY_DIR)-pictures
+	$(BIN)/liveshtr quality $(QUALITY_DIR)/* --songs $(SONGS) --pictures $(QUALITY_DIR)-pictures
 
 setup: $(VENV)/.stamp-run
 setup-quality: $(VENV)/.stamp-quality
