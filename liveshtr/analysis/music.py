@@ -14,7 +14,10 @@ onnxruntime; never on the serving path):
 - `partial_persistence`: the share of the spectral peaks' energy in peaks that last 100 ms (partials that hold, not
   a wash that flickers: white noise about 0.3, steady chords about 0.9);
 - `copy_similarity`: the best normalised correlation between any 2 s of log-mel spectrogram of one signal and
-  any 2 s of another (a render that replays or memorises its song scores near 1).
+  any 2 s of another (a render that replays or memorises its song scores near 1);
+- `longest_replay_s`: the longest stretch of one signal whose frames' nearest frames in another follow each other
+  there: how long it plays the song back as it was (sharper than `copy_similarity`, which cannot tell a replay
+  from a close variation below about 0.85).
 
 Two noises are built from every song, so that each measure is shown to tell music from what noise can do:
 `ltas_noise` is stationary noise with the song's power in every 1/3 octave (what an output EQ can make of any
@@ -291,3 +294,42 @@ def measure(y: np.ndarray) -> MusicMeasures:
         persistence=partial_persistence(y),
         pitch_classes=pitch_classes(y).tolist(),
     )
+
+
+REPLAY_SHARE = 0.01  # a frame matches the song frames among its nearest 1% (at least REPLAY_MATCHES of them)
+REPLAY_MATCHES = 3
+REPLAY_TOLERANCE = 0.01  # ... or within this much cosine similarity of its nearest
+
+
+def _frame_shapes(y: np.ndarray) -> np.ndarray:
+    """Each log-mel frame around its own level, unit length: what it sounds like, not how loud (frames, mels)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=COPY_HOP, n_mels=COPY_MELS)
+    spec = 10 * np.log10(mel + 1e-10).T.astype(np.float32)
+    spec -= spec.mean(axis=1, keepdims=True)
+    return spec / (np.linalg.norm(spec, axis=1, keepdims=True) + 1e-9)
+
+
+def longest_replay_s(y: np.ndarray, reference: np.ndarray) -> float:
+    """The longest run of `y`'s log-mel frames (23 ms) that match `reference` frame for frame, in seconds: frame i
+    of the run matches frame j + i of the reference (cosine, each frame around its own level: among its nearest
+    REPLAY_SHARE of the reference, or within REPLAY_TOLERANCE of its nearest). That is the song played back as it
+    was; music that recombines the song's sounds matches a note or a beat of it at a time, and noise nothing for
+    long."""
+    a = _frame_shapes(y)
+    # The reference on four grids a quarter frame apart: a replay need not start on its frames' grid, and an
+    # attack sounds different a few milliseconds later in the window
+    grids = [_frame_shapes(reference[offset:]) for offset in range(0, COPY_HOP, COPY_HOP // 4)]
+    n = min(len(g) for g in grids)
+    k = min(n, max(REPLAY_MATCHES, int(REPLAY_SHARE * n)))
+    longest, run = 0, np.zeros(n + 1, dtype=np.int32)  # run[j + 1]: the run that ends matched to frame j
+    for start in range(0, len(a), 512):
+        similarity = np.max([a[start : start + 512] @ g[:n].T for g in grids], axis=0)
+        threshold = np.partition(similarity, n - k, axis=1)[:, n - k : n - k + 1]
+        # ... or as near as its nearest: a held sound's frames are all alike, and any of them is the one
+        threshold = np.minimum(threshold, similarity.max(axis=1, keepdims=True) - REPLAY_TOLERANCE)
+        for matched in similarity >= threshold:
+            run[1:] = np.where(matched, run[:-1] + 1, 0)
+            longest = max(longest, int(run.max()))
+    return longest * COPY_HOP / SR

@@ -141,6 +141,7 @@ def music_report(song: np.ndarray, samplerate: int, signals: dict) -> dict:
         m = music.measure(y).to_dict()
         m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
         m["copy"] = music.copy_similarity(y, whole) if name.startswith("render") else None
+        m["replay_s"] = music.longest_replay_s(y, whole) if name.startswith("render") else None
         rows[name] = m
     return rows
 
@@ -225,9 +226,9 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
     print()
     print(
         "| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | persistence | "
-        "copy of song |"
+        "copy of song | longest replay s |"
     )
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
     for bundle, r in zip(bundles, rows, strict=True):
         song = signals[r["song"]]
         five = music_signals(bundle, song, bundle.audio.samplerate, seconds)
@@ -235,9 +236,10 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
             plot_signals(pictures / f"{r['song']}.png", r["song"], five, SR)
         for name, m in music_report(song, bundle.audio.samplerate, five).items():
             copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
+            replay = "" if m["replay_s"] is None else f"{m['replay_s']:.2f}"
             print(
                 f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
-                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {m['persistence']:.2f} | {copy} |",
+                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {m['persistence']:.2f} | {copy} | {replay} |",
                 flush=True,
             )
 

@@ -14,15 +14,15 @@ BEAT_S = 0.5  # 120 beats a minute
 CHORDS = ((60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67))  # C F G C, a bar of four beats each
 
 
-def struck_chords(seconds: float = 20.0, chords=CHORDS, seed: int = 0) -> np.ndarray:
-    """Harmonic tones struck together on every beat, decaying, a new chord every bar."""
+def struck_chords(seconds: float = 20.0, chords=CHORDS, seed: int = 0, beats_per_chord: int = 4) -> np.ndarray:
+    """Harmonic tones struck together on every beat, decaying, a new chord every bar (every `beats_per_chord`)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(BEAT_S * SR)) / SR
     decay = np.exp(-t / 0.2) * (1 - np.exp(-t / 0.003))  # a fast attack, then a pluck's decay
     beats = []
     for beat in range(int(seconds / BEAT_S)):
         tone = np.zeros_like(t)
-        for pitch in chords[(beat // 4) % len(chords)]:
+        for pitch in chords[(beat // beats_per_chord) % len(chords)]:
             f0 = 440.0 * 2 ** ((pitch - 69) / 12)
             for k in range(1, 7):
                 if k * f0 < SR / 2:
@@ -124,3 +124,19 @@ def test_copy_finds_a_replayed_stretch_and_nothing_in_noise(piece):
     assert music.copy_similarity(piece["ltas noise"], y) < 0.3
     other = struck_chords(chords=((62, 65, 69), (64, 67, 71), (57, 60, 64), (62, 65, 69)), seed=1)
     assert music.copy_similarity(other, y) < 0.9  # new chords on the same beat are not a copy
+
+
+def test_a_replay_runs_on_and_a_recombination_does_not():
+    rng = np.random.default_rng(7)
+    changes = [tuple(rng.choice(np.arange(48, 84), 3, replace=False)) for _ in range(40)]  # a chord every beat
+    song = struck_chords(chords=changes, beats_per_chord=1)
+    stretch = song[int(3.3 * SR) : int(9.3 * SR)]  # 6 s of it, as it was
+    others = struck_chords(chords=changes[::-1], seed=3, beats_per_chord=1)  # its chords in another order
+    spliced = np.concatenate([others[: 5 * SR], stretch, others[5 * SR : 10 * SR]])
+    assert music.longest_replay_s(stretch, song) == pytest.approx(6.0, abs=0.3)
+    assert music.longest_replay_s(spliced, song) == pytest.approx(6.0, abs=0.6)
+    assert music.longest_replay_s(others, song) < 1.0  # the same chords recombined: at most a beat at a time
+    for noise in (music.ltas_noise(song), music.envelope_noise(song)):
+        assert music.longest_replay_s(noise, song) < 0.5
+    held = np.tile(stretch[: SR // 2], 8)  # one beat over and over finds the same frames: no run
+    assert music.longest_replay_s(held, song) < 1.0

@@ -31,10 +31,11 @@ def test_report_measures_song_noises_and_renders_side_by_side(tmp_path):
     music = {cells[1].strip(): [c.strip() for c in cells[2:]] for cells in rows[1:]}
     assert list(music) == list(SIGNALS)
     for name, cells in music.items():
-        beat, onsets, pitch, flat, harmonic, persistence, copy = cells
+        beat, onsets, pitch, flat, harmonic, persistence, copy, replay = cells
         assert 0 <= float(beat) <= 1 and float(onsets) >= 0 and -1 <= float(pitch) <= 1, name
         assert 0 <= float(flat) <= 1 and 0 <= float(harmonic) <= 1 and 0 <= float(persistence) <= 1, name
-        assert (copy != "") == name.startswith("render"), name  # copying is asked of renders only
+        assert (copy != "") == (replay != "") == name.startswith("render"), name  # copying: asked of renders only
+        assert replay == "" or 0 < float(replay) <= 12.0, name  # at most the whole render
     assert float(music["song"][5]) > float(music["ltas noise"][5]) + 0.2  # the song's partials last, noise's not
     assert float(music["song"][2]) > 0.5  # a stretch of the song shares the whole song's pitch classes
     assert float(music["ltas noise"][0]) < 0.2  # stationary noise has no beat
