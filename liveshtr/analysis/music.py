@@ -211,12 +211,13 @@ def pitch_class_correlation(a: np.ndarray, b: np.ndarray) -> float:
 # -- copying -----------------------------------------------------------------------------------------------
 
 
-def _log_mel(y: np.ndarray) -> np.ndarray:
+def _log_mel(y: np.ndarray, centre_bands: bool = True) -> np.ndarray:
     import librosa
 
     mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=COPY_HOP, n_mels=COPY_MELS)
     spec = 10 * np.log10(mel + 1e-10).T  # (frames, mels)
-    spec -= spec.mean(axis=0)  # each band around its own long-term level: the spectral tilt is no match
+    if centre_bands:
+        spec -= spec.mean(axis=0)  # each band around its own long-term level: the spectral tilt is no match
     # ... and each frame around its own level: a pause or a loud hit changes every band at once, and two pauses
     # are no copy of each other (without this, unrelated renders of a song with pauses score like its halves).
     return spec - spec.mean(axis=1, keepdims=True)
@@ -303,11 +304,7 @@ REPLAY_TOLERANCE = 0.01  # ... or within this much cosine similarity of its near
 
 def _frame_shapes(y: np.ndarray) -> np.ndarray:
     """Each log-mel frame around its own level, unit length: what it sounds like, not how loud (frames, mels)."""
-    import librosa
-
-    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=COPY_HOP, n_mels=COPY_MELS)
-    spec = 10 * np.log10(mel + 1e-10).T.astype(np.float32)
-    spec -= spec.mean(axis=1, keepdims=True)
+    spec = _log_mel(y, centre_bands=False).astype(np.float32)
     return spec / (np.linalg.norm(spec, axis=1, keepdims=True) + 1e-9)
 
 

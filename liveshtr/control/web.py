@@ -151,7 +151,6 @@ class WebServer:
     def _publish_all(self, messages: list[dict]) -> None:
         """Messages made on the loader's thread, for every page."""
         for message in messages:
-            message.pop("_all", None)
             self._send_all(message)
 
     def _send_all(self, message: dict) -> None:

@@ -134,7 +134,7 @@ class WebProtocol:
                 try:
                     c.switch(key, seconds)
                 except LiveshtrError as exc:
-                    return [dict(self._error(str(exc), m), _all=True)]
+                    return [self._error(str(exc), m)]
                 return []
 
             return [self._with_id({"type": "model", "loading": key}, m), Later(load)]

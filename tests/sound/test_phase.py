@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from liveshtr.analysis import spectral
 from liveshtr.analysis.spectral import phase_convergence_db, spectral_convergence_db
 from liveshtr.config import AudioConfig, FrameConfig
 from liveshtr.sound.audio import load_song
@@ -26,9 +27,7 @@ def magnitudes(x: np.ndarray, codec: FrameCodec = CODEC) -> np.ndarray:
 
 def rebuild(mag: np.ndarray, n_samples: int, delay: int = 0, codec: FrameCodec = CODEC) -> np.ndarray:
     """Magnitude frames -> audio through the reconstructor, frame by frame as the engine would run it."""
-    phase = PhaseReconstructor(codec.frame, codec.hop, codec.n_bins, delay=delay, fft_size=codec.fft_size)
-    spectra = [phase.process(m).copy() for m in mag] + [phase.process(mag[-1]).copy() for _ in range(delay)]
-    return codec.decode(codec.from_spectrum(np.stack(spectra[delay:])), n_samples)
+    return spectral.rebuild(mag, n_samples, codec, delay)
 
 
 def convergence_db(y: np.ndarray, mag: np.ndarray, codec: FrameCodec = CODEC) -> float:
