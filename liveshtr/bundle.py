@@ -98,6 +98,23 @@ class Bundle:
         return float(self.meta.get("sampling", {}).get("latent_scale", 1.0))
 
     @property
+    def latent_floor(self) -> float:
+        """The latent's spread at temperature 0 (from export; 0 in bundles made before it: no sampling at all)."""
+        return float(self.meta.get("sampling", {}).get("latent_floor", 0.0))
+
+    @property
+    def latent_growth(self) -> float:
+        """Above temperature 1 the latent's spread grows as the temperature to this power (from export; 1 in bundles
+        made before it)."""
+        return float(self.meta.get("sampling", {}).get("latent_growth", 1.0))
+
+    @property
+    def noise_floor(self) -> float:
+        """The share of the feature noise kept at temperature 0 (from export: 1, the same at every temperature; 0
+        in bundles made before it)."""
+        return float(self.meta.get("sampling", {}).get("noise_floor", 0.0))
+
+    @property
     def contrast(self) -> float:
         """How much the output stage expands the partials against the valleys between them (1: as predicted;
         set by calibration, see `liveshtr.sound.tone`)."""

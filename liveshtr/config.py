@@ -241,9 +241,17 @@ class TrainConfig:
 LOOP_MAX_S = 16.0
 LOOP_TRAIN_S = 24.0
 
-# Loops and percussive material (`liveshtr.analysis.tone.noise_likeness`) train with a clock of the bar's first 16
-# harmonics, which holds any pattern of sixteenths, and on their own playing for 0.3 of their input frames: only so
-# did the drum groove's sampled renders keep a beat (0.41-0.50 against 0.16 with the plain defaults; the song's 0.72),
-# and a 16-beat loop of the electronic song its beat (0.66-0.68 against 0.05-0.07; the loop's 0.74). The same recipe
-# cost the tonal songs their beat or their tone (docs/notebook.md), so they keep the defaults.
+# A song whose pulse is at least this clear (`sound.tempo.estimate_tempo`'s clarity: the onset envelope's
+# normalised autocorrelation at its period) and every loop train with a clock of the bar's first 16 harmonics,
+# which holds any pattern of sixteenths, and without a position input: with the plain clock (4, 1, 8) and the
+# position a house track and a sung folk-pop song lost their beat (0.20 and 0.07 against the songs' 0.58 and 0.50),
+# with these two changes alone they kept it (0.63 and 0.38), and the house render no longer came near replaying the
+# song (copy 0.53 against 0.89). A song without a pulse (the Brahms, 0.006) keeps the plain clock and the position:
+# the fine clock cost it its tone (harmonic share 0.38 against 0.60). The shared recordings' clarities: 0.25-0.47
+# with a pulse, the trumpet loop 0.19, the Brahms 0.006 (docs/notebook.md).
+PULSE_CLEAR = 0.15
+# Loops and percussive material (`liveshtr.analysis.tone.noise_likeness`) also train on their own playing for 0.3
+# of their input frames: only so did the drum groove's sampled renders keep a beat (0.41-0.50 against 0.16 with the
+# plain defaults; the song's 0.72), and a 16-beat loop of the electronic song its beat (0.66-0.68 against 0.05-0.07;
+# the loop's 0.74). It costs 1.3-1.7 times the training time, which tonal songs with a pulse do not spend.
 BEAT_RECIPE = {"clock_harmonics": tuple(range(1, 17)), "own_samples": 0.3}

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from liveshtr.analysis.spectral import (
+    band_rise,
     band_spectrogram,
+    event_rate,
     ltas_db,
     max_repeat_correlation,
     movement_db,
@@ -58,9 +60,6 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
     def play(seed: int = 0, **controls) -> np.ndarray:
         return render(bundle, seconds, seed, **controls)
 
-    def moves(seed: int, **controls) -> float:
-        return movement_db(play(seed, **controls), samplerate)
-
     def spectrum_change(a: np.ndarray, b: np.ndarray) -> float:
         """How far apart the shapes of two long-term spectra are (dB per band), their overall levels aside: renders
         of one model at two seeds can settle a few dB apart in level, which would swamp the yardstick."""
@@ -71,11 +70,16 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
     x, greedy = play(), play(temperature=0.0)
     # Each control is measured at several seeds, beside the spread of the same measure between those seeds at the
     # default controls: one other seed is too uncertain a yardstick of chance (a model's renders can settle in
-    # states a few dB apart). The temperature sets how much the sampling moves the sound; the latent offset moves
-    # the spectrum.
+    # states a few dB apart). The temperature sets how many events the model plays (against the song's largest
+    # rise); the latent offset moves the spectrum.
+    reference = float(band_rise(songs[own], samplerate).max())
+
+    def events(seed: int, **controls) -> float:
+        return event_rate(play(seed, **controls), samplerate, reference)
+
     by_seed = [play(seed) for seed in CONTROL_SEEDS]
-    moving = [movement_db(y, samplerate) for y in by_seed]
-    temperature = [abs(moves(s, temperature=1.5) - moves(s, temperature=0.3)) for s in CONTROL_SEEDS]
+    seed_events = [event_rate(y, samplerate, reference) for y in by_seed]
+    temperature = [abs(events(s, temperature=1.5) - events(s, temperature=0.3)) for s in CONTROL_SEEDS]
     offset = [spectrum_change(play(s, offset0=-2.0), play(s, offset0=2.0)) for s in CONTROL_SEEDS]
     rendered = ltas_db(x, samplerate)
     distances = {name: signature_distance_db(rendered, ltas_db(s, samplerate)) for name, s in songs.items()}
@@ -93,8 +97,8 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
         "repeat_corr": max_repeat_correlation(x, samplerate),
         "own_distance_db": distances[own],
         "nearest_other_db": min((d for name, d in distances.items() if name != own), default=float("nan")),
-        "temperature_db": float(np.median(temperature)),  # movement (dB/s) at temperature 1.5 against 0.3
-        "seed_movement_db": float(np.ptp(moving)),
+        "temperature_events": float(np.median(temperature)),  # events a second at temperature 1.5 against 0.3
+        "seed_events": float(np.ptp(seed_events)),
         "offset_db": float(np.median(offset)),  # the spectrum's shape at latent offset -2 against +2
         "seed_db": float(np.median([spectrum_change(a, b) for a, b in itertools.combinations(by_seed, 2)])),
         "t0_movement_db": movement_db(greedy, samplerate),
@@ -219,8 +223,9 @@ def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None
     figures.save(fig, path)
 
 
-def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> None:
-    """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`)."""
+def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> dict:
+    """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`);
+    return them, song name -> signal name -> measures."""
     from liveshtr.analysis.music import SR
 
     print()
@@ -229,12 +234,14 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
         "copy of song | longest replay s |"
     )
     print("|---" * 10 + "|")
+    measured = {}
     for bundle, r in zip(bundles, rows, strict=True):
         song = signals[r["song"]]
         five = music_signals(bundle, song, bundle.audio.samplerate, seconds)
         if pictures:
             plot_signals(pictures / f"{r['song']}.png", r["song"], five, SR)
-        for name, m in music_report(song, bundle.audio.samplerate, five).items():
+        measured[r["song"]] = music_report(song, bundle.audio.samplerate, five)
+        for name, m in measured[r["song"]].items():
             copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
             replay = "" if m["replay_s"] is None else f"{m['replay_s']:.2f}"
             print(
@@ -242,6 +249,56 @@ def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictur
                 f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {m['persistence']:.2f} | {copy} | {replay} |",
                 flush=True,
             )
+    return measured
+
+
+def floor_misses(m: dict, bar_s: float) -> list[str]:
+    """The sound's floors that one song's measures (`music_report`'s) miss at the default temperature and at 0,
+    by name: the beat (half the song's, where the song's is 0.4 or more), the partials' persistence (0.85x), pitch
+    classes (0.6 and above both noises), onsets (0.5-2x), flatness (2.5x the song's and under half the ltas
+    noise's), harmonic share (within 0.15), copy (under 0.85) and the longest replay (under a bar); at
+    temperature 0 onsets (half the song's) and copy (under 0.9)."""
+    song, render, zero = m["song"], m["render"], m["render T=0"]
+    noises = max(m["ltas noise"]["pitch_corr"], m["envelope noise"]["pitch_corr"])
+    checks = {
+        "beat": song["beat"] < 0.4 or render["beat"] >= 0.5 * song["beat"],
+        "persistence": render["persistence"] >= 0.85 * song["persistence"],
+        "pitch classes": render["pitch_corr"] >= max(0.6, noises),
+        "onsets": 0.5 <= render["onsets_per_s"] / max(song["onsets_per_s"], 1e-9) <= 2.0,
+        "flatness": render["flatness"] <= min(2.5 * song["flatness"], 0.5 * m["ltas noise"]["flatness"]),
+        "harmonic": abs(render["harmonic_share"] - song["harmonic_share"]) <= 0.15,
+        "copy": render["copy"] < 0.85,
+        "replay": render["replay_s"] < bar_s,
+        "T=0 onsets": zero["onsets_per_s"] >= 0.5 * song["onsets_per_s"],
+        "T=0 copy": zero["copy"] < 0.9,
+    }
+    return [name for name, held in checks.items() if not held]
+
+
+def floors_table(bundles, measured: dict) -> None:
+    """Print the sound's floors for every bundle's song, song against render, and the floors each misses."""
+    print()
+    print(
+        "| song | beat: song / render | persistence: song / render | pitch classes | onsets/s: song / render | "
+        "flatness: song / render | harmonic: song / render | copy | longest replay s (a bar) | T=0: onsets, copy | "
+        "misses |"
+    )
+    print("|---" * 11 + "|")
+    for bundle in bundles:
+        name = bundle.meta["training"]["songs"][0]["name"]
+        m = measured[name]
+        song, render, zero = m["song"], m["render"], m["render T=0"]
+        bar_s = 4 * 60.0 / bundle.tempo
+        misses = floor_misses(m, bar_s)
+        print(
+            f"| {name} | {song['beat']:.2f} / {render['beat']:.2f} | {song['persistence']:.2f} / "
+            f"{render['persistence']:.2f} | {render['pitch_corr']:.2f} | {song['onsets_per_s']:.2f} / "
+            f"{render['onsets_per_s']:.2f} | {song['flatness']:.4f} / {render['flatness']:.4f} | "
+            f"{song['harmonic_share']:.2f} / {render['harmonic_share']:.2f} | {render['copy']:.2f} | "
+            f"{render['replay_s']:.2f} ({bar_s:.2f}) | {zero['onsets_per_s']:.2f}, {zero['copy']:.2f} | "
+            f"{', '.join(misses) or 'none'} |",
+            flush=True,
+        )
 
 
 def controls_table(bundles, rows: list[dict], signals: dict, seconds: float) -> None:
@@ -263,7 +320,7 @@ def spectral_table(rows: list[dict]) -> None:
     """The figures the quality tests check, one row a bundle."""
     print(
         "| song | train s | val / best baseline | min RMS dBFS | peak | moving dB/s (song) | loop corr | "
-        "signature own / nearest other dB | T 0.3 vs 1.5: moving dB/s (seeds) | offset0 -2 vs +2: shape dB (seeds) | "
+        "signature own / nearest other dB | T 0.3 vs 1.5: events/s (seeds) | offset0 -2 vs +2: shape dB (seeds) | "
         "T=0: moving, loop corr | phase SC dB |"
     )
     print("|---" * 12 + "|")
@@ -272,6 +329,6 @@ def spectral_table(rows: list[dict]) -> None:
             f"| {r['song']} | {r['train_s']:.1f} | {r['val_mse']:.3f} / {r['baseline_mse']:.3f} | "
             f"{r['min_rms_db']:.1f} | {r['peak']:.2f} | {r['movement_db']:.2f} ({r['song_movement_db']:.2f}) | "
             f"{r['repeat_corr']:.2f} | {r['own_distance_db']:.2f} / {r['nearest_other_db']:.2f} | "
-            f"{r['temperature_db']:.2f} ({r['seed_movement_db']:.2f}) | {r['offset_db']:.2f} ({r['seed_db']:.2f}) | "
+            f"{r['temperature_events']:.2f} ({r['seed_events']:.2f}) | {r['offset_db']:.2f} ({r['seed_db']:.2f}) | "
             f"{r['t0_movement_db']:.2f}, {r['t0_repeat_corr']:.2f} | {r['phase_db']:.1f} |"
         )

@@ -4,6 +4,8 @@ numpy and scipy only:
 - `window_rms_db`: level of consecutive windows (is it alive?);
 - `band_spectrogram`: log power in 1/3-octave bands over time, the basis of the rest;
 - `movement_db`: how much the spectrum changes from one second to the next (is it a drone?);
+- `pick_events` and `event_rate`: onsets picked as librosa picks them, on a rise measured against a reference
+  (how many events does it play?);
 - `max_repeat_correlation`: the highest normalised correlation between a 2 s stretch and any later one 2..20 s
   away (is it a loop?);
 - `ltas_db` and `signature_distance_db`: long-term average spectrum and the distance between two of them,
@@ -65,6 +67,44 @@ def movement_db(x: np.ndarray, samplerate: int) -> float:
     n = len(spec) // per_second
     seconds = 10 * np.log10(np.mean(10 ** (spec[: n * per_second].reshape(n, per_second, -1) / 10), axis=1))
     return float(np.mean(np.abs(np.diff(seconds, axis=0))))
+
+
+# librosa's onset picking (pre_max, post_max, pre_avg, post_avg, wait in seconds) and its delta
+ONSET_PICKING = (0.03, 0.01, 0.1, 0.1, 0.03)
+ONSET_DELTA = 0.07
+EVENT_FRAME_RATE = 100.0  # band-spectrogram frames a second for `event_rate` ...
+EVENT_RANGE_DB = 80.0  # ... and the range of levels below the loudest it sees
+
+
+def pick_events(rise: np.ndarray, reference: float, frame_rate: float) -> int:
+    """How many events a rise (how much each frame rises over the one before, (T,)) holds, picked as librosa picks
+    onsets (ONSET_PICKING) but against `reference`, not the rise's own largest: a frame whose rise is the largest
+    within the few frames around it and ONSET_DELTA of the reference above the mean rise around it, at least the
+    wait after the event before."""
+    pre_max, post_max, pre_avg, post_avg, wait = (int(s * frame_rate) for s in ONSET_PICKING)
+    padded = np.pad(rise, (pre_max, post_max), constant_values=-np.inf)
+    largest = np.lib.stride_tricks.sliding_window_view(padded, pre_max + post_max + 1).max(axis=1)
+    padded = np.pad(rise, (pre_avg, post_avg), mode="edge")
+    around = np.lib.stride_tricks.sliding_window_view(padded, pre_avg + post_avg + 1).mean(axis=1)
+    events, last = 0, -wait - 1
+    for i in np.flatnonzero((rise >= largest) & (rise >= around + ONSET_DELTA * reference)):
+        if i - last > wait:
+            events, last = events + 1, i
+    return events
+
+
+def band_rise(x: np.ndarray, samplerate: int) -> np.ndarray:
+    """How much the 1/3-octave spectrum rises from one frame to the next (dB, the mean over the bands of their
+    increase) at EVENT_FRAME_RATE: a spectral flux. As librosa's, on levels floored EVENT_RANGE_DB below the
+    loudest band's loudest frame, so that what rises out of near silence is not an attack."""
+    spec = band_spectrogram(x, samplerate, EVENT_FRAME_RATE)
+    spec = np.maximum(spec, spec.max() - EVENT_RANGE_DB)
+    return np.maximum(np.diff(spec, axis=0), 0.0).mean(axis=1)
+
+
+def event_rate(x: np.ndarray, samplerate: int, reference: float) -> float:
+    """Events a second (`pick_events` on `band_rise`) against a reference rise, such as a song's largest."""
+    return pick_events(band_rise(x, samplerate), reference, EVENT_FRAME_RATE) / (len(x) / samplerate)
 
 
 def max_repeat_correlation(

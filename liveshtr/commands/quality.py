@@ -44,7 +44,7 @@ def music_measures_missing() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liveshtr.analysis.report import controls_table, music_table, quality_report, spectral_table
+    from liveshtr.analysis.report import controls_table, floors_table, music_table, quality_report, spectral_table
     from liveshtr.bundle import load_bundle
     from liveshtr.errors import ConfigError
     from liveshtr.sound.audio import load_songs
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     spectral_table(rows)
     if not args.no_music:
-        music_table(bundles, rows, signals, args.seconds, args.pictures)
+        floors_table(bundles, music_table(bundles, rows, signals, args.seconds, args.pictures))
     if args.controls:
         controls_table(bundles, rows, signals, min(args.seconds, 30.0))
     return 0

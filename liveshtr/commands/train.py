@@ -20,6 +20,7 @@ from liveshtr.config import (
     LOOP_TRAIN_S,
     MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
+    PULSE_CLEAR,
     MagnitudeConfig,
     TrainConfig,
     position_harmonics_for,
@@ -73,9 +74,13 @@ def _position(text: str) -> tuple[int, ...] | None:
     return None if text == "auto" else _harmonics(text)
 
 
-def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool = False) -> MagnitudeConfig:
+def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool, pulsed: bool) -> MagnitudeConfig:
     """Keep the position harmonics that turn slowly enough for the shortest song, and say which the model gets;
-    `auto`: AUTO_POSITION for songs of MIN_AUTO_POSITION_S and more, none (and nothing said) for shorter ones."""
+    `auto`: AUTO_POSITION for songs of MIN_AUTO_POSITION_S and more without a clear pulse, none for the rest."""
+    if auto and pulsed:
+        if seconds >= MIN_AUTO_POSITION_S:
+            print("position  none: the bar's clock tells a song with a pulse its time (--position-harmonics 4 adds it)")
+        return replace(model_cfg, position_harmonics=())
     asked = (AUTO_POSITION if seconds >= MIN_AUTO_POSITION_S else ()) if auto else model_cfg.position_harmonics
     kept = position_harmonics_for(asked, seconds)
     if asked:
@@ -89,12 +94,26 @@ def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool = Fals
 
 
 def _recipe_for_material(
-    model_cfg: MagnitudeConfig, train_cfg: TrainConfig, songs, clock_given: bool, own_given: bool, looped: bool
+    model_cfg: MagnitudeConfig,
+    train_cfg: TrainConfig,
+    songs,
+    pulsed: bool,
+    clock_given: bool,
+    own_given: bool,
+    looped: bool,
 ):
-    """Loops and percussive material get BEAT_RECIPE where the flags leave it open; says so in one line."""
+    """The recipe chosen from the material where the flags leave it open, each choice said in one line: a song
+    with a clear pulse (PULSE_CLEAR) and a loop get the bar's 16-harmonic clock; loops and percussive material also
+    train on their own playing (BEAT_RECIPE)."""
     from liveshtr.analysis.tone import PERCUSSIVE_SHARE, noise_likeness
 
-    if clock_given and own_given:
+    if pulsed and not clock_given:
+        model_cfg = replace(model_cfg, clock_harmonics=BEAT_RECIPE["clock_harmonics"])
+        print(
+            "clock     the bar's first 16 harmonics (any pattern of sixteenths), for a song with a pulse "
+            "(--clock-harmonics 4,1,8: the beat, the bar and the half beat only)"
+        )
+    if own_given:
         return model_cfg, train_cfg
     if looped:
         material = "a loop"
@@ -103,16 +122,10 @@ def _recipe_for_material(
         if share < PERCUSSIVE_SHARE:
             return model_cfg, train_cfg
         material = f"percussive (as flat as noise with its spectrum x{share:.2f})"
-    changes = []
-    if not clock_given:
-        model_cfg = replace(model_cfg, clock_harmonics=BEAT_RECIPE["clock_harmonics"])
-        changes.append("a clock of the bar's first 16 harmonics (any pattern of sixteenths)")
-    if not own_given:
-        train_cfg = replace(train_cfg, own_samples=BEAT_RECIPE["own_samples"])
-        changes.append(f"{train_cfg.own_samples:g} of its inputs its own playing")
+    train_cfg = replace(train_cfg, own_samples=BEAT_RECIPE["own_samples"])
     print(
-        f"material  {material}: {' and '.join(changes)}, so that the sampled beat holds "
-        "(--clock-harmonics 4,1,8 --own-samples 0: the plain recipe)"
+        f"material  {material}: {train_cfg.own_samples:g} of its inputs its own playing, so that the sampled beat "
+        "holds (--own-samples 0: teacher-forced only)"
     )
     return model_cfg, train_cfg
 
@@ -132,12 +145,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clock-harmonics",
         type=_harmonics,
-        default=argparse.SUPPRESS,  # unset unless given: percussive material then gets its own clock
+        default=argparse.SUPPRESS,  # unset unless given: a song with a pulse then gets the bar's clock
         metavar="N|LIST",
         help="the clock: harmonics of the bar, N for 1..N or a list such as 4,1,8 (the beat, the bar, the half "
         "beat); 16 holds any pattern of sixteenths (FFT frames; default "
         f"{','.join(map(str, _MAGNITUDE.clock_harmonics))}, "
-        f"{len(BEAT_RECIPE['clock_harmonics'])} for loops and percussive material)",
+        f"{len(BEAT_RECIPE['clock_harmonics'])} for a song with a clear pulse and for loops)",
     )
     g.add_argument(
         "--position-harmonics",
@@ -147,7 +160,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="where in the song each frame lies, as harmonics of the song's length, N for 1..N, 0 for none: the "
         "model plays the part of the song it was primed from and moves on through the song; only harmonics that "
         f"turn no faster than once in {MIN_POSITION_PERIOD_S:.0f} s are kept (default auto: 1..4 for a song of "
-        f"{MIN_AUTO_POSITION_S:.0f} s and more, where it made the prime a clear control; none for shorter ones)",
+        f"{MIN_AUTO_POSITION_S:.0f} s and more without a clear pulse, where it made the prime a clear control; none "
+        "for shorter ones and for songs with a pulse, whose clock tells the time)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
@@ -240,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
                 f"into its start, {copies} times over (--loop off: as it is)"
             )
     print(f"tempo     {data.pulse.bpm:.1f} beats a minute (pulse clarity {data.pulse.clarity:.2f}): the clock")
-    model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), auto=args.position_harmonics is None)
+    looped = all(data.loops)
+    pulsed = looped or data.pulse.clarity >= PULSE_CLEAR
+    model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), args.position_harmonics is None, pulsed)
     model_cfg, train_cfg = _recipe_for_material(
-        model_cfg, train_cfg, songs, clock is not None, given["own_samples"] is not None, all(data.loops)
+        model_cfg, train_cfg, songs, pulsed, clock is not None, given["own_samples"] is not None, looped
     )
 
     from liveshtr.training.export import export_bundle
@@ -266,13 +282,11 @@ def run(args: argparse.Namespace) -> int:
         f"mean frame {base['mean_frame']:.4f}  -> {'beats both' if beats else 'DOES NOT beat both baselines'}\n"
         f"listen    {out / 'preview.wav'}   look: {out / 'loss.png'}, {out / 'spectrogram.png'}"
     )
-    pitch, bands = bundle.meta["sampling"]["noise"]
-    restraint = bundle.meta["sampling"].get("restraint", 1.0)
-    events = bundle.meta["sampling"].get("events_per_s", {}).get("song", 0.0)
+    sampling = bundle.meta["sampling"]
     print(
-        f"sampling  latent at {bundle.latent_scale:g} of its spread; feature noise x{pitch:g} on the pitch bins, "
-        f"x{bands:g} on the bands (to change from frame to frame as the song does"
-        + (f", then x{restraint:g} to play no more events than its {events:g} a second)" if restraint < 1 else ")")
+        f"sampling  latent at x{bundle.latent_scale:g} of its spread (to play the song's "
+        f"{sampling['events_per_s']['song']:g} events a second); feature noise x{sampling['noise'][0]:g} at "
+        f"temperature 1, x{sampling['noise'][0] * bundle.noise_floor:g} at 0"
     )
     cal = bundle.meta["calibration"]
     flat = cal["flatness"]

@@ -41,7 +41,7 @@ class Controls:
     """What the performer steers; latent values are in units of each dimension's spread (+-3 covers the song)."""
 
     latent_dim: int
-    temperature: float = 1.0  # 0: no sampling (GRUV-like); 1: as trained; higher: wilder
+    temperature: float = 1.0  # 0: the calmest (the least feature noise); 1: as calibrated; higher: wilder
     latent_mix: float = 0.0  # 0: the model's own z; 1: the performer's z_user
     latent_offset: np.ndarray = field(default=None)  # (L,) added to the model's z
     z_user: np.ndarray = field(default=None)  # (L,) the performer's own point in latent space
@@ -127,8 +127,13 @@ class Generator:
         self._eps = self.model.feeds["eps"][0]  # the latent noise the model reads: the wander, scaled
         self._wander = np.zeros(bundle.latent_dim, dtype=np.float32)  # unit-variance AR(1) noise
         self._fresh = np.empty(bundle.latent_dim, dtype=np.float32)
-        self.latent_scale = np.float32(bundle.latent_scale)  # the bundle's sampling (export may try others)
-        self.noise_scale = bundle.noise_scale  # (dim,)
+        # The bundle's sampling (export may try others): the latent's spread at temperature 0 and 1, in units of
+        # its prior's, and the feature noise at temperature 1 (dim,) with the share of it kept at temperature 0.
+        self.latent_floor = np.float32(bundle.latent_floor)
+        self.latent_scale = np.float32(bundle.latent_scale)
+        self.latent_growth = bundle.latent_growth
+        self.noise_scale = bundle.noise_scale
+        self.noise_floor = np.float32(bundle.noise_floor)
         self._prime: np.ndarray = bundle.primes[0]
         self._prime_left = 0
         self.prime(DEFAULT_PRIME)
@@ -183,14 +188,21 @@ class Generator:
         self._fresh *= math.sqrt(1.0 - rho * rho)
         self._wander *= rho
         self._wander += self._fresh
-        np.multiply(self._wander, self.latent_scale, out=self._eps)
-        feeds["temperature"][0] = controls.temperature
+        # The temperature: the feature noise runs in a line from its floor at 0 through the bundle's at 1; the
+        # latent's spread too, and above 1 it grows as the temperature to the bundle's power. The graph is fed 1,
+        # the noise scaled.
+        t = max(controls.temperature, 0.0)
+        line = self.latent_floor + (self.latent_scale - self.latent_floor) * t
+        spread = max(float(line), float(self.latent_scale * t**self.latent_growth))
+        np.multiply(self._wander, spread, out=self._eps)
+        feeds["temperature"][0] = 1.0
         feeds["latent_mix"][0] = controls.latent_mix
         feeds["latent_offset"][0] = controls.latent_offset
         feeds["z_user"][0] = controls.z_user
         noise = feeds["noise"][0]
         self.rng.standard_normal(dtype=np.float32, out=noise)
         noise *= self.noise_scale
+        noise *= self.noise_floor + (1.0 - self.noise_floor) * t
         tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
         self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BEATS_PER_BAR
         feeds["beat"][0] = self._beat  # the clock of the frame being predicted

@@ -46,7 +46,7 @@ def param_table(latent_dim: int, tempo: float | None = None) -> tuple[Param, ...
         clock = (Param("tempo", default, *TEMPO_RANGE, "beats a minute of the model's clock (default: the song's)"),)
     return (
         Param("gain", 1.0, 0.0, 1.0, "output level, linear; ramped in the audio callback, never above 1"),
-        Param("temperature", 1.0, 0.0, 4.0, "spread of the sampled latent: 0 none (loops), 1 as trained"),
+        Param("temperature", 1.0, 0.0, 4.0, "how freely it improvises: 0 calmest, 1 its song's events, above 1 wilder"),
         Param("latent", 0.0, -LATENT_RANGE, LATENT_RANGE, "added to each latent dimension, in spread units", L),
         Param("target", 0.0, -LATENT_RANGE, LATENT_RANGE, "the performer's point in latent space (spread units)", L),
         Param("mix", 0.0, 0.0, 1.0, "0: the model's own latent, 1: the target point"),

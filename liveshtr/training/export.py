@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from liveshtr.analysis import figures
-from liveshtr.bundle import Bundle, load_bundle, write_bundle_core, write_meta
+from liveshtr.bundle import Bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
 from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout
-from liveshtr.training.calibrate import calibrate_output, calibrate_sampling
+from liveshtr.training.calibrate import calibrate_bundle
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -35,7 +35,6 @@ N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 64  # frames per seed window (0.7 s at the default hop): long enough to hear where the beat is
 PITCH_SHARPNESS = 0.55  # the pitch bins are sampled at this fraction of the temperature
 PREVIEW_S = 20.0
-LATENT_SCALE = 0.6  # the latent is sampled at this fraction of its prior's spread (docs/notebook.md)
 IMPORTANCE_FRAMES = 2000  # latents sampled from the song to rank the latent dimensions
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
@@ -187,7 +186,7 @@ def export_bundle(
     meta = {
         "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
         "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
-        "sampling": {"pitch_sharpness": PITCH_SHARPNESS, "latent_scale": LATENT_SCALE},
+        "sampling": {"pitch_sharpness": PITCH_SHARPNESS},
         "name": out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "audio": audio.to_dict(),
@@ -228,13 +227,7 @@ def export_bundle(
     n_bins = frames.n_bins(audio.samplerate)
     meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
-    # How widely to sample first: the output stage measures the model as it will play.
-    restrain = train_cfg.own_samples > 0  # a model trained on its own playing needs less noise to move
-    meta["sampling"].update(calibrate_sampling(load_bundle(out), data.songs, train_cfg.seed, restrain))
-    write_meta(out, meta, with_int8=True)
-    meta["calibration"] = calibrate_output(load_bundle(out), songs, data.songs, train_cfg.seed)
-    write_meta(out, meta, with_int8=True)
-    bundle = load_bundle(out)
+    bundle = calibrate_bundle(out, meta, songs, data.songs, train_cfg.seed)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     preview = generator.render(PREVIEW_S, Controls.for_bundle(bundle))
     write_audio(out / "preview.wav", preview, audio.samplerate)

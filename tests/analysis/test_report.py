@@ -9,6 +9,9 @@ import sys
 import numpy as np
 
 from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
+
+FLOORS = ("beat", "persistence", "pitch classes", "onsets", "flatness", "harmonic", "copy", "replay")
+FLOORS += ("T=0 onsets", "T=0 copy")
 from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
@@ -25,7 +28,11 @@ def test_report_measures_song_noises_and_renders_side_by_side(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| hungarian")]
-    assert len(rows) == 1 + len(SIGNALS)  # the spectral row, then one row per signal
+    assert len(rows) == 1 + len(SIGNALS) + 1  # the spectral row, one row per signal, then the floors' row
+    *rows, floors = rows
+    assert len(floors) == 11 and floors[2].count("/") == 1, floors  # song / render
+    misses = floors[-1].strip()
+    assert misses == "none" or set(misses.split(", ")) <= set(FLOORS), misses
     phase = float(rows[0][-1])  # the live phase stage on the song's own magnitudes
     assert -40 < phase < -10, phase  # random phase measures above -5 dB (tests/sound/test_phase.py)
     music = {cells[1].strip(): [c.strip() for c in cells[2:]] for cells in rows[1:]}
@@ -83,3 +90,56 @@ def test_without_the_quality_extra_the_music_measures_say_what_to_install_in_one
     assert spectral.returncode == 0 and spectral.stdout.count("| hungarian") == 1, spectral.stderr
     one_line_error(cli("quality", demo, "--songs", str(tmp_path / "none.wav")), "none.wav")
     one_line_error(cli("quality", demo, "--songs", song, "--seconds", "3"), "--seconds 3")
+
+
+def test_events_are_counted_against_the_songs_largest_rise():
+    """Clicks on a steady tone are events, each once; a swell is none, and neither are clicks 90 dB under the tone
+    or rises small against the song's largest."""
+    from liveshtr.analysis.spectral import band_rise, event_rate
+
+    sr = 24000
+    t = np.arange(10 * sr) / sr
+    tone = 0.1 * np.sin(2 * np.pi * 440 * t)
+    clicks = tone.copy()
+    for start in np.arange(0.25, 10, 0.5):  # two a second, each a 5 ms burst of noise
+        i = int(start * sr)
+        clicks[i : i + 120] += 0.5 * np.random.default_rng(i).standard_normal(120)
+    loud = float(band_rise(clicks, sr).max())
+    assert abs(event_rate(clicks, sr, loud) - 2.0) < 0.15
+    assert event_rate(clicks, sr, 20 * loud) == 0.0
+    assert event_rate(tone + 3e-5 * (clicks - tone), sr, loud) == 0.0
+    swell = (0.5 + 0.5 * np.sin(2 * np.pi * 0.2 * t)) * tone
+    assert event_rate(swell, sr, loud) == 0.0
+
+
+def test_floor_misses_name_each_floor_a_render_misses():
+    from liveshtr.analysis.report import floor_misses
+
+    def signal(**m):
+        base = {"beat": 0.6, "persistence": 0.8, "pitch_corr": 0.9, "onsets_per_s": 4.0, "flatness": 0.001}
+        return base | {"harmonic_share": 0.7, "copy": 0.5, "replay_s": 0.5} | m
+
+    measured = {
+        "song": signal(),
+        "ltas noise": signal(pitch_corr=0.1, flatness=0.02),
+        "envelope noise": signal(pitch_corr=-0.2),
+        "render": signal(beat=0.35),
+        "render T=0": signal(),
+    }
+    assert floor_misses(measured, bar_s=2.0) == []
+    cases = {
+        "beat": {"beat": 0.29},
+        "persistence": {"persistence": 0.67},
+        "pitch classes": {"pitch_corr": 0.55},
+        "onsets": {"onsets_per_s": 8.1},
+        "flatness": {"flatness": 0.0026},
+        "harmonic": {"harmonic_share": 0.86},
+        "copy": {"copy": 0.85},
+        "replay": {"replay_s": 2.0},
+    }
+    for floor, change in cases.items():
+        assert floor_misses(measured | {"render": signal(**change)}, bar_s=2.0) == [floor], floor
+    zero = measured | {"render T=0": signal(onsets_per_s=1.9, copy=0.9)}
+    assert floor_misses(zero, bar_s=2.0) == ["T=0 onsets", "T=0 copy"]
+    no_pulse = measured | {"song": signal(beat=0.35), "render": signal(beat=0.0)}
+    assert floor_misses(no_pulse, bar_s=2.0) == []  # no beat floor under a song's 0.4

@@ -83,3 +83,35 @@ def test_a_block_of_frames_plays_exactly_as_frame_by_frame(bundle):
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(block.magnitudes_many(frames[:4]), [one.magnitudes(f).copy() for f in frames[:4]])
     np.testing.assert_array_equal(block.play_frame(frames[9]), one.play_frame(frames[9]))
+
+
+def test_the_temperature_scales_the_feature_noise_from_its_floor_and_widens_the_latent_above_1(bundle):
+    """What the step is fed: the latent's noise at the bundle's spread from temperature 0 to 1 (a line from its
+    floor there), growing as the temperature squared above 1; the feature noise from its floor's share at 0 through
+    the bundle's at 1 and on in that line. A bundle without floors (made before them) is fed no noise at all at
+    temperature 0 and both in proportion to the temperature."""
+
+    def fed(temperature: float, floors: tuple[float, float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+        g = Generator(bundle, seed=4)
+        if floors is not None:
+            g.latent_floor, g.noise_floor = map(np.float32, floors[:2])
+            g.latent_growth = floors[2]
+        c = Controls.for_bundle(bundle)
+        c.temperature = temperature
+        g.next_frame(c)
+        assert g.model.feeds["temperature"][0] == 1.0  # scaled here, not in the graph
+        return g.model.feeds["eps"][0].copy(), g.model.feeds["noise"][0].copy()
+
+    new = (bundle.latent_scale, 0.5, 2.0)
+    eps1, noise1 = fed(1.0, new)
+    for t, latent, noise in ((0.0, 1.0, 0.5), (0.5, 1.0, 0.75), (1.5, 2.25, 1.25), (2.0, 4.0, 1.5)):
+        eps, feature = fed(t, new)
+        np.testing.assert_allclose(eps, latent * eps1, rtol=1e-5, err_msg=str(t))
+        np.testing.assert_allclose(feature, noise * noise1, rtol=1e-5, err_msg=str(t))
+    old = (0.0, 0.0, 1.0)
+    eps, feature = fed(0.0, old)
+    assert not eps.any() and not feature.any()
+    for t in (0.5, 2.0):
+        eps, feature = fed(t, old)
+        np.testing.assert_allclose(eps, t * eps1, rtol=1e-5)
+        np.testing.assert_allclose(feature, t * noise1, rtol=1e-5)

@@ -17,6 +17,9 @@ import soundfile as sf
 import torch
 
 from liveshtr.bundle import load_bundle
+from liveshtr.config import PULSE_CLEAR
+from liveshtr.sound.audio import load_song
+from liveshtr.training.calibrate import FEATURE_NOISE
 from tests.background import BACKGROUND, Job
 from tests.helpers import GROOVE, QUICK, shared_song, train
 
@@ -108,52 +111,69 @@ def test_preview_is_finite_audible_and_unclipped(trained):
     assert np.abs(preview).max() < 0.999
 
 
-def test_sampling_changes_frames_as_much_as_the_song(trained):
-    """Export scales the feature noise until the played frames change from one to the next as the song's do, then
-    scales the sampling down where that plays more events than the song has."""
-    from liveshtr.config import AudioConfig
+def test_sampling_plays_the_songs_events_from_the_latent(trained):
+    """Export samples the pitch bins with a little noise, the bands with what makes them change from frame to frame
+    as the song's do, and sets the latent's spread so that the model plays as many events as its song (or leaves it
+    at the end of its range that comes nearest)."""
     from liveshtr.live.generator import Controls, Generator
-    from liveshtr.sound.audio import load_song
     from liveshtr.sound.frames import FrameCodec
-    from liveshtr.training.calibrate import NOISE_SCALE_RANGE, calibrate_sampling, event_rate, frame_change
+    from liveshtr.training.calibrate import (
+        BAND_NOISE_RANGE,
+        LATENT_RANGE,
+        NOISE_AT_ZERO,
+        event_rate,
+        frame_change,
+        rises,
+    )
 
     out, result = trained
     bundle = load_bundle(out)
-    codec = FrameCodec(bundle.frames, bundle.audio.samplerate)
-    layout = bundle.layout
-    song = load_song(shared_song(GROOVE), AudioConfig())
-    features = layout.to_features(codec.magnitudes(codec.analyse(song.samples)))
-    target = frame_change([bundle.stats.normalise(features)], layout.pitch_bins)
-    generator = Generator(bundle, seed=5)
-    controls = Controls.for_bundle(bundle)
-    played = np.array([generator.next_frame(controls).copy() for _ in range(1500)])[len(bundle.primes[0]) :]
-    change = frame_change([played], layout.pitch_bins)
     sampling = bundle.meta["sampling"]
-    scales = np.array(sampling["noise"])
-    assert sampling["restraint"] == 1.0  # trained teacher-forced only: not restrained
-    # Each of the pitch bins and the bands: the frames change as the song's within a quarter, or the noise scale
-    # stopped at an end of its range on the side that would have moved them towards the song's.
-    for i in range(2):
-        ratio = change[i] / target[i]
-        if scales[i] <= NOISE_SCALE_RANGE[0]:
-            assert ratio > 0.75, ("least noise, and it still changes too much?", i, change, target, scales)
-        elif scales[i] >= NOISE_SCALE_RANGE[1]:
-            assert ratio < 1.25, ("most noise, and it still changes too little?", i, change, target, scales)
-        else:
-            assert abs(ratio - 1) < 0.25, (i, change, target, scales)
-    assert 0 < bundle.latent_scale <= 1
-    # restrained (as for a model trained on its own playing): no more events than the song, or no restraint
-    restrained = calibrate_sampling(bundle, [bundle.stats.normalise(features)], seed=0, restrain=True)
-    assert 0.25 <= restrained["restraint"] <= 1.0
-    assert np.allclose(restrained["noise"], np.round(scales * restrained["restraint"], 3), atol=0.002)
-    generator = Generator(bundle, seed=5)
-    generator.noise_scale[: layout.pitch_bins], generator.noise_scale[layout.pitch_bins :] = restrained["noise"]
-    generator.latent_scale = np.float32(restrained["latent_scale"])
-    played = np.array([generator.next_frame(controls).copy() for _ in range(1500)])[len(bundle.primes[0]) :]
-    rate = event_rate([played], restrained["events_per_s"]["threshold"])
-    song_rate = restrained["events_per_s"]["song"] * bundle.frames.hop / bundle.audio.samplerate
-    assert restrained["restraint"] == 1.0 or rate < 1.5 * song_rate, (rate, song_rate, restrained)
-    assert "sampling" in result.stdout
+    pitch, bands = sampling["noise"]
+    assert pitch == FEATURE_NOISE and BAND_NOISE_RANGE[0] <= bands <= BAND_NOISE_RANGE[1]
+    assert bundle.noise_floor == NOISE_AT_ZERO
+    assert np.allclose(bundle.noise_scale[: bundle.layout.pitch_bins], pitch)
+    assert np.allclose(bundle.noise_scale[bundle.layout.pitch_bins :], bands)
+    assert LATENT_RANGE[0] <= bundle.latent_scale <= LATENT_RANGE[1] and bundle.latent_floor == bundle.latent_scale
+    assert f"sampling  latent at x{bundle.latent_scale:g} of its spread" in result.stdout, result.stdout
+
+    codec = FrameCodec(bundle.frames, bundle.audio.samplerate)
+    song = load_song(shared_song(GROOVE), bundle.audio)
+    song_frames = [bundle.stats.normalise(bundle.layout.to_features(codec.magnitudes(codec.analyse(song.samples))))]
+    reference = max(r.max() for r in rises(song_frames))
+    frame_rate = bundle.audio.samplerate / bundle.frames.hop
+    song_rate = event_rate(song_frames, reference, frame_rate)
+    assert sampling["events_per_s"]["song"] == pytest.approx(song_rate * frame_rate, abs=0.01)
+
+    def play(spread: float) -> list[np.ndarray]:  # other seeds and primes than export's
+        played = []
+        for i, place in enumerate((0.2, 0.4, 0.6, 0.8)):
+            generator = Generator(bundle, seed=11 + i)
+            generator.latent_scale = generator.latent_floor = np.float32(spread)
+            generator.prime(place)
+            frames = [generator.next_frame(Controls.for_bundle(bundle)).copy() for _ in range(700)]
+            played.append(np.array(frames[len(bundle.primes[0]) :]))
+        return played
+
+    def rate(spread: float) -> float:
+        return event_rate(play(spread), reference, frame_rate)
+
+    # the bands change from frame to frame as the song's within a third, or their noise stopped at its range's end
+    ratio = (
+        frame_change(play(1.0), bundle.layout.pitch_bins)[1] / frame_change(song_frames, bundle.layout.pitch_bins)[1]
+    )
+    assert abs(ratio - 1) < 1 / 3 or bands in BAND_NOISE_RANGE, (ratio, bands)
+
+    # the events grow with the latent's spread, and the calibrated spread plays about the song's
+    rates = [rate(s) for s in LATENT_RANGE]
+    assert rates[0] < rates[1], rates
+    played = rate(bundle.latent_scale)
+    if LATENT_RANGE[0] < bundle.latent_scale < LATENT_RANGE[1]:
+        assert 0.6 * song_rate < played < 1.6 * song_rate, (played, song_rate, bundle.latent_scale)
+    elif bundle.latent_scale == LATENT_RANGE[0]:
+        assert rates[0] > 0.6 * song_rate, (rates, song_rate)  # too eventful even at the narrowest spread
+    else:
+        assert rates[1] < 1.6 * song_rate, (rates, song_rate)
 
 
 def test_renders_are_as_tonal_as_the_song(trained):
@@ -314,17 +334,19 @@ def test_short_material_trains_and_beats_both_baselines(trainings, material):
     assert np.isfinite(bundle.primes).all() and bundle.meta["training"]["epochs_done"] == 2
     looped = bundle.meta["training"]["songs"][0].get("loop", {}).get("repeated", 0)
     assert ("trains as a loop" in result.stdout) == (looped >= 2) == (not as_it_is), result.stdout
-    if as_it_is:  # tonal material keeps the plain recipe
-        assert "material  " not in result.stdout and "clock_harmonics" not in bundle.meta["model"]
+    fine_clock = bundle.meta["model"].get("clock_harmonics") == list(range(1, 17))
+    assert fine_clock == ("clock     the bar's first 16 harmonics" in result.stdout), result.stdout
+    if as_it_is:  # tonal material trains teacher-forced, its clock chosen by its pulse
+        assert "material  " not in result.stdout and bundle.meta["training"]["config"]["own_samples"] == 0
+        assert fine_clock == (bundle.meta["clock"]["clarity"] >= PULSE_CLEAR), bundle.meta["clock"]
     else:  # a loop gets the beat's recipe
-        assert "material  a loop: a clock of the bar's first 16 harmonics" in result.stdout, result.stdout
-        assert bundle.meta["model"]["clock_harmonics"] == list(range(1, 17))
-        assert bundle.meta["training"]["config"]["own_samples"] == 0.3
+        assert "material  a loop: 0.3 of its inputs its own playing" in result.stdout, result.stdout
+        assert fine_clock and bundle.meta["training"]["config"]["own_samples"] == 0.3
 
 
 def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(trainings):
     """The beat's recipe end to end, chosen by how percussive the material is (a 4 s drum cut trained as it is, not
-    as a loop): the clock and the share are recorded, the sampling is restrained (or says why not), and it plays."""
+    as a loop): the clock and the share are recorded, the sampling calibrated, and it plays."""
     from liveshtr.live.generator import Controls, Generator
 
     out, result = trainings["drums"]
@@ -334,9 +356,7 @@ def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(trainings):
     assert "loop" not in bundle.meta["training"]["songs"][0]
     assert bundle.meta["model"]["clock_harmonics"] == list(range(1, 17))
     assert bundle.meta["training"]["config"]["own_samples"] == 0.3
-    sampling = bundle.meta["sampling"]
-    assert 0.25 <= sampling["restraint"] <= 1.0 and sampling["events_per_s"]["song"] > 0
-    assert np.isclose(bundle.latent_scale, 0.6 * sampling["restraint"], atol=1e-3)
+    assert bundle.meta["sampling"]["events_per_s"]["song"] > 0 and bundle.latent_scale > 0
     audio = Generator(bundle, seed=1).render(3.0, Controls.for_bundle(bundle))
     assert np.isfinite(audio).all() and 0 < np.abs(audio).max() < 1.0
 
@@ -405,18 +425,22 @@ def test_position_harmonics_turn_no_faster_than_once_in_40_s(capsys, trained):
     from liveshtr.config import MagnitudeConfig
 
     asked = MagnitudeConfig(features=8, position_harmonics=(1, 2, 3, 4))
-    assert _place_in_song(asked, 207.0).position_harmonics == (1, 2, 3, 4)  # the quarters of 207 s: 52 s
-    assert _place_in_song(asked, 60.0).position_harmonics == (1,)
-    assert _place_in_song(asked, 37.0).position_harmonics == ()  # a loop: the bar is the clock's
+    for pulsed in (False, True):  # asked for: given, whatever the pulse
+        assert _place_in_song(asked, 207.0, False, pulsed).position_harmonics == (1, 2, 3, 4)  # quarters: 52 s
+    assert _place_in_song(asked, 60.0, False, False).position_harmonics == (1,)
+    assert _place_in_song(asked, 37.0, False, False).position_harmonics == ()  # a loop: the bar is the clock's
     said = capsys.readouterr().out.splitlines()
-    assert said[1].startswith("position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s")
-    assert said[2].startswith("position  none: every harmonic asked turns faster than once in 40 s of a 37 s song")
-    assert _place_in_song(MagnitudeConfig(features=8), 37.0).position_harmonics == ()
+    assert said[2].startswith("position  harmonics 1 of the song's length (finer ones turn faster than once in 40 s")
+    assert said[3].startswith("position  none: every harmonic asked turns faster than once in 40 s of a 37 s song")
+    assert _place_in_song(MagnitudeConfig(features=8), 37.0, False, False).position_harmonics == ()
     assert capsys.readouterr().out == ""  # none asked: nothing to say
-    auto = MagnitudeConfig(features=8)  # the default: the first four for a song of 80 s and more, else none
-    assert _place_in_song(auto, 207.0, auto=True).position_harmonics == (1, 2, 3, 4)
-    assert _place_in_song(auto, 100.0, auto=True).position_harmonics == (1, 2)  # thirds of 100 s turn in 33 s
-    assert _place_in_song(auto, 79.0, auto=True).position_harmonics == ()
+    auto = MagnitudeConfig(features=8)  # the default: the first four for a song of 80 s and more without a pulse
+    assert _place_in_song(auto, 207.0, True, False).position_harmonics == (1, 2, 3, 4)
+    assert _place_in_song(auto, 100.0, True, False).position_harmonics == (1, 2)  # thirds of 100 s turn in 33 s
+    assert _place_in_song(auto, 79.0, True, False).position_harmonics == ()
+    capsys.readouterr()
+    assert _place_in_song(auto, 207.0, True, True).position_harmonics == ()  # the bar's clock tells the time
+    assert capsys.readouterr().out.startswith("position  none: the bar's clock tells a song with a pulse its time")
     assert "position" not in load_bundle(trained[0]).meta["inputs"]  # the default model has none
 
 
