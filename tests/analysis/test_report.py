@@ -9,10 +9,10 @@ import sys
 import numpy as np
 
 from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
+from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
 
 FLOORS = ("beat", "persistence", "pitch classes", "onsets", "flatness", "harmonic", "copy", "replay")
 FLOORS += ("T=0 onsets", "T=0 copy")
-from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
 
 DEMO_SONG = SHARED_AUDIO / "hungarian_dance_5_brahms_us_army_strings.ogg"
 
