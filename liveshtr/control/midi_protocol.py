@@ -12,7 +12,8 @@ No ports here (`midi.py` opens them with mido and python-rtmidi), so every rule 
   the map's `notes` at "scenes", the key `low + n` recalls the n-th scene instead.
 - Program change n recalls the n-th scene (in save order), morphing over the map's `morph` seconds.
 - MIDI learn: `learn(control, index)` binds the next controller moved (or the pitch-bend wheel) to that control.
-- Clock: 24 ticks a beat give a tempo (over the last beat of ticks), which sets `tempo` where the model has a clock.
+- Clock: 24 ticks a beat give a tempo (the slope over the last beat of ticks), which sets `tempo` where the model
+  has a clock.
   With the map's `quantize` at "beat" or "bar" (4 beats), prime jumps and scene recalls wait for the next one while
   the clock runs (counted from Start, or from a song position pointer); with no clock they happen at once.
 - What cannot be a MIDI message (a data byte >= 128, a wrong length, no status) is counted as an error and dropped,
@@ -39,6 +40,17 @@ QUANTA = {"off": 0, "beat": TICKS_PER_BEAT, "bar": BEATS_PER_BAR * TICKS_PER_BEA
 # Data lengths of channel messages by their high nibble, and of the system messages that carry data.
 CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1, 0xFE: 1, 0xFF: 1}
+
+
+def tick_period(times) -> float:
+    """Seconds a tick from the arrival times of evenly sent ticks: the least-squares slope of time over tick. A tick
+    that arrives late (a busy machine, a USB frame) moves it by a twelfth as much as it moves the span from the
+    first tick to the last, which a 24-tick window turned into 5 beats a minute at 132."""
+    n = len(times)
+    mean_t = sum(times) / n
+    mean_i = (n - 1) / 2
+    num = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(times))
+    return num / (n * (n * n - 1) / 12)
 
 
 class MidiMapError(ParamError):
@@ -424,10 +436,10 @@ class MidiProtocol:
             self.on_beat(float(self._tick // TICKS_PER_BEAT % BEATS_PER_BAR), self.clock_bpm, now)
         if len(self._ticks) <= CLOCK_WINDOW:
             return landed
-        span = self._ticks[-1] - self._ticks[0]
-        if not span > 0.0:
+        tick_s = tick_period(self._ticks)
+        if not tick_s > 0.0:
             return landed
-        bpm = 60.0 * CLOCK_WINDOW / (TICKS_PER_BEAT * span)
+        bpm = 60.0 / (TICKS_PER_BEAT * tick_s)
         self.clock_bpm = bpm
         if "tempo" not in self.params.table or abs(self.params.get("tempo") - bpm) <= TEMPO_STEP:
             return landed

@@ -130,6 +130,11 @@ def test_the_clock_sets_the_tempo_over_a_beat_of_ticks():
     for i in range(30):
         assert not no_clock.handle([0xF8], i * tick)
     assert no_clock.clock_bpm == pytest.approx(120.0) and no_clock.errors == 0
+    late = protocol(tempo=100.0)  # at 132, the beat's last tick 23 ms late (a busy machine): within 2 beats a minute
+    tick = 60.0 / 132.0 / 24
+    for i in range(25):
+        late.handle([0xF8], i * tick + (0.023 if i == 24 else 0.0))
+    assert late.params.get("tempo") == pytest.approx(132.0, abs=2.0)
 
 
 def test_only_the_maps_channel_is_heard():
