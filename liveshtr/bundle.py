@@ -110,8 +110,7 @@ class Bundle:
 
     @property
     def noise_floor(self) -> float:
-        """The share of the feature noise kept at temperature 0 (from export: 1, the same at every temperature; 0
-        in bundles made before it)."""
+        """The share of the feature noise kept at temperature 0 (from export; 0 in bundles made before it)."""
         return float(self.meta.get("sampling", {}).get("noise_floor", 0.0))
 
     @property

@@ -13,13 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from liveshtr.bundle import META_FILE, load_bundle, write_meta
 from liveshtr.live.generator import Controls, Generator
 from liveshtr.sound.audio import load_songs, write_audio
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.training.calibrate import calibrate_bundle
+from liveshtr.training.calibrate import calibrate_bundle, identity_calibration
 from liveshtr.training.export import PREVIEW_S
 
 
@@ -42,11 +40,11 @@ def main() -> int:
     ]
     meta = json.loads((args.bundle / META_FILE).read_text())
     meta["sampling"] = {"pitch_sharpness": meta["sampling"]["pitch_sharpness"]}
-    meta["calibration"] = {"gain_db": [0.0] * codec.n_bins, "level_db": 0.0}  # identity, to render with
+    meta["calibration"] = identity_calibration(codec.n_bins)
     write_meta(args.bundle, meta, with_int8=(args.bundle / "model.int8.onnx").exists())
     bundle = calibrate_bundle(args.bundle, meta, songs, frames, args.seed)
     preview = Generator(bundle, seed=args.seed).render(PREVIEW_S, Controls.for_bundle(bundle))
-    write_audio(args.bundle / "preview.wav", np.asarray(preview), bundle.audio.samplerate)
+    write_audio(args.bundle / "preview.wav", preview, bundle.audio.samplerate)
     print(json.dumps({"sampling": bundle.meta["sampling"], "contrast": bundle.contrast}))
     return 0
 

@@ -249,6 +249,11 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     return {**eq, "contrast": contrast, "flatness": flatness}
 
 
+def identity_calibration(n_bins: int) -> dict:
+    """The output stage that changes nothing (a flat EQ at 0 dB), to render with before `calibrate_output`."""
+    return {"gain_db": [0.0] * n_bins, "level_db": 0.0}
+
+
 def calibrate_bundle(out: Path, meta: dict, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> Bundle:
     """Calibrate the bundle in `out` (written with `meta`) against its songs and their normalised feature frames,
     write the results into its model.json and return it loaded back: how widely to sample first, since the output

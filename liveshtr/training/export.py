@@ -25,7 +25,7 @@ from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout
-from liveshtr.training.calibrate import calibrate_bundle
+from liveshtr.training.calibrate import calibrate_bundle, identity_calibration
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -224,8 +224,7 @@ def export_bundle(
     }
     onnx_bytes = export_onnx(graph, shapes)
     int8_bytes = quantize_int8(onnx_bytes)
-    n_bins = frames.n_bins(audio.samplerate)
-    meta["calibration"] = {"gain_db": [0.0] * n_bins, "level_db": 0.0}  # identity, to render with
+    meta["calibration"] = identity_calibration(frames.n_bins(audio.samplerate))
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     bundle = calibrate_bundle(out, meta, songs, data.songs, train_cfg.seed)
     generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
