@@ -3,7 +3,8 @@ audio callback, through a real audio device (the JACK dummy server in `scripts/c
 
 It runs `serve`'s own parts in this process (engine, device sink, OSC and WebSocket servers, feedback thread) and
 watches two places without changing them: every hop records which parameter snapshot it was made with and where its
-first sample lands in the output stream (the resampler's delay included); every callback records when it returned.
+first sample lands in the output stream (the resampler's delay and the hop the phase stage holds each frame
+included); every callback records when it returned.
 A probe sender sends `/liveshtr/temperature v` over UDP at --probe-hz with a new value each time, stamping the
 moment before `sendto`. A probe's latency is the return time of the callback that played the first sample made
 with its value, minus its send time. --flood N adds a second process sending N messages a second of other controls
@@ -103,8 +104,11 @@ def main(argv=None) -> int:
 
     # Where each hop's first sample lands, and which snapshot made it (read back after the run).
     ratio = engine.samplerate / engine.model_rate
-    delay = engine.resampler.delay if engine.resampler is not None else 0
     hop = engine.generator.hop
+    # the resampler's delay, and the hop the phase stage holds each frame before it is heard
+    delay = (engine.resampler.delay if engine.resampler is not None else 0) + round(
+        engine.generator.phase_delay * hop * ratio
+    )
     hop_marks: list[tuple[int, np.ndarray, float]] = []
     hop_times: list[float] = []  # how long each hop took to make (GIL waits included)
     produce = engine.produce_hop

@@ -27,7 +27,7 @@ MOVING_DB = 1.0  # dB/s: above a frozen drone's 0.3-0.5 and a static texture of 
 CI_QUALITY = ["--no-music", "--seconds", "30"]  # the spectral figures of 30 s renders
 SONGS = [path.stem for path in SONG_FILES]
 BRAHMS, GROOVE = "hungarian_dance_5_brahms_us_army_strings", "violent_groove_4_berklee_olpc"
-GUITAR = "acoustic_guitar_arrangement_trow"
+GUITAR, JAZZ = "acoustic_guitar_arrangement_trow", "vibe_ace_kevin_macleod"
 # (test, song) -> why the floor does not hold at the CI budget (measured 2026-12-06 on this budget, docs/quality.md)
 BUDGET_GAPS = {
     ("test_validation_beats_both_baselines", GROOVE): "the percussive recipe trains on its own playing, which beats "
@@ -38,6 +38,13 @@ BUDGET_GAPS = {
     ("test_controls_change_the_sound", BRAHMS, "offset_db"): "after 3 epochs the Brahms's renders at three seeds "
     "differ in spectral shape as much as the latent offset moves it (8.58 against 8.60 dB); the default model "
     "1.63 against 15.77",
+    ("test_controls_change_the_sound", BRAHMS, "temperature_events"): "after 3 epochs the Brahms's events at "
+    "temperature 1.5 against 0.3 move by 1.97 a second against three seeds' spread of 0.73; the default model, "
+    "calibrated on the refined phase, 1.88 against 0.35",
+    ("test_renders_carry_their_song_signature", JAZZ): "after 3 epochs the jazz's render lies as near the electronic "
+    "song's long-term spectrum as its own (3.69 against 3.79 dB; the refined phase plays the model's magnitudes "
+    "more exactly, and one pass smeared them toward its own song's: 3.65 against 3.89); the default model 1.95 "
+    "against 4.06",
 }
 
 

@@ -133,19 +133,21 @@ def spectral_convergence_db(target: np.ndarray, made: np.ndarray) -> float:
     return float(20 * np.log10(np.linalg.norm(made - target) / max(np.linalg.norm(target), 1e-30)))
 
 
-def rebuild(magnitudes: np.ndarray, n_samples: int, codec, delay: int = 0) -> np.ndarray:
-    """Magnitude frames (T, n_bins) -> `n_samples` of audio: each frame given to `PhaseReconstructor` in turn
-    (causal, or `delay` frames late) and overlap-added, as the engine plays them."""
-    from liveshtr.sound.phase import PhaseReconstructor
+def rebuild(magnitudes: np.ndarray, n_samples: int, codec, stage=None) -> np.ndarray:
+    """Magnitude frames (T, n_bins) -> `n_samples` of audio: each frame given to a phase stage in turn and
+    overlap-added, as the engine plays them. `stage`: the engine's (`LookaheadPhase`, one frame late) unless
+    another is given (a `PhaseReconstructor`, causal or one frame late); its `delay` is taken back out."""
+    from liveshtr.sound.phase import LookaheadPhase
 
-    phase = PhaseReconstructor(codec.frame, codec.hop, codec.n_bins, delay=delay, fft_size=codec.fft_size)
-    spectra = [phase.process(m).copy() for m in magnitudes] + [phase.process(magnitudes[-1]).copy()] * delay
-    return codec.decode(codec.from_spectrum(np.stack(spectra[delay:])), n_samples)
+    stage = stage or LookaheadPhase(codec)
+    spectra = [stage.process(m).copy() for m in magnitudes] + [stage.process(magnitudes[-1]).copy()] * stage.delay
+    return codec.decode(codec.from_spectrum(np.stack(spectra[stage.delay :])), n_samples)
 
 
-def phase_convergence_db(x: np.ndarray, codec, delay: int = 0) -> float:
+def phase_convergence_db(x: np.ndarray, codec, stage=None) -> float:
     """The live phase stage on a signal's own magnitudes: `x` analysed into `codec`'s frames, rebuilt from their
-    magnitudes (`rebuild`) and analysed again; its spectral convergence against the magnitudes given."""
+    magnitudes (`rebuild`, the engine's stage unless `stage` is given) and analysed again; its spectral
+    convergence against the magnitudes given."""
     magnitudes = codec.magnitudes(codec.analyse(x))
-    made = rebuild(magnitudes, len(x), codec, delay)
+    made = rebuild(magnitudes, len(x), codec, stage)
     return spectral_convergence_db(magnitudes, codec.magnitudes(codec.analyse(made)))

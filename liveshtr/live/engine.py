@@ -297,12 +297,14 @@ class Engine:
     @property
     def latency_s(self) -> float:
         """How long a control change can take to leave the callback, the device's own buffer aside: it waits for
-        the next hop (at most one), which plays after the look-ahead, the resampler's delay and the largest burst
-        it has held back so far (measured; 0 for steady resamplers)."""
+        the next hop (at most one), whose frame the phase stage holds for a hop more, then plays after the
+        look-ahead, the resampler's delay and the largest burst it has held back so far (measured; 0 for steady
+        resamplers)."""
         hop_out = self.generator.hop * self.samplerate / self.model_rate
         delay = self.resampler.delay if self.resampler is not None else 0
         burst = max(self._max_burst - hop_out, 0)
-        return (self.target_fill + self._extra_fill + hop_out + delay + burst) / self.samplerate
+        held = hop_out * self.generator.phase_delay
+        return (self.target_fill + self._extra_fill + hop_out + held + delay + burst) / self.samplerate
 
     @property
     def realtime(self) -> bool:

@@ -26,7 +26,7 @@ from liveshtr.live.runtime import StepModel
 from liveshtr.live.safety import SafetyStage
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import FLOOR
-from liveshtr.sound.phase import PhaseReconstructor
+from liveshtr.sound.phase import LookaheadPhase
 from liveshtr.sound.tempo import BEATS_PER_BAR
 from liveshtr.sound.tone import ContrastFilter
 
@@ -113,9 +113,7 @@ class Generator:
         # every bin's log-magnitude from the features: one feature each, or a few weighted (`taps`)
         self._taps, self._tap_weights = self.layout.taps  # (n_bins, taps) each
         self._tapped = np.zeros(self._taps.shape, dtype=np.float32)
-        self._phase = PhaseReconstructor(
-            self.codec.frame, self.codec.hop, self.codec.n_bins, fft_size=self.codec.fft_size
-        )
+        self._phase = LookaheadPhase(self.codec)  # one frame late: PGHI refined against the overlap
         self._features = np.zeros(bundle.dim, dtype=np.float32)  # denormalised log features
         self._mag = np.zeros(self.codec.n_bins, dtype=np.float32)
         self._pitch = self._features[: self.layout.pitch_bins]  # a view: the contrast works on it in place
@@ -143,6 +141,11 @@ class Generator:
     @property
     def hop(self) -> int:
         return self.codec.hop
+
+    @property
+    def phase_delay(self) -> int:
+        """Hops the phase stage holds each frame before it is heard (it refines a frame against the next)."""
+        return self._phase.delay
 
     @property
     def position(self) -> float:

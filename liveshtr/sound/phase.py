@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.fft
 
 HANN_LAMBDA = 0.25645  # lambda = HANN_LAMBDA * frame^2: the Gaussian that matches a Hann window (Průša)
 TOLERANCE_DB = -100.0  # bins this far below the frame's peak get random phase
@@ -182,3 +183,134 @@ class PhaseReconstructor:
             self._mag[:] = mags[-2:]
             self._tgrad_prev[:] = tgrad[-1]
         return current * np.exp(1j * phases)
+
+
+ITERATIONS = 5  # passes over the frame being committed and the newest one (each +0.7-1 dB; 5 cost ~0.2 ms)
+MOMENTUM = 0.99  # the fast Griffin-Lim's step past each consistent estimate (Perraudin, Balazs, Søndergaard 2013)
+
+
+class LookaheadPhase:
+    """Magnitude frames in, complex spectra out one frame late: PGHI's phase refined against the overlap.
+
+    Real-time iterative spectrogram inversion with look-ahead (RTISI-LA, Zhu, Beauregard and Wyse 2007), with
+    one frame of look-ahead: the newest frame gets PGHI's phase (`PhaseReconstructor`, causal, carried on from the
+    phase it refined one frame back), then both the frame about to be committed and the newest are refined in
+    turn by iterations of Griffin-Lim against everything already committed. Each iteration overlap-adds the two
+    frames onto the committed tail, divides by the windows' coverage (so the newest frame's edge, which later
+    frames have not reached yet, is not heard as fading), analyses both frames again, keeps the phase and puts the
+    magnitudes back, stepping past it by the fast Griffin-Lim's momentum. The older frame is then final: its
+    spectrum is returned, and its samples join the tail.
+
+    On the songs' own magnitudes (FFT 1024 / 256 at 24 kHz) this brings the spectral convergence from about -16 dB
+    (one pass, causal) to about -22 dB, at one hop of latency and a few transforms a hop. Both domains: the DCT's
+    spectrum is taken on its own grid, as `FrameCodec.magnitudes` takes it.
+    """
+
+    def __init__(self, codec, iterations: int = ITERATIONS, momentum: float = MOMENTUM, seed: int = 0):
+        if iterations < 0:
+            raise ValueError(f"iterations {iterations} must be 0 or more")
+        self.codec, self.iterations, self.momentum = codec, iterations, momentum
+        self.frame, self.hop, self.n_bins = codec.frame, codec.hop, codec.n_bins
+        self.delay = 1
+        size, hop = self.frame, self.hop
+        self._first = PhaseReconstructor(size, hop, self.n_bins, seed=seed, fft_size=codec.fft_size)
+        self._window = codec.window.astype(np.float64)
+        self._synthesis = codec.synthesis_window.astype(np.float64)
+        # The windows' coverage over the two frames in flight: every frame up to the newest, none after it.
+        coverage = np.zeros(size + hop)
+        product = self._window * self._synthesis
+        frames_over_a_sample = -(-size // hop)
+        for start in range(-(frames_over_a_sample - 1) * hop, hop + 1, hop):
+            lo, hi = max(start, 0), min(start + size, size + hop)
+            coverage[lo:hi] += product[lo - start : hi - start]
+        self._uncover = np.where(coverage > 1e-3, 1.0 / np.maximum(coverage, 1e-3), 0.0)
+        self._tail = np.zeros(size + hop)  # the committed frames' samples under the two frames in flight
+        self._mix = np.zeros(size + hop)
+        self._windowed = np.zeros((2, size))
+        self._size_of = np.zeros((2, self.n_bins))
+        self._step = np.zeros((2, self.n_bins), dtype=np.complex128)
+        self._mags = np.zeros((2, self.n_bins))  # the frame to commit, then the newest
+        self._spectra = np.zeros((2, self.n_bins), dtype=np.complex128)
+        self._dct = codec.cfg.domain == "dct"
+        if self._dct:
+            k = np.arange(self.n_bins)
+            self._scale = np.where(k == 0, np.sqrt(1.0 / size), np.sqrt(2.0 / size))
+            self._turn = np.exp(-1j * np.pi * k / (2 * size))
+            self._coeffs = np.zeros((2, size))
+        else:
+            self._full = np.zeros((2, size // 2 + 1), dtype=np.complex128)
+        self._out = np.zeros(self.n_bins, dtype=np.complex128)
+
+    def reset(self) -> None:
+        self._first.reset()
+        self._tail.fill(0.0)
+        self._mags.fill(0.0)
+        self._spectra.fill(0.0)
+
+    def _synthesise(self, spectra: np.ndarray) -> np.ndarray:
+        """(2, n_bins) spectra -> (2, frame) windowed samples, as the overlap-add will play them."""
+        n = self.n_bins
+        if self._dct:
+            self._coeffs[:, :n] = (spectra * self._turn).real
+            frames = scipy.fft.idct(self._coeffs, type=2, norm="ortho", axis=-1)
+        else:
+            self._full[:, :n] = spectra
+            frames = scipy.fft.irfft(self._full, n=self.frame, norm="ortho", axis=-1)
+        frames *= self._synthesis
+        return frames
+
+    def _analyse(self, windowed: np.ndarray) -> np.ndarray:
+        """(2, frame) windowed samples -> (2, n_bins) spectra on the domain's grid."""
+        if self._dct:
+            return scipy.fft.rfft(windowed, n=self.codec.fft_size, axis=-1)[:, : self.n_bins] * self._scale
+        return scipy.fft.rfft(windowed, norm="ortho", axis=-1)[:, : self.n_bins]
+
+    def process(self, magnitude: np.ndarray) -> np.ndarray:
+        """One magnitude frame (n_bins,) -> the complex spectrum (n_bins,) of the frame before it, now final.
+
+        The array is reused: copy it out."""
+        hop, size = self.hop, self.frame
+        mags, spectra = self._mags, self._spectra
+        mags[0] = mags[1]
+        mags[1] = np.maximum(magnitude, 0.0)
+        spectra[0] = spectra[1]
+        spectra[1] = self._first.process(mags[1])
+        frames = self._synthesise(spectra)
+        mix, windowed, size_of = self._mix, self._windowed, self._size_of
+        pair = np.lib.stride_tricks.as_strided(mix, (2, size), (hop * mix.strides[0], mix.strides[0]))
+        before = None
+        for _ in range(self.iterations):
+            np.copyto(mix, self._tail)
+            mix[:size] += frames[0]
+            mix[hop:] += frames[1]
+            mix *= self._uncover
+            np.multiply(pair, self._window, out=windowed)
+            found = self._analyse(windowed)
+            if before is None:
+                step, before = found, found.copy()
+            else:  # step past the consistent estimate, away from the last one
+                step = self._step
+                np.subtract(found, before, out=step)
+                step *= self.momentum
+                step += found
+                before, found = found, before
+            step += 1e-30  # a bin that analyses to exactly 0 keeps its magnitude, at phase 0
+            np.abs(step, out=size_of)
+            np.divide(mags, size_of, out=size_of)
+            np.multiply(step, size_of, out=spectra)
+            frames = self._synthesise(spectra)
+        # The older frame is final; the newest carries its refined phase into the next frame's PGHI.
+        self._tail[:size] += frames[0]
+        self._tail[:-hop] = self._tail[hop:]
+        self._tail[-hop:] = 0.0
+        np.remainder(np.arctan2(spectra[1].imag, spectra[1].real), 2 * math.pi, out=self._first._phase)
+        self._out[:] = spectra[0]
+        return self._out
+
+    def process_many(self, magnitudes: np.ndarray) -> np.ndarray:
+        """`process` for a block of frames (N, n_bins): the spectra (N, n_bins), a new array, the same state
+        after. (The refinement runs frame after frame; only the allocation is saved.)"""
+        out = np.empty((len(magnitudes), self.n_bins), dtype=np.complex128)
+        for t, magnitude in enumerate(np.asarray(magnitudes, dtype=np.float64)):
+            out[t] = self.process(magnitude)
+        return out
