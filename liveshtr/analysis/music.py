@@ -9,6 +9,8 @@ onnxruntime; never on the serving path):
 - `onset_rate`: librosa's onsets per second;
 - `pitch_classes`: the 12-bin pitch-class histogram of basic-pitch's notes, each weighted by duration x amplitude,
   and `pitch_class_correlation` between two of them;
+- `harmony_change`: how far the pitch classes of each 2 s move from the 2 s before (a chord held throughout 0, a
+  new chord every 2 s near 1): whether the harmony moves as the song's does;
 - `flatness`: the median spectral flatness (lower is more tonal) and `harmonic_share`, the harmonic part's share
   of the energy after librosa's harmonic/percussive separation;
 - `partial_persistence`: the share of the spectral peaks' energy in peaks that last 100 ms (partials that hold, not
@@ -192,13 +194,36 @@ def notes(y: np.ndarray) -> list[tuple[float, float, int, float]]:
     return [(float(s), float(e), int(p), float(a)) for s, e, p, a, *_ in events]
 
 
-def pitch_classes(y: np.ndarray) -> np.ndarray:
-    """12-bin pitch-class histogram (C first) of the notes, weighted by duration x amplitude; sums to 1 or is 0."""
+def pitch_classes(y: np.ndarray, events: list | None = None) -> np.ndarray:
+    """12-bin pitch-class histogram (C first) of the notes (`events`, or basic-pitch's of `y`), weighted by
+    duration x amplitude; sums to 1 or is 0."""
     hist = np.zeros(12)
-    for start, end, pitch, amplitude in notes(y):
+    for start, end, pitch, amplitude in notes(y) if events is None else events:
         hist[pitch % 12] += (end - start) * amplitude
     total = hist.sum()
     return hist / total if total > 0 else hist
+
+
+HARMONY_WINDOW_S = 2.0  # the pitch classes of each this many seconds against the ones before
+
+
+def harmony_change(events: list, seconds: float) -> float:
+    """How much the harmony moves: 1 - the cosine similarity of the pitch classes (duration x amplitude, as
+    `pitch_classes`) of each HARMONY_WINDOW_S against the window before, averaged over the pairs that both have
+    notes; `events` are `notes`' over a signal `seconds` long. 0 for a chord held throughout, near 1 when every
+    window holds another; NaN with fewer than two windows with notes."""
+    n = int(seconds // HARMONY_WINDOW_S)
+    hist = np.zeros((n, 12))
+    for start, end, pitch, amplitude in events:
+        for w in range(int(start // HARMONY_WINDOW_S), min(int(end // HARMONY_WINDOW_S) + 1, n)):
+            inside = min(end, (w + 1) * HARMONY_WINDOW_S) - max(start, w * HARMONY_WINDOW_S)
+            hist[w, pitch % 12] += max(inside, 0.0) * amplitude
+    size = np.linalg.norm(hist, axis=1)
+    both = (size[:-1] > 0) & (size[1:] > 0)
+    if not both.any():
+        return float("nan")
+    cosine = np.sum(hist[:-1] * hist[1:], axis=1)[both] / (size[:-1] * size[1:])[both]
+    return float(np.mean(1.0 - cosine))
 
 
 def pitch_class_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -280,6 +305,7 @@ class MusicMeasures:
     harmonic_share: float
     persistence: float
     pitch_classes: list[float]
+    harmony_change: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -287,13 +313,15 @@ class MusicMeasures:
 
 def measure(y: np.ndarray) -> MusicMeasures:
     """Every single-signal measure of a signal at SR."""
+    events = notes(y)
     return MusicMeasures(
         beat=beat_strength(y),
         onsets_per_s=onset_rate(y),
         flatness=flatness(y),
         harmonic_share=harmonic_share(y),
         persistence=partial_persistence(y),
-        pitch_classes=pitch_classes(y).tolist(),
+        pitch_classes=pitch_classes(y, events).tolist(),
+        harmony_change=harmony_change(events, len(y) / SR),
     )
 
 

@@ -224,29 +224,32 @@ def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None
 
 
 def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> dict:
-    """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`);
-    return them, song name -> signal name -> measures."""
+    """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`, one
+    picture a song, numbered where bundles share one); return them in the bundles' order, each signal name ->
+    measures."""
     from liveshtr.analysis.music import SR
 
     print()
     print(
-        "| song | signal | beat | onsets/s | pitch classes vs song | flatness | harmonic share | persistence | "
-        "copy of song | longest replay s |"
+        "| song | signal | beat | onsets/s | pitch classes vs song | harmony moves | flatness | harmonic share | "
+        "persistence | copy of song | longest replay s |"
     )
-    print("|---" * 10 + "|")
-    measured = {}
-    for bundle, r in zip(bundles, rows, strict=True):
+    print("|---" * 11 + "|")
+    measured = []
+    for i, (bundle, r) in enumerate(zip(bundles, rows, strict=True)):
         song = signals[r["song"]]
         five = music_signals(bundle, song, bundle.audio.samplerate, seconds)
         if pictures:
-            plot_signals(pictures / f"{r['song']}.png", r["song"], five, SR)
-        measured[r["song"]] = music_report(song, bundle.audio.samplerate, five)
-        for name, m in measured[r["song"]].items():
+            before = sum(other["song"] == r["song"] for other in rows[:i])
+            plot_signals(pictures / f"{r['song']}{f'-{before + 1}' if before else ''}.png", r["song"], five, SR)
+        measured.append(music_report(song, bundle.audio.samplerate, five))
+        for name, m in measured[-1].items():
             copy = "" if m["copy"] is None else f"{m['copy']:.2f}"
             replay = "" if m["replay_s"] is None else f"{m['replay_s']:.2f}"
             print(
                 f"| {r['song']} | {name} | {m['beat']:.2f} | {m['onsets_per_s']:.2f} | {m['pitch_corr']:.2f} | "
-                f"{m['flatness']:.4f} | {m['harmonic_share']:.2f} | {m['persistence']:.2f} | {copy} | {replay} |",
+                f"{m['harmony_change']:.2f} | {m['flatness']:.4f} | {m['harmonic_share']:.2f} | "
+                f"{m['persistence']:.2f} | {copy} | {replay} |",
                 flush=True,
             )
     return measured
@@ -275,18 +278,18 @@ def floor_misses(m: dict, bar_s: float) -> list[str]:
     return [name for name, held in checks.items() if not held]
 
 
-def floors_table(bundles, measured: dict) -> None:
-    """Print the sound's floors for every bundle's song, song against render, and the floors each misses."""
+def floors_table(bundles, measured: list[dict]) -> None:
+    """Print the sound's floors for every bundle's song, song against render, and the floors each misses
+    (`measured`: `music_table`'s, in the bundles' order)."""
     print()
     print(
         "| song | beat: song / render | persistence: song / render | pitch classes | onsets/s: song / render | "
-        "flatness: song / render | harmonic: song / render | copy | longest replay s (a bar) | T=0: onsets, copy | "
-        "misses |"
+        "flatness: song / render | harmonic: song / render | harmony moves: song / render | copy | "
+        "longest replay s (a bar) | T=0: onsets, copy | misses |"
     )
-    print("|---" * 11 + "|")
-    for bundle in bundles:
+    print("|---" * 12 + "|")
+    for bundle, m in zip(bundles, measured, strict=True):
         name = bundle.meta["training"]["songs"][0]["name"]
-        m = measured[name]
         song, render, zero = m["song"], m["render"], m["render T=0"]
         bar_s = 4 * 60.0 / bundle.tempo
         misses = floor_misses(m, bar_s)
@@ -294,7 +297,8 @@ def floors_table(bundles, measured: dict) -> None:
             f"| {name} | {song['beat']:.2f} / {render['beat']:.2f} | {song['persistence']:.2f} / "
             f"{render['persistence']:.2f} | {render['pitch_corr']:.2f} | {song['onsets_per_s']:.2f} / "
             f"{render['onsets_per_s']:.2f} | {song['flatness']:.4f} / {render['flatness']:.4f} | "
-            f"{song['harmonic_share']:.2f} / {render['harmonic_share']:.2f} | {render['copy']:.2f} | "
+            f"{song['harmonic_share']:.2f} / {render['harmonic_share']:.2f} | "
+            f"{song['harmony_change']:.2f} / {render['harmony_change']:.2f} | {render['copy']:.2f} | "
             f"{render['replay_s']:.2f} ({bar_s:.2f}) | {zero['onsets_per_s']:.2f}, {zero['copy']:.2f} | "
             f"{', '.join(misses) or 'none'} |",
             flush=True,

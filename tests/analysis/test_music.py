@@ -85,6 +85,18 @@ def test_pitch_classes_are_the_chords_and_not_in_either_noise(piece):
     assert music.pitch_class_correlation(np.zeros(12), classes["piece"]) == 0.0  # no notes at all
 
 
+def test_harmony_change_follows_the_chords():
+    """A new chord every 2 s moves the harmony, the same chord held does not; the measure needs notes."""
+    moving = music.notes(struck_chords(seconds=16.0))  # a bar of 2 s each, C F G C
+    held = music.notes(struck_chords(seconds=16.0, chords=CHORDS[:1]))
+    assert music.harmony_change(moving, 16.0) > 0.4  # C-F shares one note of three, F-G none, G-C one
+    assert music.harmony_change(held, 16.0) < 0.1
+    slow = music.notes(struck_chords(seconds=16.0, beats_per_chord=16))  # a new chord every 8 s
+    assert music.harmony_change(held, 16.0) < music.harmony_change(slow, 16.0) < music.harmony_change(moving, 16.0)
+    assert np.isnan(music.harmony_change([], 16.0))
+    assert music.harmony_change([(0.0, 3.0, 60, 1.0)], 4.0) == 0.0  # one note across two windows
+
+
 def test_tone_flatness_and_harmonic_share(piece):
     flat = {name: music.flatness(y) for name, y in piece.items()}
     assert flat["piece"] * 4 < min(flat["ltas noise"], flat["envelope noise"])
