@@ -299,6 +299,10 @@ class LookaheadPhase:
             np.divide(mags, size_of, out=size_of)
             np.multiply(step, size_of, out=spectra)
             frames = self._synthesise(spectra)
+        if not np.isfinite(spectra).all():  # a magnitude that was not a number: start again from silence
+            self.reset()
+            self._out.fill(0.0)
+            return self._out
         # The older frame is final; the newest carries its refined phase into the next frame's PGHI.
         self._tail[:size] += frames[0]
         self._tail[:-hop] = self._tail[hop:]

@@ -142,5 +142,9 @@ def test_the_engine_stage_returns_the_magnitudes_given_one_frame_late(songs):
     np.testing.assert_array_equal(block.process(mag[7]), one.process(mag[7]))
     one.reset()
     assert np.all(one.process(mag[9]) == 0) and np.all(one._tail == 0)
+    broken = mag[10].copy()
+    broken[5] = np.nan  # never from the engine (it re-primes a model that diverges), but never kept either
+    assert np.all(one.process(broken) == 0) and np.all(one._tail == 0)
+    assert np.isfinite(one.process(mag[11])).all() and np.isfinite(one.process(mag[12])).all()
     with pytest.raises(ValueError, match="iterations"):
         LookaheadPhase(CODEC, iterations=-1)
