@@ -360,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"latency   a control change leaves the engine within ~{engine_ms:.0f} ms (look-ahead "
             f"{engine.lookahead_ms:g} ms, raised by underruns up to {engine.max_fill / engine.samplerate * 1000:g} ms; "
-            f"one hop; resampler), + output {output_ms:.1f} ms",
+            f"one hop, and {engine.generator.phase_delay} more for the phase; resampler), + output {output_ms:.1f} ms",
             file=out,
         )
         print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
