@@ -185,7 +185,7 @@ class PhaseReconstructor:
         return current * np.exp(1j * phases)
 
 
-ITERATIONS = 5  # passes over the frame being committed and the newest one (each +0.7-1 dB; 5 cost ~0.2 ms)
+ITERATIONS = 5  # passes over the frame to commit and the newest (nine songs: 3 -20.7 dB, 5 -22.4, 8 -23.9; ~37 us each)
 MOMENTUM = 0.99  # the fast Griffin-Lim's step past each consistent estimate (Perraudin, Balazs, Søndergaard 2013)
 
 
