@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 from liveshtr.bundle import META_FILE, load_bundle, write_meta
-from liveshtr.live.generator import Controls, Generator
-from liveshtr.sound.audio import load_songs, write_audio
+from liveshtr.sound.audio import load_songs
 from liveshtr.sound.frames import FrameCodec
-from liveshtr.training.calibrate import calibrate_bundle, identity_calibration
-from liveshtr.training.export import PREVIEW_S
+from liveshtr.training.calibrate import calibrate_bundle, identity_calibration, write_preview
 
 
 def main() -> int:
@@ -43,8 +41,7 @@ def main() -> int:
     meta["calibration"] = identity_calibration(codec.n_bins)
     write_meta(args.bundle, meta, with_int8=(args.bundle / "model.int8.onnx").exists())
     bundle = calibrate_bundle(args.bundle, meta, songs, frames, args.seed)
-    preview = Generator(bundle, seed=args.seed).render(PREVIEW_S, Controls.for_bundle(bundle))
-    write_audio(args.bundle / "preview.wav", preview, bundle.audio.samplerate)
+    write_preview(args.bundle, bundle, args.seed)
     print(json.dumps({"sampling": bundle.meta["sampling"], "contrast": bundle.contrast}))
     return 0
 

@@ -223,7 +223,7 @@ def plot_signals(path: Path, title: str, signals: dict, samplerate: int) -> None
     figures.save(fig, path)
 
 
-def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> dict:
+def music_table(bundles, rows: list[dict], signals: dict, seconds: float, pictures: Path | None) -> list[dict]:
     """Print the music measures of every bundle's song, noises and renders (and draw them into `pictures`, one
     picture a song, numbered where bundles share one); return them in the bundles' order, each signal name ->
     measures."""

@@ -226,6 +226,8 @@ class LookaheadPhase:
         self._uncover = np.where(coverage > 1e-3, 1.0 / np.maximum(coverage, 1e-3), 0.0)
         self._tail = np.zeros(size + hop)  # the committed frames' samples under the two frames in flight
         self._mix = np.zeros(size + hop)
+        step = self._mix.strides[0]  # the two frames in flight as views of it, a hop apart
+        self._pair = np.lib.stride_tricks.as_strided(self._mix, (2, size), (hop * step, step))
         self._windowed = np.zeros((2, size))
         self._size_of = np.zeros((2, self.n_bins))
         self._step = np.zeros((2, self.n_bins), dtype=np.complex128)
@@ -276,8 +278,7 @@ class LookaheadPhase:
         spectra[0] = spectra[1]
         spectra[1] = self._first.process(mags[1])
         frames = self._synthesise(spectra)
-        mix, windowed, size_of = self._mix, self._windowed, self._size_of
-        pair = np.lib.stride_tricks.as_strided(mix, (2, size), (hop * mix.strides[0], mix.strides[0]))
+        mix, pair, windowed, size_of = self._mix, self._pair, self._windowed, self._size_of
         before = None
         for _ in range(self.iterations):
             np.copyto(mix, self._tail)

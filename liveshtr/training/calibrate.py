@@ -19,7 +19,7 @@ from liveshtr.analysis.tone import median_flatness, tone_target
 from liveshtr.bundle import Bundle, load_bundle, write_meta
 from liveshtr.live.generator import Controls, Generator
 from liveshtr.live.runtime import StepModel
-from liveshtr.sound.audio import Song
+from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
 
 CALIBRATION_PRIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # free-running renders from across the song ...
@@ -40,6 +40,7 @@ BAND_NOISE_RANGE = (0.2, 3.0)  # the bands' noise is set within this range ...
 BAND_ROUNDS = 3  # ... in this many rounds
 LATENT_RANGE = (0.25, 2.0)  # the latent's spread (in units of its prior's) is chosen within this range ...
 LATENT_STEPS = 5  # ... in this many bisection steps
+PREVIEW_S = 20.0  # every calibrated bundle carries this much of its playing, from the middle of its song
 NOISE_AT_ZERO = 0.5  # at temperature 0 the features are drawn with this share of that noise
 LATENT_GROWTH = 2.0  # above temperature 1 the latent's spread grows as its square
 
@@ -263,3 +264,11 @@ def calibrate_bundle(out: Path, meta: dict, songs: list[Song], song_frames: list
     meta["calibration"] = calibrate_output(load_bundle(out), songs, song_frames, seed)
     write_meta(out, meta, with_int8=True)
     return load_bundle(out)
+
+
+def write_preview(out: Path, bundle: Bundle, seed: int) -> np.ndarray:
+    """Render PREVIEW_S of the calibrated bundle at default controls (primed at the middle of its song) into
+    out/preview.wav; returns the samples."""
+    preview = Generator(bundle, seed=seed).render(PREVIEW_S, Controls.for_bundle(bundle))
+    write_audio(out / "preview.wav", preview, bundle.audio.samplerate)
+    return preview

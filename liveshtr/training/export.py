@@ -21,11 +21,11 @@ import torch
 from liveshtr.analysis import figures
 from liveshtr.bundle import Bundle, write_bundle_core
 from liveshtr.config import AudioConfig, FrameConfig, TrainConfig
-from liveshtr.live.generator import DEFAULT_PRIME, Controls, Generator
-from liveshtr.sound.audio import Song, write_audio
+from liveshtr.live.generator import DEFAULT_PRIME
+from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout
-from liveshtr.training.calibrate import calibrate_bundle, identity_calibration
+from liveshtr.training.calibrate import PREVIEW_S, calibrate_bundle, identity_calibration, write_preview
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -34,7 +34,6 @@ ONNX_OPSET = 17
 N_PRIMES = 32  # seed windows spread evenly through the song
 PRIME_FRAMES = 64  # frames per seed window (0.7 s at the default hop): long enough to hear where the beat is
 PITCH_SHARPNESS = 0.55  # the pitch bins are sampled at this fraction of the temperature
-PREVIEW_S = 20.0
 IMPORTANCE_FRAMES = 2000  # latents sampled from the song to rank the latent dimensions
 TENSOR_DOCS = {
     "frame": "current normalised frame (the previous step's next_frame, or a prime frame)",
@@ -227,9 +226,7 @@ def export_bundle(
     meta["calibration"] = identity_calibration(frames.n_bins(audio.samplerate))
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
     bundle = calibrate_bundle(out, meta, songs, data.songs, train_cfg.seed)
-    generator = Generator(bundle, seed=train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
-    preview = generator.render(PREVIEW_S, Controls.for_bundle(bundle))
-    write_audio(out / "preview.wav", preview, audio.samplerate)
+    preview = write_preview(out, bundle, train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     plot_loss(out / "loss.png", result)
     first = songs[0].samples
     start = max(0, int(len(first) * DEFAULT_PRIME) - int(PREVIEW_S * audio.samplerate) // 2)
