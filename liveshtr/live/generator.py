@@ -277,11 +277,15 @@ class Generator:
         array, the same samples and the same state after (offline only: it allocates, the engine plays frame by
         frame). Calibration plays thousands of frames through the output stage for every setting it tries."""
         frames = np.asarray(frames, dtype=np.float32)
-        coeffs = self.codec.from_spectrum(self._phase.process_many(self.magnitudes_many(frames) * self.output_gain))
+        return self._play_spectra(self._phase.process_many(self.magnitudes_many(frames) * self.output_gain))
+
+    def _play_spectra(self, spectra: np.ndarray) -> np.ndarray:
+        """The phase stage's spectra for a block of frames (N, n_bins) -> the N hops of audio (N * hop,)."""
+        coeffs = self.codec.from_spectrum(spectra)
         if len(coeffs):
             self._previous[:] = coeffs[-2] if len(coeffs) > 1 else self._denorm
             self._denorm[:] = coeffs[-1]
-        hops = self.synth.process_many(coeffs).reshape(len(frames), self.hop)
+        hops = self.synth.process_many(coeffs).reshape(len(coeffs), self.hop)
         for row in hops:
             row[:] = self.safety.process(row)
         return hops.reshape(-1)
@@ -300,3 +304,20 @@ class Generator:
         for i in range(n_hops):
             out[i * self.hop : (i + 1) * self.hop] = self.next_hop(controls)
         return out[: int(seconds * self.samplerate)]
+
+
+def play_together(players: list[Generator], blocks: list[np.ndarray]) -> list[np.ndarray]:
+    """`Generator.play_frames` for several players that have not played yet, each its own block of normalised
+    frames (N, dim), all of one length: each player's audio (N * hop,), the samples it would play on its own,
+    with the phase stage's transforms done for all of them at once (offline only; calibration plays five renders
+    through the output stage for every contrast it tries). The players' own phase stages are not used: each is
+    spent after its one block."""
+    if not players:
+        return []
+    first = players[0]
+    stage = LookaheadPhase(first.codec, streams=len(players))
+    magnitudes = [
+        p.magnitudes_many(np.asarray(b, dtype=np.float32)) * p.output_gain for p, b in zip(players, blocks, strict=True)
+    ]
+    spectra = stage.process_many(np.stack(magnitudes, axis=1))  # (N, players, n_bins)
+    return [p._play_spectra(spectra[:, i]) for i, p in enumerate(players)]

@@ -17,7 +17,7 @@ import numpy as np
 from liveshtr.analysis.spectral import pick_events
 from liveshtr.analysis.tone import median_flatness, tone_target
 from liveshtr.bundle import Bundle, load_bundle, write_meta
-from liveshtr.live.generator import Controls, Generator
+from liveshtr.live.generator import Controls, Generator, play_together
 from liveshtr.live.runtime import StepModel
 from liveshtr.sound.audio import Song, write_audio
 from liveshtr.sound.bands import third_octave_edges
@@ -226,12 +226,11 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
         generator.contrast = contrast
         power = generator.magnitudes_many(frames).astype(np.float64) ** 2
         eq = equaliser(power.mean(axis=0), song_power, band, 10 * (song_log - band_log_power(power, band)))
-        audio = []
-        for i, render in enumerate(renders):
-            player = Generator(bundle, model, seed=seed + i)
+        players = [Generator(bundle, model, seed=seed + i) for i in range(len(renders))]
+        for player in players:
             player.contrast = contrast
             player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
-            audio.append(player.play_frames(render[:n_tone]))
+        audio = play_together(players, [render[:n_tone] for render in renders])
         return median_flatness(audio, bundle.audio.samplerate), eq
 
     staged = {}  # contrast -> (flatness, eq) of every contrast tried, the one found among them

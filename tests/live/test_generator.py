@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveshtr.live.generator import FEATURE_LIMIT, Controls, Generator
+from liveshtr.live.generator import FEATURE_LIMIT, Controls, Generator, play_together
 from liveshtr.live.params import Params
 
 
@@ -83,6 +83,23 @@ def test_a_block_of_frames_plays_exactly_as_frame_by_frame(bundle):
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(block.magnitudes_many(frames[:4]), [one.magnitudes(f).copy() for f in frames[:4]])
     np.testing.assert_array_equal(block.play_frame(frames[9]), one.play_frame(frames[9]))
+
+
+def test_players_played_together_each_play_what_they_would_alone(bundle):
+    """Calibration plays its renders through one phase stage for all: each player's audio is what it plays on its
+    own, with its own output stage (contrast and EQ)."""
+    source = Generator(bundle, seed=2)
+    controls = Controls.for_bundle(bundle)
+    frames = np.array([source.next_frame(controls).copy() for _ in range(600)]).reshape(3, 200, -1)
+    players, alone = ([Generator(bundle, seed=5 + i) for i in range(3)] for _ in range(2))
+    for i, (a, b) in enumerate(zip(players, alone, strict=True)):
+        a.contrast = b.contrast = 1.0 + 0.4 * i
+        a.output_gain[:] = b.output_gain[:] = 0.5 + i
+    got = play_together(players, list(frames))
+    for audio, player, block in zip(got, alone, frames, strict=True):
+        assert audio.shape == (200 * bundle.frames.hop,)
+        np.testing.assert_allclose(audio, player.play_frames(block), rtol=1e-6, atol=1e-7)
+    assert np.abs(got[2] - got[0]).max() > 0.01 and play_together([], []) == []
 
 
 def test_the_temperature_scales_the_feature_noise_from_its_floor_and_widens_the_latent_above_1(bundle):

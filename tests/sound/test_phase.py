@@ -111,20 +111,30 @@ def test_silence_stays_silent_and_reset_forgets():
         PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=2)
 
 
-@pytest.mark.parametrize("delay", [0, 1])
-def test_a_block_at_once_is_exactly_frame_by_frame(songs, delay):
-    """Calibration plays seconds of frames at once; what it hears must be what the engine plays, sample for
-    sample: the same spectra, the same random phases in quiet bins, the same state afterwards."""
-    mag = magnitudes(songs[3].samples[5 * RATE : 8 * RATE])
-    mag[40:50] = 0.0  # silence, and a frame with most bins far below its peak (random phases there)
-    mag[80, 100:] *= 1e-7
-    one = PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=delay, seed=3)
-    block = PhaseReconstructor(CODEC.frame, CODEC.hop, NB, delay=delay, seed=3)
-    expected = np.stack([one.process(m).copy() for m in mag])
-    got = np.concatenate([block.process_many(mag[:2]), block.process_many(mag[2:2]), block.process_many(mag[2:])])
-    assert got.shape == expected.shape
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(block.process(mag[7]), one.process(mag[7]))
+@pytest.mark.parametrize("domain", ["fft", "dct"])
+def test_streams_side_by_side_are_each_a_stage_of_their_own(songs, domain):
+    """Calibration plays several renders through one stage's transforms at once; each must hear exactly what the
+    engine plays: the same spectra as a stage of its own, the same random phases in quiet bins, and a stream that
+    is given a NaN starts again from silence while the others play on."""
+    codec = CODECS[domain]
+    mags = np.stack([magnitudes(song.samples[5 * RATE : 7 * RATE], codec) for song in songs[:3]], axis=1)
+    mags[40:50, 0] = 0.0  # silence, and a frame with most bins far below its peak (random phases there)
+    mags[60, 1, 100:] *= 1e-7
+    mags[70, 2, 5] = np.nan
+    for make in (
+        lambda streams: PhaseReconstructor(codec.frame, codec.hop, codec.n_bins, 1, 3, codec.fft_size, streams),
+        lambda streams: LookaheadPhase(codec, seed=3, streams=streams),
+    ):
+        together = make(3)
+        got = np.stack([together.process(m).copy() for m in mags])
+        for b in range(3):
+            alone = make(1)
+            expected = np.stack([alone.process(m).copy() for m in mags[:, b]])
+            np.testing.assert_allclose(got[:, b], expected, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(got).all() and np.all(got[71, 2] == 0) and np.abs(got[71, :2]).max() > 0  # the stage's
+    assert got[:, 0].shape == (len(mags), codec.n_bins)
+    block = make(3)  # the last: the engine's stage
+    np.testing.assert_array_equal(block.process_many(mags), got)
 
 
 def test_the_engine_stage_returns_the_magnitudes_given_one_frame_late(songs):
