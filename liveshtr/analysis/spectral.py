@@ -74,6 +74,7 @@ ONSET_PICKING = (0.03, 0.01, 0.1, 0.1, 0.03)
 ONSET_DELTA = 0.07
 EVENT_FRAME_RATE = 100.0  # band-spectrogram frames a second for `event_rate` ...
 EVENT_RANGE_DB = 80.0  # ... and the range of levels below the loudest it sees
+ONSET_FRAME_RATE = 22050 / 512  # librosa's onset envelope's frames a second (23 ms): attacks as a listener counts
 
 
 def pick_events(rise: np.ndarray, reference: float, frame_rate: float) -> int:
@@ -93,18 +94,19 @@ def pick_events(rise: np.ndarray, reference: float, frame_rate: float) -> int:
     return events
 
 
-def band_rise(x: np.ndarray, samplerate: int) -> np.ndarray:
+def band_rise(x: np.ndarray, samplerate: int, frame_rate: float = EVENT_FRAME_RATE) -> np.ndarray:
     """How much the 1/3-octave spectrum rises from one frame to the next (dB, the mean over the bands of their
-    increase) at EVENT_FRAME_RATE: a spectral flux. As librosa's, on levels floored EVENT_RANGE_DB below the
-    loudest band's loudest frame, so that what rises out of near silence is not an attack."""
-    spec = band_spectrogram(x, samplerate, EVENT_FRAME_RATE)
+    increase) at `frame_rate`: a spectral flux. As librosa's, on levels floored EVENT_RANGE_DB below the loudest
+    band's loudest frame, so that what rises out of near silence is not an attack."""
+    spec = band_spectrogram(x, samplerate, frame_rate)
     spec = np.maximum(spec, spec.max() - EVENT_RANGE_DB)
     return np.maximum(np.diff(spec, axis=0), 0.0).mean(axis=1)
 
 
-def event_rate(x: np.ndarray, samplerate: int, reference: float) -> float:
-    """Events a second (`pick_events` on `band_rise`) against a reference rise, such as a song's largest."""
-    return pick_events(band_rise(x, samplerate), reference, EVENT_FRAME_RATE) / (len(x) / samplerate)
+def event_rate(x: np.ndarray, samplerate: int, reference: float, frame_rate: float = EVENT_FRAME_RATE) -> float:
+    """Events a second (`pick_events` on `band_rise` at `frame_rate`) against a reference rise, such as a song's
+    largest."""
+    return pick_events(band_rise(x, samplerate, frame_rate), reference, frame_rate) / (len(x) / samplerate)
 
 
 def max_repeat_correlation(

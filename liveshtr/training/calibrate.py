@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liveshtr.analysis.spectral import pick_events
+from liveshtr.analysis.spectral import ONSET_FRAME_RATE, band_rise, pick_events
 from liveshtr.analysis.tone import median_flatness, tone_target
 from liveshtr.bundle import Bundle, load_bundle, write_meta
 from liveshtr.live.generator import Controls, Generator, play_together
@@ -52,29 +52,32 @@ def frame_change(frames: list[np.ndarray], pitch_bins: int) -> np.ndarray:
     return np.sqrt([np.mean(d[:, :pitch_bins] ** 2), np.mean(d[:, pitch_bins:] ** 2)])
 
 
-def rises(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """How much each frame rises from the one before, per normalised feature sequence: the mean over the features
-    of their increase (a spectral flux on the model's features; an attack raises many at once)."""
-    return [np.maximum(np.diff(f.astype(np.float64), axis=0), 0.0).mean(axis=1) for f in frames if len(f) > 1]
+def song_events(songs: list[Song], samplerate: int) -> tuple[float, float]:
+    """The songs' largest rise (`analysis.spectral.band_rise` at ONSET_FRAME_RATE) and their events a second
+    against it (`pick_events`)."""
+    rises = [band_rise(song.samples, samplerate, ONSET_FRAME_RATE) for song in songs]
+    reference = float(max(r.max() for r in rises))
+    events = sum(pick_events(r, reference, ONSET_FRAME_RATE) for r in rises)
+    return reference, events / (sum(len(song.samples) for song in songs) / samplerate)
 
 
-def event_rate(frames: list[np.ndarray], reference: float, frame_rate: float) -> float:
-    """Events a frame: `analysis.spectral.pick_events` on each sequence's `rises`, against `reference` (the
-    song's largest rise), as the quality report picks onsets."""
-    events = sum(pick_events(rise, reference, frame_rate) for rise in rises(frames))
-    return events / max(sum(len(f) - 1 for f in frames if len(f) > 1), 1)
+def heard_events(audio: list[np.ndarray], samplerate: int, reference: float) -> float:
+    """Events a second in renders `audio`, picked against `reference` as `song_events` picks the song's."""
+    events = sum(pick_events(band_rise(a, samplerate, ONSET_FRAME_RATE), reference, ONSET_FRAME_RATE) for a in audio)
+    return events / (sum(len(a) for a in audio) / samplerate)
 
 
-def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int) -> dict:
+def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
     """How widely the model samples at temperature 1 ("noise": [pitch bins, bands], "latent_scale"): the pitch
     bins at FEATURE_NOISE of the spread the model predicts for them; the bands' noise scaled until the bands change
     from one frame to the next as much as the song's do (RMS of their normalised change: too little plays the
     song's noise, its cymbals and breath, as a smooth tone, too much as flicker); and the latent at the spread with
-    which the model plays as many events as its song has (`event_rate`; bisected within LATENT_RANGE). Below
-    temperature 1 the feature noise falls to NOISE_AT_ZERO of itself at 0 ("noise_floor") and the latent keeps its
-    spread ("latent_floor"); above 1 the noise grows with the temperature and the latent's spread as its square
-    ("latent_growth", `Generator.next_frame`): held below 1, the latent's spread left the temperature too little to
-    change (its events at 1.5 against 0.3 moved by no more than three seeds' spread on five songs of nine).
+    which the model, heard through the phase stage and the overlap-add, plays as many events a second as its song
+    (`heard_events` against `song_events`; bisected within LATENT_RANGE). Below temperature 1 the feature noise
+    falls to NOISE_AT_ZERO of itself at 0 ("noise_floor") and the latent keeps its spread ("latent_floor"); above
+    1 the noise grows with the temperature and the latent's spread as its square ("latent_growth",
+    `Generator.next_frame`): held below 1, the latent's spread left the temperature too little to change (its
+    events at 1.5 against 0.3 moved by no more than three seeds' spread on five songs of nine).
 
     The latent carries the events (the model was trained to put into it what the LSTM cannot predict); noise on
     the pitch bins, drawn on every bin on its own, is what turns partials into a wash: scaled up until the frames
@@ -82,25 +85,28 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
     With the bands' noise as small, the renders of songs with drums came out far more tonal than their songs
     (harmonic share 0.95 against the electronic song's 0.77, 0.42 against the groove's 0.13). With less latent
     spread than the events need the models fell into a drone or a quiet hiss: the Brahms's at 0.6-0.75 of its
-    spread played 0.1 onsets a second against the song's 1.5 (docs/notebook.md). Where even the range's widest
-    spread plays fewer events than the song, or its narrowest more, the spread stays at that end."""
+    spread played 0.1 onsets a second against the song's 1.5 (docs/notebook.md). The events are counted in what
+    is heard, not in the model's frames: a rise that the frames hold over two or three hops, the phase stage
+    plays as one soft swell, and calibrated on its frames (where it played as many rises as its song) the Brahms
+    played half its song's onsets. Where even the range's widest spread plays fewer events than the song, or its
+    narrowest more, the spread stays at that end."""
     controls = Controls.for_bundle(bundle)
-    pitch_bins = bundle.meta["features"]["pitch_bins"]
-    frame_rate = bundle.audio.samplerate / bundle.frames.hop
-    reference = float(max(r.max() for r in rises(song_frames)))
-    song_rate = event_rate(song_frames, reference, frame_rate)
+    model = StepModel(bundle)
+    pitch_bins, hop = bundle.meta["features"]["pitch_bins"], bundle.frames.hop
+    samplerate = bundle.audio.samplerate
+    reference, song_rate = song_events(songs, samplerate)
+    primed = len(bundle.primes[0])
 
     def play(spread: float, bands: float) -> list[np.ndarray]:
-        """The model's frames from SAMPLING_PRIMES with the latent at `spread` and the bands' noise at `bands`."""
+        """The model's frames from SAMPLING_PRIMES with the latent at `spread` and the bands' noise at `bands`,
+        each the prime's frames first."""
         played = []
         for i, position in enumerate(SAMPLING_PRIMES):
-            generator = Generator(bundle, seed=seed + i)
+            generator = Generator(bundle, model, seed=seed + i)
             generator.noise_scale[:pitch_bins], generator.noise_scale[pitch_bins:] = FEATURE_NOISE, bands
             generator.latent_scale = np.float32(spread)
             generator.prime(position)
-            n = len(bundle.primes[0]) + SAMPLING_FRAMES
-            frames = np.array([generator.next_frame(controls).copy() for _ in range(n)])
-            played.append(frames[len(bundle.primes[0]) :])
+            played.append(np.array([generator.next_frame(controls).copy() for _ in range(primed + SAMPLING_FRAMES)]))
         return played
 
     # The bands first, at the latent's full spread: a few rounds of s <- s * target / played converge, since the
@@ -108,11 +114,13 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
     target = frame_change(song_frames, pitch_bins)[1]
     bands = 1.0
     for _ in range(BAND_ROUNDS):
-        change = frame_change(play(1.0, bands), pitch_bins)[1]
+        change = frame_change([frames[primed:] for frames in play(1.0, bands)], pitch_bins)[1]
         bands = float(np.clip(bands * target / max(change, 1e-6), *BAND_NOISE_RANGE))
 
     def rate(spread: float) -> float:
-        return event_rate(play(spread, bands), reference, frame_rate)
+        played = play(spread, bands)
+        audio = play_together([Generator(bundle, model, seed=seed + i) for i in range(len(played))], played)
+        return heard_events([a[(primed + 1) * hop :] for a in audio], samplerate, reference)  # after the prime
 
     low, high = LATENT_RANGE
     if rate(high) <= song_rate:
@@ -130,7 +138,7 @@ def calibrate_sampling(bundle: Bundle, song_frames: list[np.ndarray], seed: int)
         "latent_scale": round(scale, 4),
         "latent_floor": round(scale, 4),
         "latent_growth": LATENT_GROWTH,
-        "events_per_s": {"song": round(song_rate * frame_rate, 2), "reference": round(reference, 4)},
+        "events_per_s": {"song": round(song_rate, 2), "reference": round(reference, 4)},
     }
 
 
@@ -209,8 +217,12 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     overall mean power to the song's. The mean power alone, matched per band, made a model that plays its attacks
     softer than the song turn up the bands they live in all the time: on the acoustic guitar the bands above 3 kHz
     sat 9 dB above the song's in every frame, a veil of noise over the notes. The contrast is then chosen (by
-    `falling_root`) so that the renders through this EQ, the phase and the overlap-add are as tonal as the song
-    (`median_flatness` of both, the first TONE_SECONDS of every calibration render)."""
+    `falling_root`) so that the renders through this EQ, the phase and the overlap-add are as tonal as the song:
+    the median render's (over the renders, each one's `median_flatness` over its first TONE_SECONDS) as the song's.
+    The median of all the renders' frames together matched neither kind of render of a model that plays a held,
+    nearly pure chord from some places in its song and a noisier texture from others (the jazz: 1e-6 from two
+    primes, 3-5e-4 from three, its song 1e-4): it fell between them, and the renders from the middle of the song
+    came out four times as flat as the song."""
     renders = free_renders(bundle, seed)
     frames = np.concatenate(renders)
     model = StepModel(bundle)
@@ -231,7 +243,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
             player.contrast = contrast
             player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
         audio = play_together(players, [render[:n_tone] for render in renders])
-        return median_flatness(audio, bundle.audio.samplerate), eq
+        return float(np.median([median_flatness([a], bundle.audio.samplerate) for a in audio])), eq
 
     staged = {}  # contrast -> (flatness, eq) of every contrast tried, the one found among them
 
@@ -258,7 +270,7 @@ def calibrate_bundle(out: Path, meta: dict, songs: list[Song], song_frames: list
     """Calibrate the bundle in `out` (written with `meta`) against its songs and their normalised feature frames,
     write the results into its model.json and return it loaded back: how widely to sample first, since the output
     stage measures the model as it will play."""
-    meta["sampling"].update(calibrate_sampling(load_bundle(out), song_frames, seed))
+    meta["sampling"].update(calibrate_sampling(load_bundle(out), songs, song_frames, seed))
     write_meta(out, meta, with_int8=True)
     meta["calibration"] = calibrate_output(load_bundle(out), songs, song_frames, seed)
     write_meta(out, meta, with_int8=True)

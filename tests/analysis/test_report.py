@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
 from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
@@ -96,11 +97,17 @@ def test_without_the_quality_extra_the_music_measures_say_what_to_install_in_one
     one_line_error(cli("quality", demo, "--songs", song, "--seconds", "3"), "--seconds 3")
 
 
-def test_events_are_counted_against_the_songs_largest_rise():
+@pytest.mark.parametrize("rate", ["EVENT_FRAME_RATE", "ONSET_FRAME_RATE"])
+def test_events_are_counted_against_the_songs_largest_rise(rate):
     """Clicks on a steady tone are events, each once; a swell is none, and neither are clicks 90 dB under the tone
-    or rises small against the song's largest."""
-    from liveshtr.analysis.spectral import band_rise, event_rate
+    or rises small against the song's largest: at the report's frame rate and at the calibration's."""
+    from functools import partial
 
+    from liveshtr.analysis import spectral
+
+    frame_rate = getattr(spectral, rate)
+    band_rise = partial(spectral.band_rise, frame_rate=frame_rate)
+    event_rate = partial(spectral.event_rate, frame_rate=frame_rate)
     sr = 24000
     t = np.arange(10 * sr) / sr
     tone = 0.1 * np.sin(2 * np.pi * 440 * t)

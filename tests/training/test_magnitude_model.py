@@ -212,23 +212,3 @@ def test_own_samples_play_on_from_the_frames_before_them(position):
     a, b = (objective.own_inputs(model, x, beat, state, where) for _ in range(2))
     assert torch.isfinite(a).all() and torch.equal(a[:, 0], x[:, 0])
     assert not torch.allclose(a[:, 1:], b[:, 1:])  # sampled at temperature 1, not the mean
-
-
-def test_events_are_the_large_rises_and_each_counts_once():
-    """An attack that rises over two frames is one event; a rise small against the reference, a steady flicker
-    and a fall are none."""
-    from liveshtr.training.calibrate import event_rate, rises
-
-    rate = 100.0  # frames a second
-    frames = np.zeros((400, 10))
-    for start in range(20, 400, 40):  # 10 attacks: up over two frames, held, then down
-        frames[start : start + 20] = 1.0
-        frames[start + 1 : start + 20] += 0.5
-    frames[310:315] += 0.03  # a small rise inside a held note
-    assert np.allclose(rises([frames])[0].max(), 1.0)
-    assert event_rate([frames], 1.0, rate) * (len(frames) - 1) == 10
-    assert event_rate([frames], 20.0, rate) == 0.0  # all small against a loud song's attacks
-    flicker = np.tile([[0.0], [0.05]], (200, 10))  # up and down every frame: its rises never stand out
-    assert event_rate([flicker], 1.0, rate) == 0.0
-    decays = np.repeat(-np.arange(400.0)[:, None], 10, axis=1)  # falling by 1 a frame
-    assert event_rate([decays], 1.0, rate) == 0.0  # falls are not events
