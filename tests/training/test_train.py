@@ -144,24 +144,23 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
     assert sampling["events_per_s"] == {"song": round(song_rate, 2), "reference": round(reference, 4)}
     places = (0.2, 0.4, 0.6, 0.8)  # other seeds and primes than export's
 
-    def frames(spread: float) -> list[np.ndarray]:
-        played = []
+    def players(spread: float) -> list[Generator]:
+        """One generator per place, primed there, the latent at `spread`."""
+        out = []
         for i, place in enumerate(places):
             generator = Generator(bundle, seed=11 + i)
             generator.latent_scale = generator.latent_floor = np.float32(spread)
             generator.prime(place)
-            frames = [generator.next_frame(Controls.for_bundle(bundle)).copy() for _ in range(700)]
-            played.append(np.array(frames[len(bundle.primes[0]) :]))
-        return played
+            out.append(generator)
+        return out
+
+    primed, controls = len(bundle.primes[0]), Controls.for_bundle(bundle)
+
+    def frames(spread: float) -> list[np.ndarray]:
+        return [np.array([g.next_frame(controls).copy() for _ in range(700)][primed:]) for g in players(spread)]
 
     def rate(spread: float) -> float:  # the engine's path: rendered, hop by hop, from the prime on
-        heard = []
-        for i, place in enumerate(places):
-            generator = Generator(bundle, seed=11 + i)
-            generator.latent_scale = generator.latent_floor = np.float32(spread)
-            generator.prime(place)
-            audio = generator.render(7.0, Controls.for_bundle(bundle))
-            heard.append(audio[(len(bundle.primes[0]) + 1) * bundle.frames.hop :])
+        heard = [g.render(7.0, controls)[(primed + 1) * bundle.frames.hop :] for g in players(spread)]
         return heard_events(heard, bundle.audio.samplerate, reference)
 
     # the bands change from frame to frame as the song's within a third, or their noise stopped at its range's end
