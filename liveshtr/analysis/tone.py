@@ -21,6 +21,7 @@ NOISE_SHARE = 0.45  # renders aim at most at this share of the flatness of noise
 # 0.73, the tonal songs 0.04-0.09 (the electronic song with its drums among them). Over 5 s stretches, what a loop
 # is, the electronic song's range 0-0.45 and the groove's 0.35-1.05: a loop of either is taken for what it mostly is.
 PERCUSSIVE_SHARE = 0.5
+HPSS_KERNEL = 31  # median filters of this many frames (0.66 s) and bins (360 Hz), as librosa's defaults
 
 
 def tone_window(samplerate: int) -> int:
@@ -29,15 +30,43 @@ def tone_window(samplerate: int) -> int:
 
 
 def flatness_frames(x: np.ndarray, samplerate: int) -> np.ndarray:
-    """Spectral flatness (geometric over arithmetic mean of the power spectrum) of every Hann frame of `x`,
-    hop a quarter frame; empty for a signal shorter than one frame."""
+    """Spectral flatness (geometric over arithmetic mean of the power spectrum) of every frame of `x`
+    (`power_frames`); empty for a signal shorter than one frame."""
+    power = np.maximum(power_frames(x, samplerate), TONE_AMIN)
+    return np.exp(np.mean(np.log(power), axis=-1)) / np.mean(power, axis=-1) if len(power) else np.zeros(0)
+
+
+def power_frames(x: np.ndarray, samplerate: int) -> np.ndarray:
+    """The power spectrum of every Hann frame of `x` (frames, bins): frames of `tone_window`, hop a quarter frame;
+    no frames for a signal shorter than one."""
     n = tone_window(samplerate)
     x = np.asarray(x, dtype=np.float64)
     if len(x) < n:
-        return np.zeros(0)
+        return np.zeros((0, n // 2 + 1))
     frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 4]
-    power = np.maximum(np.abs(np.fft.rfft(frames * np.hanning(n + 1)[:-1], axis=-1)) ** 2, TONE_AMIN)
-    return np.exp(np.mean(np.log(power), axis=-1)) / np.mean(power, axis=-1)
+    return np.abs(np.fft.rfft(frames * np.hanning(n + 1)[:-1], axis=-1)) ** 2
+
+
+def harmonic_share(signals: list[np.ndarray], samplerate: int) -> float:
+    """The share of the energy of `signals` that lasts: the harmonic part's after harmonic/percussive separation by
+    median filtering (Fitzgerald 2010, as librosa's `hpss` with its defaults: HPSS_KERNEL frames along time and
+    bins along frequency, soft masks of the squared medians), over all the signals together (0..1; a held chord
+    near 1, a drum kit 0.1-0.2, white noise about 0.5)."""
+    from scipy.ndimage import median_filter
+
+    harmonic = percussive = 0.0
+    for x in signals:
+        magnitude = np.sqrt(power_frames(x, samplerate))
+        if not len(magnitude):
+            continue
+        along_time = median_filter(magnitude, size=(HPSS_KERNEL, 1), mode="reflect") ** 2
+        along_bins = median_filter(magnitude, size=(1, HPSS_KERNEL), mode="reflect") ** 2
+        total = along_time + along_bins
+        mask = np.divide(along_time, total, out=np.full_like(total, 0.5), where=total > 0)
+        power = magnitude**2
+        harmonic += float(np.sum(power * mask**2))
+        percussive += float(np.sum(power * (1.0 - mask) ** 2))
+    return harmonic / (harmonic + percussive) if harmonic + percussive > 0 else 0.0
 
 
 def median_flatness(signals: list[np.ndarray], samplerate: int) -> float:

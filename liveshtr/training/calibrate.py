@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from liveshtr.analysis.spectral import ONSET_FRAME_RATE, band_rise, pick_events
-from liveshtr.analysis.tone import median_flatness, tone_target
+from liveshtr.analysis.tone import harmonic_share, median_flatness, tone_target
 from liveshtr.bundle import Bundle, load_bundle, write_meta
 from liveshtr.live.generator import Controls, Generator, play_together
 from liveshtr.live.runtime import StepModel
@@ -39,7 +39,8 @@ FEATURE_NOISE = 0.4  # at temperature 1 the pitch bins are drawn at this fractio
 BAND_NOISE_RANGE = (0.2, 3.0)  # the bands' noise is set within this range ...
 BAND_ROUNDS = 3  # ... in this many rounds
 LATENT_RANGE = (0.25, 2.0)  # the latent's spread (in units of its prior's) is chosen within this range ...
-LATENT_STEPS = 5  # ... in this many bisection steps
+LATENT_STEPS = 5  # ... in this many bisection steps ...
+SUSTAIN_MARGIN = 0.1  # ... and no wider than keeps the renders' harmonic share within this much under the song's
 PREVIEW_S = 20.0  # every calibrated bundle carries this much of its playing, from the middle of its song
 NOISE_AT_ZERO = 0.5  # at temperature 0 the features are drawn with this share of that noise
 LATENT_GROWTH = 2.0  # above temperature 1 the latent's spread grows as its square
@@ -59,6 +60,16 @@ def song_events(songs: list[Song], samplerate: int) -> tuple[float, float]:
     reference = float(max(r.max() for r in rises))
     events = sum(pick_events(r, reference, ONSET_FRAME_RATE) for r in rises)
     return reference, events / (sum(len(song.samples) for song in songs) / samplerate)
+
+
+def song_stretches(songs: list[Song], seconds: float) -> list[np.ndarray]:
+    """`seconds` of every song from each of SAMPLING_PRIMES on (where the sampling's renders start), moved inside
+    the song where they would run over its end."""
+    out = []
+    for song in songs:
+        n = min(len(song.samples), int(seconds * song.samplerate))
+        out += [song.samples[min(int(p * len(song.samples)), len(song.samples) - n) :][:n] for p in SAMPLING_PRIMES]
+    return out
 
 
 def heard_events(audio: list[np.ndarray], samplerate: int, reference: float) -> float:
@@ -88,8 +99,12 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
     spread played 0.1 onsets a second against the song's 1.5 (docs/notebook.md). The events are counted in what
     is heard, not in the model's frames: a rise that the frames hold over two or three hops, the phase stage
     plays as one soft swell, and calibrated on its frames (where it played as many rises as its song) the Brahms
-    played half its song's onsets. Where even the range's widest spread plays fewer events than the song, or its
-    narrowest more, the spread stays at that end."""
+    played half its song's onsets. But the spread is no wider than keeps the renders' harmonic share (what lasts,
+    `analysis.tone.harmonic_share`) within SUSTAIN_MARGIN under the song's, from the same places: the spread moves
+    the sustained partials as well as the events, and the drum and bass stem, whose widest spread played fewer
+    events than its song, played its bass line as a wash there (harmonic share 0.37-0.44 against the song's 0.67;
+    at 1.5 of its spread 0.68). Where even the range's widest spread is not too wide, or its narrowest is, the
+    spread stays at that end."""
     controls = Controls.for_bundle(bundle)
     model = StepModel(bundle)
     pitch_bins, hop = bundle.meta["features"]["pitch_bins"], bundle.frames.hop
@@ -117,21 +132,28 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         change = frame_change([frames[primed:] for frames in play(1.0, bands)], pitch_bins)[1]
         bands = float(np.clip(bands * target / max(change, 1e-6), *BAND_NOISE_RANGE))
 
-    def rate(spread: float) -> float:
+    song_share = harmonic_share(song_stretches(songs, SAMPLING_FRAMES * hop / samplerate), samplerate)
+    heard = {}  # spread -> (events a second, harmonic share) of the renders
+
+    def too_wide(spread: float) -> bool:
+        """At least as many events a second as the song, or less of the song's harmonic share than it may lose:
+        both grow with the spread, so the spreads that are too wide lie above one point of the range."""
         played = play(spread, bands)
         audio = play_together([Generator(bundle, model, seed=seed + i) for i in range(len(played))], played)
-        return heard_events([a[(primed + 1) * hop :] for a in audio], samplerate, reference)  # after the prime
+        audio = [a[(primed + 1) * hop :] for a in audio]  # after the prime
+        heard[spread] = (heard_events(audio, samplerate, reference), harmonic_share(audio, samplerate))
+        return heard[spread][0] >= song_rate or heard[spread][1] < song_share - SUSTAIN_MARGIN
 
     low, high = LATENT_RANGE
-    if rate(high) <= song_rate:
+    if not too_wide(high):
         scale = high
-    elif rate(low) >= song_rate:
+    elif too_wide(low):
         scale = low
     else:
         for _ in range(LATENT_STEPS):  # in log steps: the events grow about with the spread's logarithm
             middle = math.sqrt(low * high)
-            low, high = (middle, high) if rate(middle) < song_rate else (low, middle)
-        scale = math.sqrt(low * high)
+            low, high = (middle, high) if not too_wide(middle) else (low, middle)
+        scale = low  # the widest spread heard that is not too wide
     return {
         "noise": [FEATURE_NOISE, round(bands, 3)],
         "noise_floor": NOISE_AT_ZERO,
@@ -139,6 +161,7 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         "latent_floor": round(scale, 4),
         "latent_growth": LATENT_GROWTH,
         "events_per_s": {"song": round(song_rate, 2), "reference": round(reference, 4)},
+        "harmonic_share": {"song": round(song_share, 3), "played": round(heard[scale][1], 3)},
     }
 
 

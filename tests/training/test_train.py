@@ -114,16 +114,20 @@ def test_preview_is_finite_audible_and_unclipped(trained):
 def test_sampling_plays_the_songs_events_from_the_latent(trained):
     """Export samples the pitch bins with a little noise, the bands with what makes them change from frame to frame
     as the song's do, and sets the latent's spread so that the model, as heard, plays as many events as its song
-    (or leaves it at the end of its range that comes nearest)."""
+    unless that loses the song's harmonic share (or leaves it at the end of its range that comes nearest)."""
+    from liveshtr.analysis.tone import harmonic_share
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.frames import FrameCodec
     from liveshtr.training.calibrate import (
         BAND_NOISE_RANGE,
         LATENT_RANGE,
         NOISE_AT_ZERO,
+        SAMPLING_FRAMES,
+        SUSTAIN_MARGIN,
         frame_change,
         heard_events,
         song_events,
+        song_stretches,
     )
 
     out, result = trained
@@ -159,9 +163,9 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
     def frames(spread: float) -> list[np.ndarray]:
         return [np.array([g.next_frame(controls).copy() for _ in range(700)][primed:]) for g in players(spread)]
 
-    def rate(spread: float) -> float:  # the engine's path: rendered, hop by hop, from the prime on
-        heard = [g.render(7.0, controls)[(primed + 1) * bundle.frames.hop :] for g in players(spread)]
-        return heard_events(heard, bundle.audio.samplerate, reference)
+    def heard(spread: float) -> tuple[float, float]:  # the engine's path: rendered, hop by hop, from the prime on
+        audio = [g.render(7.0, controls)[(primed + 1) * bundle.frames.hop :] for g in players(spread)]
+        return heard_events(audio, bundle.audio.samplerate, reference), harmonic_share(audio, bundle.audio.samplerate)
 
     # the bands change from frame to frame as the song's within a third, or their noise stopped at its range's end
     ratio = (
@@ -169,16 +173,21 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
     )
     assert abs(ratio - 1) < 1 / 3 or bands in BAND_NOISE_RANGE, (ratio, bands)
 
-    # the events heard grow with the latent's spread, and the calibrated spread plays about the song's
-    rates = [rate(s) for s in LATENT_RANGE]
-    assert rates[0] < rates[1], rates
-    played = rate(bundle.latent_scale)
-    if LATENT_RANGE[0] < bundle.latent_scale < LATENT_RANGE[1]:
-        assert 0.6 * song_rate < played < 1.6 * song_rate, (played, song_rate, bundle.latent_scale)
-    elif bundle.latent_scale == LATENT_RANGE[0]:
-        assert rates[0] > 0.6 * song_rate, (rates, song_rate)  # too eventful even at the narrowest spread
-    else:
-        assert rates[1] < 1.6 * song_rate, (rates, song_rate)
+    # the events heard grow with the latent's spread and the harmonic share falls; the calibrated spread plays about
+    # the song's events, fewer only where a wider one would lose what lasts of the song's sound, and never a wash
+    share = sampling["harmonic_share"]
+    stretches = song_stretches([song], SAMPLING_FRAMES * bundle.frames.hop / bundle.audio.samplerate)
+    assert share["song"] == round(harmonic_share(stretches, bundle.audio.samplerate), 3)
+    lost = share["song"] - SUSTAIN_MARGIN  # the least harmonic share the spread may leave
+    narrowest, widest = (heard(s) for s in LATENT_RANGE)
+    assert narrowest[0] < widest[0] and narrowest[1] > widest[1], (narrowest, widest)
+    scale = bundle.latent_scale
+    played, kept = heard(scale)
+    if scale > LATENT_RANGE[0]:
+        assert played < 1.6 * song_rate and kept > lost - 0.1, (played, kept, song_rate, share, scale)
+    if scale < LATENT_RANGE[1]:
+        wider = heard(min(1.5 * scale, LATENT_RANGE[1]))
+        assert played > 0.6 * song_rate or wider[1] < lost + 0.1, (played, wider, song_rate, share, scale)
 
 
 def test_renders_are_as_tonal_as_the_song(trained):
