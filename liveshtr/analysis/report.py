@@ -32,23 +32,46 @@ PHASE_S = 20.0  # the phase stage is measured on this long a stretch of the song
 CONTROL_SEEDS = (1, 2, 3)  # the seeds a control's effect is measured at, beside their spread at default controls
 
 
+RENDER_STREAMS = 6  # renders played through one phase stage together (the spectra of all of them held at once)
+
+
 def render(bundle, seconds: float, seed: int = 0, prime: float | None = None, **controls) -> np.ndarray:
     """`seconds` of the bundle through ONNX, from `prime` (default: the middle of the song); `offsetN` sets latent
     offset N and `targetN` the target point's dimension N, other keywords the Controls field of that name."""
-    from liveshtr.live.generator import Controls, Generator
+    (audio,) = render_many(bundle, seconds, [dict(seed=seed, prime=prime, **controls)])
+    return audio
 
-    generator = Generator(bundle, seed=seed)
-    if prime is not None:
-        generator.prime(prime)
-    c = Controls.for_bundle(bundle)
-    for name, value in controls.items():
-        if name.startswith("offset"):
-            c.latent_offset[int(name[6:])] = value
-        elif name.startswith("target"):
-            c.z_user[int(name[6:])] = value
-        else:
-            setattr(c, name, value)
-    return generator.render(seconds, c)
+
+def render_many(bundle, seconds: float, plays: list[dict]) -> list[np.ndarray]:
+    """`render` for each of `plays` (its keywords: `seed`, `prime` and the controls): the samples each would play
+    on its own, hop by hop in the engine, made faster. The model is loaded once and steps each render's frames in
+    turn, then the phase stage's transforms run for RENDER_STREAMS renders at once (`live.generator.play_together`):
+    a quality report plays seventeen."""
+    from liveshtr.live.generator import Controls, Generator, play_together
+    from liveshtr.live.runtime import StepModel
+
+    model = StepModel(bundle)
+    n_hops = int(np.ceil(seconds * bundle.audio.samplerate / bundle.frames.hop))
+    players, blocks = [], []
+    for play in plays:
+        controls = dict(play)
+        generator = Generator(bundle, model, seed=controls.pop("seed", 0))  # primed: the model's state starts afresh
+        if (prime := controls.pop("prime", None)) is not None:
+            generator.prime(prime)
+        c = Controls.for_bundle(bundle)
+        for name, value in controls.items():
+            if name.startswith("offset"):
+                c.latent_offset[int(name[6:])] = value
+            elif name.startswith("target"):
+                c.z_user[int(name[6:])] = value
+            else:
+                setattr(c, name, value)
+        players.append(generator)
+        blocks.append(np.array([generator.next_frame(c).copy() for _ in range(n_hops)]))
+    audio = []
+    for i in range(0, len(players), RENDER_STREAMS):
+        audio += play_together(players[i : i + RENDER_STREAMS], blocks[i : i + RENDER_STREAMS])
+    return [a[: int(seconds * bundle.audio.samplerate)] for a in audio]
 
 
 def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, seconds: float = 60.0) -> dict:
@@ -57,9 +80,6 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
     `songs` maps song names to their signals at `samplerate` (the bundle's own song among them).
     """
 
-    def play(seed: int = 0, **controls) -> np.ndarray:
-        return render(bundle, seconds, seed, **controls)
-
     def spectrum_change(a: np.ndarray, b: np.ndarray) -> float:
         """How far apart the shapes of two long-term spectra are (dB per band), their overall levels aside: renders
         of one model at two seeds can settle a few dB apart in level, which would swamp the yardstick."""
@@ -67,20 +87,22 @@ def quality_report(bundle, songs: dict[str, np.ndarray], samplerate: int, second
         return float(np.mean(np.abs(d - d.mean())))
 
     own = bundle.meta["training"]["songs"][0]["name"]
-    x, greedy = play(), play(temperature=0.0)
     # Each control is measured at several seeds, beside the spread of the same measure between those seeds at the
     # default controls: one other seed is too uncertain a yardstick of chance (a model's renders can settle in
     # states a few dB apart). The temperature sets how many events the model plays (against the song's largest
     # rise); the latent offset moves the spectrum.
+    plays = [{}, {"temperature": 0.0}] + [{"seed": seed} for seed in CONTROL_SEEDS]
+    settings = ({"temperature": 1.5}, {"temperature": 0.3}, {"offset0": -2.0}, {"offset0": 2.0})
+    plays += [{"seed": seed, **setting} for seed in CONTROL_SEEDS for setting in settings]
+    x, greedy, *rest = render_many(bundle, seconds, plays)
+    by_seed, rest = rest[: len(CONTROL_SEEDS)], rest[len(CONTROL_SEEDS) :]
     reference = float(band_rise(songs[own], samplerate).max())
-
-    def events(seed: int, **controls) -> float:
-        return event_rate(play(seed, **controls), samplerate, reference)
-
-    by_seed = [play(seed) for seed in CONTROL_SEEDS]
     seed_events = [event_rate(y, samplerate, reference) for y in by_seed]
-    temperature = [abs(events(s, temperature=1.5) - events(s, temperature=0.3)) for s in CONTROL_SEEDS]
-    offset = [spectrum_change(play(s, offset0=-2.0), play(s, offset0=2.0)) for s in CONTROL_SEEDS]
+    temperature, offset = [], []
+    for i in range(0, len(rest), len(settings)):
+        hot, cold, low, high = rest[i : i + len(settings)]
+        temperature.append(abs(event_rate(hot, samplerate, reference) - event_rate(cold, samplerate, reference)))
+        offset.append(spectrum_change(low, high))
     rendered = ltas_db(x, samplerate)
     distances = {name: signature_distance_db(rendered, ltas_db(s, samplerate)) for name, s in songs.items()}
     training = bundle.meta["training"]
@@ -129,8 +151,14 @@ def music_signals(bundle, song: np.ndarray, samplerate: int, seconds: float = SO
         "song": stretch,
         "ltas noise": music.ltas_noise(stretch),
         "envelope noise": music.envelope_noise(stretch),
-        "render": music.to_measure_rate(render(bundle, seconds, RENDER_SEED), samplerate),
-        "render T=0": music.to_measure_rate(render(bundle, seconds, RENDER_SEED, temperature=0.0), samplerate),
+        **{
+            name: music.to_measure_rate(y, samplerate)
+            for name, y in zip(
+                ("render", "render T=0"),
+                render_many(bundle, seconds, [{"seed": RENDER_SEED}, {"seed": RENDER_SEED, "temperature": 0.0}]),
+                strict=True,
+            )
+        },
     }
 
 
@@ -180,21 +208,22 @@ def control_effects(bundle, song: np.ndarray, samplerate: int, seconds: float = 
 
     reference = music.pitch_classes(music.to_measure_rate(song, samplerate))
 
-    def measures(seed: int = RENDER_SEED, signal: np.ndarray | None = None, **controls) -> dict:
-        x = render(bundle, seconds, seed, **controls) if signal is None else signal
+    def measures(x: np.ndarray) -> dict:
         y = music.to_measure_rate(x, samplerate)
         m = music.measure(y).to_dict()
         m["pitch_corr"] = music.pitch_class_correlation(np.array(m["pitch_classes"]), reference)
         m["log_flatness"] = float(np.log10(max(m["flatness"], 1e-12)))
         return m
 
-    seeds = [measures(seed) for seed in CONTROL_SEEDS]
+    plays = [{"seed": seed} for seed in CONTROL_SEEDS]
+    plays += [{"seed": RENDER_SEED, **setting} for pair in CONTROL_SETTINGS.values() for setting in pair]
+    rendered = [measures(x) for x in render_many(bundle, seconds, plays)]
+    seeds, settings = rendered[: len(CONTROL_SEEDS)], rendered[len(CONTROL_SEEDS) :]
     spread = {k: max(m[k] for m in seeds) - min(m[k] for m in seeds) for k in CONTROL_MEASURES}
     effects = {}
-    for name, (a, b) in CONTROL_SETTINGS.items():
-        ma, mb = measures(**a), measures(**b)
+    for name, ma, mb in zip(CONTROL_SETTINGS, settings[::2], settings[1::2], strict=True):
         effects[name] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
-    ma, mb = (measures(signal=stretch_at(song, samplerate, p, seconds)) for p in (0.25, 0.75))
+    ma, mb = (measures(stretch_at(song, samplerate, p, seconds)) for p in (0.25, 0.75))
     effects[SONG_PRIMES] = {k: mb[k] - ma[k] for k in CONTROL_MEASURES}
     return {"spread": spread, "effects": effects}
 

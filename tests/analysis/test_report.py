@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from liveshtr.analysis.report import CONTROL_SETTINGS, SIGNALS, SONG_PRIMES, stretch_at
+from liveshtr.analysis.report import CONTROL_SETTINGS, RENDER_STREAMS, SIGNALS, SONG_PRIMES, render_many, stretch_at
 from tests.helpers import REPO, SHARED_AUDIO, cli, one_line_error
 
 FLOORS = ("beat", "persistence", "pitch classes", "onsets", "flatness", "harmonic", "copy", "replay")
@@ -75,6 +75,29 @@ def test_controls_table_sets_each_control_against_the_seed_spread():
         elif max(margins) < -0.02:
             assert cells[5] == "no", name
     assert any(float(v) != 0 for v in table["temperature 0.5 / 1.5"][:5])  # the renders differ
+
+
+def test_renders_together_are_what_the_engine_plays_of_each():
+    """The report's renders, stepped by one model in turn and phased together, are sample for sample what a
+    generator of their own plays hop by hop, for more renders than one phase stage takes at once."""
+    from liveshtr.bundle import load_bundle
+    from liveshtr.live.generator import Controls, Generator
+
+    bundle = load_bundle(REPO / "models" / "demo")
+    plays = [{"seed": s, "temperature": (0.0, 1.0, 1.5)[s % 3]} for s in range(RENDER_STREAMS + 1)]
+    plays += [{"seed": 3, "prime": 0.25, "offset1": -2.0}, {"seed": 4, "target0": 2.0, "latent_mix": 1.0}]
+    together = render_many(bundle, 1.5, plays)
+    for play, audio in zip(plays, together, strict=True):
+        generator = Generator(bundle, seed=play["seed"])
+        controls = Controls.for_bundle(bundle, temperature=play.get("temperature", 1.0))
+        controls.latent_mix = play.get("latent_mix", 0.0)
+        controls.latent_offset[1] = play.get("offset1", 0.0)
+        controls.z_user[0] = play.get("target0", 0.0)
+        if "prime" in play:
+            generator.prime(play["prime"])
+        alone = generator.render(1.5, controls)
+        assert len(audio) == len(alone) == int(1.5 * bundle.audio.samplerate) and np.array_equal(audio, alone), play
+    assert not np.array_equal(together[0], together[1])
 
 
 def test_the_songs_own_stretches_lie_inside_it():
