@@ -15,6 +15,7 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: subprocess.CompletedProcess | None = None  # the last command run: the first that failed, or the last
     error: str = ""
+    seconds: float = 0.0  # how long its commands ran, from the first's start to the last's end
 
 
 Plan = Callable[[Path], dict[str, Job]]
@@ -82,6 +84,11 @@ class Background:
                 pytest.fail(f"background job {fixture}/{name}: {job.error}")
         return jobs
 
+    def timings(self) -> list[tuple[str, float]]:
+        """(fixture/job, seconds) of every job that ran, the longest first: where the suite's time goes."""
+        ran = [(f"{fixture}/{name}", job.seconds) for fixture, jobs in self.jobs.items() for name, job in jobs.items()]
+        return sorted((t for t in ran if t[1] > 0), key=lambda t: -t[1])
+
     def stop(self) -> None:
         self._stopping = True
         for _ in self._threads:
@@ -97,8 +104,10 @@ class Background:
             try:
                 if job.before is not None:
                     job.before()
+                started = time.perf_counter()
                 for cmd in job.commands:
                     job.result = self._run(cmd, cpu)
+                    job.seconds = time.perf_counter() - started
                     if job.result.returncode != 0:
                         break
             except Exception as exc:  # the waiting fixture reports it

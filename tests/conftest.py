@@ -73,6 +73,15 @@ def background(request, tmp_path_factory):
     BACKGROUND.stop()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Beside pytest's slowest tests, the background jobs' times: the suite waits on them at the end."""
+    timings = BACKGROUND.timings()
+    if timings:
+        terminalreporter.section("background jobs (one core each, idle priority)")
+        for name, seconds in timings:
+            terminalreporter.write_line(f"{seconds:8.1f}s  {name}")
+
+
 @pytest.fixture(scope="session")
 def trained(background):
     """One short training run of the drum groove from the command line, shared by the tests that need a freshly
