@@ -38,6 +38,8 @@ def spectrogram(ax, x: np.ndarray, samplerate: int, title: str, top_db: float | 
     f, t, s = signal.spectrogram(x, fs=samplerate, nperseg=1024, noverlap=768)
     db = 10 * np.log10(s + 1e-12)
     top = float(np.percentile(db, 99.5)) if top_db is None else top_db
-    ax.pcolormesh(t, f, db, shading="auto", vmin=top - span_db, vmax=top, cmap="magma")
+    dt, df = (t[1] - t[0] if len(t) > 1 else 1.0), f[1] - f[0]  # an image of the cells, centred as they are
+    extent = (t[0] - dt / 2, t[-1] + dt / 2, f[0] - df / 2, f[-1] + df / 2)
+    ax.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=top - span_db, vmax=top, cmap="magma")
     ax.set_ylabel("Hz")
     ax.set_title(title, fontsize=9)

@@ -21,7 +21,8 @@ NOISE_SHARE = 0.45  # renders aim at most at this share of the flatness of noise
 # 0.73, the tonal songs 0.04-0.09 (the electronic song with its drums among them). Over 5 s stretches, what a loop
 # is, the electronic song's range 0-0.45 and the groove's 0.35-1.05: a loop of either is taken for what it mostly is.
 PERCUSSIVE_SHARE = 0.5
-HPSS_KERNEL = 31  # median filters of this many frames (0.66 s) and bins (360 Hz), as librosa's defaults
+HPSS_KERNEL = 31  # median filters of this many frames (0.66 s) and bins (360 Hz), as librosa's defaults ...
+HPSS_MAX_HZ = 6000.0  # ... below this: the partials and nearly all the energy, in half the time (within 0.01)
 
 
 def tone_window(samplerate: int) -> int:
@@ -50,20 +51,21 @@ def power_frames(x: np.ndarray, samplerate: int) -> np.ndarray:
 def harmonic_share(signals: list[np.ndarray], samplerate: int) -> float:
     """The share of the energy of `signals` that lasts: the harmonic part's after harmonic/percussive separation by
     median filtering (Fitzgerald 2010, as librosa's `hpss` with its defaults: HPSS_KERNEL frames along time and
-    bins along frequency, soft masks of the squared medians), over all the signals together (0..1; a held chord
-    near 1, a drum kit 0.1-0.2, white noise about 0.5)."""
+    bins along frequency, soft masks of the squared medians) below HPSS_MAX_HZ, over all the signals together
+    (0..1; a held chord near 1, a drum kit 0.1-0.2, white noise about 0.5)."""
     from scipy.ndimage import median_filter
 
+    top = int(HPSS_MAX_HZ * tone_window(samplerate) / samplerate) + 1
     harmonic = percussive = 0.0
     for x in signals:
-        magnitude = np.sqrt(power_frames(x, samplerate))
+        magnitude = np.sqrt(power_frames(x, samplerate)[:, :top]).astype(np.float32)
         if not len(magnitude):
             continue
         along_time = median_filter(magnitude, size=(HPSS_KERNEL, 1), mode="reflect") ** 2
         along_bins = median_filter(magnitude, size=(1, HPSS_KERNEL), mode="reflect") ** 2
         total = along_time + along_bins
         mask = np.divide(along_time, total, out=np.full_like(total, 0.5), where=total > 0)
-        power = magnitude**2
+        power = magnitude.astype(np.float64) ** 2
         harmonic += float(np.sum(power * mask**2))
         percussive += float(np.sum(power * (1.0 - mask) ** 2))
     return harmonic / (harmonic + percussive) if harmonic + percussive > 0 else 0.0

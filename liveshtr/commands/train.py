@@ -285,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
     sampling = bundle.meta["sampling"]
     print(
         f"sampling  latent at x{bundle.latent_scale:g} of its spread (to play the song's "
-        f"{sampling['events_per_s']['song']:g} events a second); feature noise x{sampling['noise'][0]:g} at "
-        f"temperature 1, x{sampling['noise'][0] * bundle.noise_floor:g} at 0"
+        f"{sampling['events_per_s']['song']:g} events a second and keep its harmonic share: "
+        f"{sampling['harmonic_share']['played']:.2f} against {sampling['harmonic_share']['song']:.2f}); feature "
+        f"noise x{sampling['noise'][0]:g} at temperature 1, x{sampling['noise'][0] * bundle.noise_floor:g} at 0"
     )
     cal = bundle.meta["calibration"]
     flat = cal["flatness"]

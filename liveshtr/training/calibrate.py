@@ -135,14 +135,19 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
     song_share = harmonic_share(song_stretches(songs, SAMPLING_FRAMES * hop / samplerate), samplerate)
     heard = {}  # spread -> (events a second, harmonic share) of the renders
 
-    def too_wide(spread: float) -> bool:
-        """At least as many events a second as the song, or less of the song's harmonic share than it may lose:
-        both grow with the spread, so the spreads that are too wide lie above one point of the range."""
+    def listen(spread: float) -> list[np.ndarray]:
         played = play(spread, bands)
         audio = play_together([Generator(bundle, model, seed=seed + i) for i in range(len(played))], played)
-        audio = [a[(primed + 1) * hop :] for a in audio]  # after the prime
-        heard[spread] = (heard_events(audio, samplerate, reference), harmonic_share(audio, samplerate))
-        return heard[spread][0] >= song_rate or heard[spread][1] < song_share - SUSTAIN_MARGIN
+        return [a[(primed + 1) * hop :] for a in audio]  # after the prime
+
+    def too_wide(spread: float) -> bool:
+        """At least as many events a second as the song, or less of the song's harmonic share than it may lose:
+        both grow with the spread, so the spreads that are too wide lie above one point of the range. (The share
+        is measured only where the events leave it to decide.)"""
+        audio = listen(spread)
+        events = heard_events(audio, samplerate, reference)
+        heard[spread] = (events, None if events >= song_rate else harmonic_share(audio, samplerate))
+        return events >= song_rate or heard[spread][1] < song_share - SUSTAIN_MARGIN
 
     low, high = LATENT_RANGE
     if not too_wide(high):
@@ -154,6 +159,8 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
             middle = math.sqrt(low * high)
             low, high = (middle, high) if not too_wide(middle) else (low, middle)
         scale = low  # the widest spread heard that is not too wide
+    if heard[scale][1] is None:  # the narrowest spread, too eventful already
+        heard[scale] = (heard[scale][0], harmonic_share(listen(scale), samplerate))
     return {
         "noise": [FEATURE_NOISE, round(bands, 3)],
         "noise_floor": NOISE_AT_ZERO,
@@ -302,7 +309,9 @@ def calibrate_bundle(out: Path, meta: dict, songs: list[Song], song_frames: list
 
 def write_preview(out: Path, bundle: Bundle, seed: int) -> np.ndarray:
     """Render PREVIEW_S of the calibrated bundle at default controls (primed at the middle of its song) into
-    out/preview.wav; returns the samples."""
-    preview = Generator(bundle, seed=seed).render(PREVIEW_S, Controls.for_bundle(bundle))
+    out/preview.wav; returns the samples (what `Generator.render` plays, made faster)."""
+    from liveshtr.analysis.report import render_many
+
+    (preview,) = render_many(bundle, PREVIEW_S, [{"seed": seed}])
     write_audio(out / "preview.wav", preview, bundle.audio.samplerate)
     return preview
