@@ -53,10 +53,14 @@ class PhaseReconstructor:
         seed: int = 0,
         fft_size: int | None = None,
         streams: int = 1,
+        time_gradient: float = 1.0,
     ):
         if delay not in (0, 1):
             raise ValueError(f"delay {delay} must be 0 (causal) or 1 (one frame late, centred gradients)")
         self.frame, self.hop, self.n_bins, self.delay, self.streams = frame, hop, n_bins, delay, streams
+        # How much of the causal estimate of each bin's change over time to trust (delay 0): it places an event
+        # within the frame, from a backward difference over three frames that is noisy.
+        self.time_gradient = time_gradient
         size = self.fft_size = fft_size or frame  # the bins are samplerate / size apart
         lam = HANN_LAMBDA * frame * frame  # the window's: its length, not the transform's
         self._tgrad_scale = hop * size / lam / 2  # per hop, times the centred difference over bins
@@ -101,6 +105,7 @@ class PhaseReconstructor:
         if self.delay == 0:
             s = self._log[2]
             ds_dt = (3 * self._log[2] - 4 * self._log[1] + self._log[0]) / 2  # backward difference, per hop
+            ds_dt *= self.time_gradient
             current = self._mag[1]
         else:
             s = self._log[1]
@@ -151,6 +156,10 @@ class PhaseReconstructor:
 
 ITERATIONS = 5  # passes over the frame to commit and the newest (nine songs: 3 -20.7 dB, 5 -22.4, 8 -23.9; ~37 us each)
 MOMENTUM = 0.99  # the fast Griffin-Lim's step past each consistent estimate (Perraudin, Balazs, Søndergaard 2013)
+# The share of the causal time gradient the first pass takes: the refinement places events better from the overlap
+# than from a noisy estimate (the nine songs' own magnitudes, 20 s each: at 1, 0.5, 0.25 and 0 the median -24.0,
+# -25.1, -25.1 and -24.8 dB, the drum groove -11.9, -13.2, -14.4 and -13.5 dB; chosen on ../shared/audio)
+FIRST_TIME_GRADIENT = 0.25
 
 
 class LookaheadPhase:
@@ -179,7 +188,9 @@ class LookaheadPhase:
         self.frame, self.hop, self.n_bins = codec.frame, codec.hop, codec.n_bins
         self.delay = 1
         size, hop, n = self.frame, self.hop, self.n_bins
-        self._first = PhaseReconstructor(size, hop, n, seed=seed, fft_size=codec.fft_size, streams=streams)
+        self._first = PhaseReconstructor(
+            size, hop, n, seed=seed, fft_size=codec.fft_size, streams=streams, time_gradient=FIRST_TIME_GRADIENT
+        )
         self._window = codec.window.astype(np.float64)
         self._synthesis = codec.synthesis_window.astype(np.float64)
         # The windows' coverage over the two frames in flight: every frame up to the newest, none after it.

@@ -69,12 +69,14 @@ def test_attacks_stay_where_they_were():
 
     random = mag * np.exp(2j * np.pi * np.random.default_rng(0).random(mag.shape))
     smeared = share_near(CODEC.decode(np.concatenate([random.real, random.imag], axis=1).astype(np.float32), len(x)))
-    # Measured: random phase 0.47, causal 0.61, one frame late 0.94, the engine's stage 0.86 (its iterations
-    # spread a little of a click out of silence, which later frames have not yet answered). An isolated click is
-    # the hardest case for the causal form, which sees only the rise when the click arrives.
+    # Measured: random phase 0.47, causal 0.61, one frame late 0.94, the engine's stage 0.76 (its iterations
+    # spread a little of a click out of silence, which later frames have not yet answered, and its first pass
+    # takes a quarter of the causal time gradient: 0.86 with all of it, but music came back 1-2.5 dB further from
+    # its spectrogram). An isolated click is the hardest case for the causal form, which sees only the rise when
+    # the click arrives.
     assert share_near(rebuild(mag, len(x), delay=1)) > 0.85 > smeared + 0.3
     assert share_near(rebuild(mag, len(x), delay=0)) > smeared + 0.08
-    assert share_near(rebuild(mag, len(x))) > 0.8
+    assert share_near(rebuild(mag, len(x))) > 0.7
 
 
 @pytest.mark.parametrize("domain", ["fft", "dct"])
@@ -91,8 +93,8 @@ def test_real_music_comes_back_close_to_its_spectrogram(name, domain):
     engine = convergence_db(rebuild(mag, len(x), codec=codec), mag, codec)
     assert phase_convergence_db(x, codec) == engine
     assert convergence_db(noise, mag, codec) > -5  # the yardstick: random phase
-    # Measured causal / one frame late / the engine's stage, fft and dct: guitar -17.2 / -18.4 / -24.3 and
-    # -18.4 / -22.0 / -24.5 dB; drums -7.4 / -10.4 / -11.8 and -9.3 / -11.7 / -14.8 dB
+    # Measured causal / one frame late / the engine's stage, fft and dct: guitar -17.2 / -18.4 / -25.4 and
+    # -18.4 / -22.0 / -27.4 dB; drums -7.4 / -10.4 / -14.7 and -9.3 / -11.7 / -17.2 dB
     assert causal < -6 and late < causal
     assert engine < late - 1.2 and engine < causal - 4
     if "guitar" in name:
