@@ -40,6 +40,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from liveshtr.analysis.tone import partial_persistence
 from liveshtr.sound import bands
 
 SR = 22050  # every measure runs at basic-pitch's rate
@@ -112,43 +113,6 @@ def harmonic_share(y: np.ndarray) -> float:
     harmonic, percussive = librosa.decompose.hpss(spectrum)
     h, p = float(np.sum(harmonic**2)), float(np.sum(percussive**2))
     return h / (h + p) if h + p > 0 else 0.0
-
-
-# Partial persistence: peaks of a PERSIST_WINDOW_S spectrum (hop an eighth of it) between PERSIST_BAND_HZ, within
-# PERSIST_RANGE_DB of the frame's highest, that have a peak within one bin in every frame of the next PERSIST_S.
-PERSIST_WINDOW_S = 0.085  # 2048 points at SR (4096 at 48 kHz): bins of about 11 Hz
-PERSIST_BAND_HZ = (60.0, 4000.0)
-PERSIST_RANGE_DB = 50.0
-PERSIST_S = 0.1
-
-
-def partial_persistence(y: np.ndarray, samplerate: int = SR) -> float:
-    """The share of the spectral peaks' energy (60 Hz-4 kHz, down to 50 dB below each frame's highest) in peaks that
-    persist: a peak within one bin of them in each frame of the next 100 ms. Steady partials persist, noise and
-    flicker do not; 0 for a signal too short or too quiet to have peaks."""
-    n = 2 ** round(np.log2(PERSIST_WINDOW_S * samplerate))
-    hop = n // 8
-    ahead = int(np.ceil(PERSIST_S * samplerate / hop))
-    y = np.asarray(y, dtype=np.float64)
-    if len(y) < n + ahead * hop:
-        return 0.0
-    frames = np.lib.stride_tricks.sliding_window_view(y, n)[::hop]
-    power = np.abs(np.fft.rfft(frames * np.hanning(n + 1)[:-1], axis=-1)) ** 2
-    lo, hi = (int(round(f * n / samplerate)) for f in PERSIST_BAND_HZ)
-    band = 10 * np.log10(power[:, lo - 1 : hi + 2] + 1e-20)  # one bin either side, to tell the edges' peaks
-    middle = band[:, 1:-1]
-    floor = middle.max(axis=1, keepdims=True) - PERSIST_RANGE_DB
-    peaks = (middle > band[:, :-2]) & (middle >= band[:, 2:]) & (middle > floor)
-    near = peaks.copy()  # a peak, or one a bin away
-    near[:, 1:] |= peaks[:, :-1]
-    near[:, :-1] |= peaks[:, 1:]
-    count = len(peaks) - ahead
-    lasting = peaks[:count].copy()
-    for k in range(1, ahead + 1):
-        lasting &= near[k : k + count]
-    energy = power[:count, lo : hi + 1]
-    total = float(energy[peaks[:count]].sum())
-    return float(energy[lasting].sum()) / total if total > 0 else 0.0
 
 
 # -- notes -------------------------------------------------------------------------------------------------
@@ -319,7 +283,7 @@ def measure(y: np.ndarray) -> MusicMeasures:
         onsets_per_s=onset_rate(y),
         flatness=flatness(y),
         harmonic_share=harmonic_share(y),
-        persistence=partial_persistence(y),
+        persistence=partial_persistence(y, SR),
         pitch_classes=pitch_classes(y, events).tolist(),
         harmony_change=harmony_change(events, len(y) / SR),
     )

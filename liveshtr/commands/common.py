@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from liveshtr.config import DOMAINS, AudioConfig, FrameConfig
+from liveshtr.config import DOMAINS, PERCUSSIVE_FRAMES, AudioConfig, FrameConfig
 
 _AUDIO = AudioConfig()
 _FRAME = FrameConfig()
 
 
-def add_signal_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags for AudioConfig and FrameConfig, with their defaults taken from the dataclasses."""
+def add_signal_arguments(p: argparse.ArgumentParser, framing_open: bool = False) -> None:
+    """Flags for AudioConfig and FrameConfig, with their defaults taken from the dataclasses. `framing_open`:
+    --frame and --hop stay unset unless given (the training recipe chooses them from the material)."""
     g = p.add_argument_group("audio and frames")
     g.add_argument("--samplerate", type=int, default=_AUDIO.samplerate, help="model sample rate in Hz")
     g.add_argument(
@@ -30,8 +31,13 @@ def add_signal_arguments(p: argparse.ArgumentParser) -> None:
         help="cut the songs' quiet start and end, where they lie DB below their median level (0: keep them)",
     )
     g.add_argument("--domain", choices=DOMAINS, default=_FRAME.domain, help="frame transform")
-    g.add_argument("--frame", type=int, default=_FRAME.frame, help="samples per frame")
-    g.add_argument("--hop", type=int, default=_FRAME.hop, help="samples between frames")
+    for flag, default, doc in (
+        ("--frame", _FRAME.frame, "samples per frame"),
+        ("--hop", _FRAME.hop, "samples between frames"),
+    ):
+        if framing_open:  # unset unless given: the recipe chooses
+            doc += f" (default {default}; {PERCUSSIVE_FRAMES[flag[2:]]} for percussive material)"
+        g.add_argument(flag, type=int, default=argparse.SUPPRESS if framing_open else default, help=doc)
     g.add_argument(
         "--max-hz",
         type=float,
@@ -44,7 +50,12 @@ def add_signal_arguments(p: argparse.ArgumentParser) -> None:
 def signal_configs(args: argparse.Namespace) -> tuple[AudioConfig, FrameConfig]:
     """Build the configs from parsed flags; bad combinations raise ConfigError (exit 2, one line)."""
     audio = AudioConfig(samplerate=args.samplerate, highpass_hz=args.highpass, trim_db=args.trim_db)
-    frame = FrameConfig(domain=args.domain, frame=args.frame, hop=args.hop, max_hz=args.max_hz)
+    frame = FrameConfig(
+        domain=args.domain,
+        frame=getattr(args, "frame", _FRAME.frame),
+        hop=getattr(args, "hop", _FRAME.hop),
+        max_hz=args.max_hz,
+    )
     return audio, frame
 
 

@@ -20,7 +20,9 @@ from liveshtr.config import (
     LOOP_TRAIN_S,
     MIN_AUTO_POSITION_S,
     MIN_POSITION_PERIOD_S,
+    PERCUSSIVE_FRAMES,
     PULSE_CLEAR,
+    FrameConfig,
     MagnitudeConfig,
     TrainConfig,
     position_harmonics_for,
@@ -96,17 +98,16 @@ def _place_in_song(model_cfg: MagnitudeConfig, seconds: float, auto: bool, pulse
 def _recipe_for_material(
     model_cfg: MagnitudeConfig,
     train_cfg: TrainConfig,
-    songs,
     pulsed: bool,
     clock_given: bool,
     own_given: bool,
     looped: bool,
+    percussive: float | None,
 ):
     """The recipe chosen from the material where the flags leave it open, each choice said in one line: a song
-    with a clear pulse (PULSE_CLEAR) and a loop get the bar's 16-harmonic clock; loops and percussive material also
-    train on their own playing (BEAT_RECIPE)."""
-    from liveshtr.analysis.tone import PERCUSSIVE_SHARE, noise_likeness
-
+    with a clear pulse (PULSE_CLEAR) and a loop get the bar's 16-harmonic clock; loops and percussive material
+    (`percussive`: how flat it is against noise with its spectrum, None for tonal material) also train on their own
+    playing (BEAT_RECIPE)."""
     if pulsed and not clock_given:
         model_cfg = replace(model_cfg, clock_harmonics=BEAT_RECIPE["clock_harmonics"])
         print(
@@ -117,17 +118,38 @@ def _recipe_for_material(
         return model_cfg, train_cfg
     if looped:
         material = "a loop"
+    elif percussive is None:
+        return model_cfg, train_cfg
     else:
-        share = noise_likeness([s.samples for s in songs], songs[0].samplerate, train_cfg.seed)
-        if share < PERCUSSIVE_SHARE:
-            return model_cfg, train_cfg
-        material = f"percussive (as flat as noise with its spectrum x{share:.2f})"
+        material = f"percussive (as flat as noise with its spectrum x{percussive:.2f})"
     train_cfg = replace(train_cfg, own_samples=BEAT_RECIPE["own_samples"])
     print(
         f"material  {material}: {train_cfg.own_samples:g} of its inputs its own playing, so that the sampled beat "
         "holds (--own-samples 0: teacher-forced only)"
     )
     return model_cfg, train_cfg
+
+
+def _percussive(songs, seed: int) -> float | None:
+    """How flat the material is against noise with its spectrum (`analysis.tone.noise_likeness`) where that makes
+    it percussive (PERCUSSIVE_SHARE), else None."""
+    from liveshtr.analysis.tone import PERCUSSIVE_SHARE, noise_likeness
+
+    share = noise_likeness([s.samples for s in songs], songs[0].samplerate, seed)
+    return share if share >= PERCUSSIVE_SHARE else None
+
+
+def _frames_for_material(frame_cfg: FrameConfig, songs, percussive: float | None, given: bool) -> FrameConfig:
+    """The frames: PERCUSSIVE_FRAMES for percussive material that is long enough for them, unless --frame or --hop
+    was given; else `frame_cfg`."""
+    from liveshtr.sound.frames import FrameCodec
+    from liveshtr.training.dataset import min_samples
+
+    if percussive is None or given:
+        return frame_cfg
+    longer = replace(frame_cfg, **PERCUSSIVE_FRAMES)
+    shortest = min(len(s.samples) for s in songs)
+    return longer if shortest >= min_samples(FrameCodec(longer, songs[0].samplerate)) else frame_cfg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -137,7 +159,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue training from the bundle's checkpoint.pt")
     p.add_argument("--force", action="store_true", help="replace a bundle that already exists in the folder")
-    add_signal_arguments(p)
+    add_signal_arguments(p, framing_open=True)
     g = p.add_argument_group("model")
     g.add_argument("--layers", type=int, default=_MAGNITUDE.layers, help="stacked LSTM layers, 1..3")
     g.add_argument("--hidden", type=int, default=_MAGNITUDE.hidden, help="LSTM width, 64..1024")
@@ -234,12 +256,27 @@ def run(args: argparse.Namespace) -> int:
     pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
     started = time.perf_counter()
     songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec))
+    percussive = _percussive(songs, train_cfg.seed)
+    framing_given = hasattr(args, "frame") or hasattr(args, "hop")
+    chosen = _frames_for_material(frame_cfg, songs, percussive, framing_given)
+    longer = chosen != frame_cfg
+    if longer:
+        frame_cfg, codec = chosen, FrameCodec(chosen, audio_cfg.samplerate)
+        layout = MagnitudeLayout.for_codec(codec)
+        model_cfg = replace(model_cfg, features=layout.n_features)
+        size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
     total_s = sum(s.duration_s for s in songs)
     print(
         f"{len(songs)} song(s), {total_s:.1f} s at {audio_cfg.samplerate} Hz -> {frame_cfg.domain.upper()} frames "
         f"{frame_cfg.frame}/{frame_cfg.hop}, {size}; model {model_cfg.layers}x{model_cfg.hidden}, "
         f"latent {model_cfg.latent_dim}"
     )
+    if longer:
+        default = FrameConfig()
+        print(
+            f"frames    {frame_cfg.frame}/{frame_cfg.hop} for percussive material: its drums keep their pitch and "
+            f"their partials through the live phase (--frame {default.frame} --hop {default.hop}: the default frames)"
+        )
     data = prepare(
         songs,
         codec,
@@ -258,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     pulsed = looped or data.pulse.clarity >= PULSE_CLEAR
     model_cfg = _place_in_song(model_cfg, min(s.duration_s for s in songs), args.position_harmonics is None, pulsed)
     model_cfg, train_cfg = _recipe_for_material(
-        model_cfg, train_cfg, songs, pulsed, clock is not None, given["own_samples"] is not None, looped
+        model_cfg, train_cfg, pulsed, clock is not None, given["own_samples"] is not None, looped, percussive
     )
 
     from liveshtr.training.export import export_bundle
@@ -285,9 +322,10 @@ def run(args: argparse.Namespace) -> int:
     sampling = bundle.meta["sampling"]
     print(
         f"sampling  latent at x{bundle.latent_scale:g} of its spread (to play the song's "
-        f"{sampling['events_per_s']['song']:g} events a second and keep its harmonic share: "
-        f"{sampling['harmonic_share']['played']:.2f} against {sampling['harmonic_share']['song']:.2f}); feature "
-        f"noise x{sampling['noise'][0]:g} at temperature 1, x{sampling['noise'][0] * bundle.noise_floor:g} at 0"
+        f"{sampling['events_per_s']['song']:g} events a second and keep its harmonic share and its lasting partials: "
+        f"{sampling['harmonic_share']['played']:.2f} against {sampling['harmonic_share']['song']:.2f}, "
+        f"{sampling['partial_persistence']['played']:.2f} against {sampling['partial_persistence']['song']:.2f}); "
+        f"feature noise x{sampling['noise'][0]:g} at temperature 1, x{sampling['noise'][0] * bundle.noise_floor:g} at 0"
     )
     cal = bundle.meta["calibration"]
     flat = cal["flatness"]

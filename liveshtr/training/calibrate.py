@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from liveshtr.analysis.spectral import ONSET_FRAME_RATE, band_rise, pick_events
-from liveshtr.analysis.tone import harmonic_share, median_flatness, tone_target
+from liveshtr.analysis.tone import harmonic_share, median_flatness, partial_persistence, tone_target
 from liveshtr.bundle import Bundle, load_bundle, write_meta
 from liveshtr.live.generator import Controls, Generator, play_together
 from liveshtr.live.runtime import StepModel
@@ -29,7 +29,7 @@ CALIBRATION_SHAPE_DB = 12.0  # largest correction of one band against the overal
 SHAPE_RANGE = (-CALIBRATION_SHAPE_DB, CALIBRATION_SHAPE_DB)
 LEVEL_RANGE = (-CALIBRATION_LEVEL_DB, CALIBRATION_LEVEL_DB)
 BAND_POWER_FLOOR = 1e-10  # added to a band's power before its log (a bin at the features' floor, FLOOR squared)
-TONE_SECONDS = 8.0  # the contrast is set on this much of every calibration render ...
+TONE_SECONDS = 8.0  # the contrast is set on the last this much of every calibration render ...
 CONTRAST_RANGE = (0.5, 3.0)  # ... within this range ...
 CONTRAST_STEPS = 8  # ... in at most this many steps inside it ...
 CONTRAST_TOLERANCE = 0.02  # ... until the renders' flatness is within 2% of the target
@@ -41,6 +41,7 @@ BAND_ROUNDS = 3  # ... in this many rounds
 LATENT_RANGE = (0.25, 2.0)  # the latent's spread (in units of its prior's) is chosen within this range ...
 LATENT_STEPS = 5  # ... in this many bisection steps ...
 SUSTAIN_MARGIN = 0.1  # ... and no wider than keeps the renders' harmonic share within this much under the song's
+PARTIALS_KEPT = 0.9  # ... and at least this share of the song's partial persistence
 PREVIEW_S = 20.0  # every calibrated bundle carries this much of its playing, from the middle of its song
 NOISE_AT_ZERO = 0.5  # at temperature 0 the features are drawn with this share of that noise
 LATENT_GROWTH = 2.0  # above temperature 1 the latent's spread grows as its square
@@ -70,6 +71,11 @@ def song_stretches(songs: list[Song], seconds: float) -> list[np.ndarray]:
         n = min(len(song.samples), int(seconds * song.samplerate))
         out += [song.samples[min(int(p * len(song.samples)), len(song.samples) - n) :][:n] for p in SAMPLING_PRIMES]
     return out
+
+
+def lasting_partials(audio: list[np.ndarray], samplerate: int) -> float:
+    """The partial persistence of stretches `audio`, each measured on its own, their mean."""
+    return float(np.mean([partial_persistence(a, samplerate) for a in audio]))
 
 
 def heard_events(audio: list[np.ndarray], samplerate: int, reference: float) -> float:
@@ -103,8 +109,12 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
     `analysis.tone.harmonic_share`) within SUSTAIN_MARGIN under the song's, from the same places: the spread moves
     the sustained partials as well as the events, and the drum and bass stem, whose widest spread played fewer
     events than its song, played its bass line as a wash there (harmonic share 0.37-0.44 against the song's 0.67;
-    at 1.5 of its spread 0.68). Where even the range's widest spread is not too wide, or its narrowest is, the
-    spread stays at that end."""
+    at 1.5 of its spread 0.68). Nor wider than keeps PARTIALS_KEPT of the song's partial persistence (what lasts
+    as a partial, `analysis.tone.partial_persistence`): the drum groove in 2048-point frames holds only an eighth
+    of its energy in the harmonic part, so 0.1 of it is all of it, and at the spread the events and the share
+    chose (1.27) the kit's resonances no longer lasted (0.42 against the song's 0.79) and its beat fell to 0.30
+    (the song's 0.67). Where even the range's widest spread is not too wide, or its narrowest is, the spread
+    stays at that end."""
     controls = Controls.for_bundle(bundle)
     model = StepModel(bundle)
     pitch_bins, hop = bundle.meta["features"]["pitch_bins"], bundle.frames.hop
@@ -132,8 +142,10 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         change = frame_change([frames[primed:] for frames in play(1.0, bands)], pitch_bins)[1]
         bands = float(np.clip(bands * target / max(change, 1e-6), *BAND_NOISE_RANGE))
 
-    song_share = harmonic_share(song_stretches(songs, SAMPLING_FRAMES * hop / samplerate), samplerate)
-    heard = {}  # spread -> (events a second, harmonic share) of the renders
+    stretches = song_stretches(songs, SAMPLING_FRAMES * hop / samplerate)
+    song_share = harmonic_share(stretches, samplerate)
+    song_partials = lasting_partials(stretches, samplerate)
+    heard = {}  # spread -> (events a second, harmonic share, partial persistence) of the renders
 
     def listen(spread: float) -> list[np.ndarray]:
         played = play(spread, bands)
@@ -141,13 +153,17 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         return [a[(primed + 1) * hop :] for a in audio]  # after the prime
 
     def too_wide(spread: float) -> bool:
-        """At least as many events a second as the song, or less of the song's harmonic share than it may lose:
-        both grow with the spread, so the spreads that are too wide lie above one point of the range. (The share
-        is measured only where the events leave it to decide.)"""
+        """At least as many events a second as the song, or less of the song's harmonic share than it may lose, or
+        of its lasting partials: all grow with the spread (the events) or fall with it, so the spreads that are too
+        wide lie above one point of the range. (The share and the partials are measured only where the events
+        leave them to decide.)"""
         audio = listen(spread)
         events = heard_events(audio, samplerate, reference)
-        heard[spread] = (events, None if events >= song_rate else harmonic_share(audio, samplerate))
-        return events >= song_rate or heard[spread][1] < song_share - SUSTAIN_MARGIN
+        if events >= song_rate:
+            heard[spread] = (events, None, None)
+            return True
+        heard[spread] = (events, harmonic_share(audio, samplerate), lasting_partials(audio, samplerate))
+        return heard[spread][1] < song_share - SUSTAIN_MARGIN or heard[spread][2] < PARTIALS_KEPT * song_partials
 
     low, high = LATENT_RANGE
     if not too_wide(high):
@@ -160,7 +176,8 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
             low, high = (middle, high) if not too_wide(middle) else (low, middle)
         scale = low  # the widest spread heard that is not too wide
     if heard[scale][1] is None:  # the narrowest spread, too eventful already
-        heard[scale] = (heard[scale][0], harmonic_share(listen(scale), samplerate))
+        audio = listen(scale)
+        heard[scale] = (heard[scale][0], harmonic_share(audio, samplerate), lasting_partials(audio, samplerate))
     return {
         "noise": [FEATURE_NOISE, round(bands, 3)],
         "noise_floor": NOISE_AT_ZERO,
@@ -169,6 +186,7 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         "latent_growth": LATENT_GROWTH,
         "events_per_s": {"song": round(song_rate, 2), "reference": round(reference, 4)},
         "harmonic_share": {"song": round(song_share, 3), "played": round(heard[scale][1], 3)},
+        "partial_persistence": {"song": round(song_partials, 3), "played": round(heard[scale][2], 3)},
     }
 
 
@@ -248,7 +266,8 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     softer than the song turn up the bands they live in all the time: on the acoustic guitar the bands above 3 kHz
     sat 9 dB above the song's in every frame, a veil of noise over the notes. The contrast is then chosen (by
     `falling_root`) so that the renders through this EQ, the phase and the overlap-add are as tonal as the song:
-    the median render's (over the renders, each one's `median_flatness` over its first TONE_SECONDS) as the song's.
+    the median render's (over the renders, each one's `median_flatness` over its last TONE_SECONDS, where the
+    model has played away from its prime) as the song's.
     The median of all the renders' frames together matched neither kind of render of a model that plays a held,
     nearly pure chord from some places in its song and a noisier texture from others (the jazz: 1e-6 from two
     primes, 3-5e-4 from three, its song 1e-4): it fell between them, and the renders from the middle of the song
@@ -272,7 +291,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
         for player in players:
             player.contrast = contrast
             player.output_gain[:] = 10 ** (np.asarray(eq["gain_db"], dtype=np.float32) / 20)
-        audio = play_together(players, [render[:n_tone] for render in renders])
+        audio = play_together(players, [render[-n_tone:] for render in renders])
         return float(np.median([median_flatness([a], bundle.audio.samplerate) for a in audio])), eq
 
     staged = {}  # contrast -> (flatness, eq) of every contrast tried, the one found among them

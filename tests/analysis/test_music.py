@@ -121,13 +121,14 @@ def washed(y: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def test_partials_that_last_persist_and_a_wash_in_their_colours_does_not(piece):
-    kept = {name: music.partial_persistence(y) for name, y in piece.items()}
-    kept["washed"] = music.partial_persistence(washed(piece["piece"]))
+    kept = {name: music.partial_persistence(y, SR) for name, y in piece.items()}
+    kept["washed"] = music.partial_persistence(washed(piece["piece"]), SR)
     assert kept["piece"] > 0.8, kept
     assert max(kept["ltas noise"], kept["envelope noise"], kept["washed"]) < 0.5, kept
     t = np.arange(4 * SR) / SR
-    assert music.partial_persistence(np.random.default_rng(1).standard_normal(len(t))) == pytest.approx(0.32, abs=0.04)
-    assert music.partial_persistence(np.zeros(len(t))) == 0.0 and music.partial_persistence(t[:100]) == 0.0
+    noise = np.random.default_rng(1).standard_normal(len(t))
+    assert music.partial_persistence(noise, SR) == pytest.approx(0.32, abs=0.04)
+    assert music.partial_persistence(np.zeros(len(t)), SR) == 0.0 and music.partial_persistence(t[:100], SR) == 0.0
 
 
 def test_copy_finds_a_replayed_stretch_and_nothing_in_noise(piece):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -114,7 +115,8 @@ def test_preview_is_finite_audible_and_unclipped(trained):
 def test_sampling_plays_the_songs_events_from_the_latent(trained):
     """Export samples the pitch bins with a little noise, the bands with what makes them change from frame to frame
     as the song's do, and sets the latent's spread so that the model, as heard, plays as many events as its song
-    unless that loses the song's harmonic share (or leaves it at the end of its range that comes nearest)."""
+    unless that loses the song's harmonic share or its lasting partials (or leaves it at the end of its range that
+    comes nearest)."""
     from liveshtr.analysis.tone import harmonic_share
     from liveshtr.live.generator import Controls, Generator
     from liveshtr.sound.frames import FrameCodec
@@ -122,10 +124,12 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
         BAND_NOISE_RANGE,
         LATENT_RANGE,
         NOISE_AT_ZERO,
+        PARTIALS_KEPT,
         SAMPLING_FRAMES,
         SUSTAIN_MARGIN,
         frame_change,
         heard_events,
+        lasting_partials,
         song_events,
         song_stretches,
     )
@@ -163,9 +167,10 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
     def frames(spread: float) -> list[np.ndarray]:
         return [np.array([g.next_frame(controls).copy() for _ in range(700)][primed:]) for g in players(spread)]
 
-    def heard(spread: float) -> tuple[float, float]:  # the engine's path: rendered, hop by hop, from the prime on
+    def heard(spread: float) -> tuple[float, float, float]:  # the engine's path: rendered, hop by hop, from the prime
         audio = [g.render(7.0, controls)[(primed + 1) * bundle.frames.hop :] for g in players(spread)]
-        return heard_events(audio, bundle.audio.samplerate, reference), harmonic_share(audio, bundle.audio.samplerate)
+        sr = bundle.audio.samplerate
+        return heard_events(audio, sr, reference), harmonic_share(audio, sr), lasting_partials(audio, sr)
 
     # the bands change from frame to frame as the song's within a third, or their noise stopped at its range's end
     ratio = (
@@ -179,15 +184,19 @@ def test_sampling_plays_the_songs_events_from_the_latent(trained):
     stretches = song_stretches([song], SAMPLING_FRAMES * bundle.frames.hop / bundle.audio.samplerate)
     assert share["song"] == round(harmonic_share(stretches, bundle.audio.samplerate), 3)
     lost = share["song"] - SUSTAIN_MARGIN  # the least harmonic share the spread may leave
+    partials = sampling["partial_persistence"]
+    assert partials["song"] == round(lasting_partials(stretches, bundle.audio.samplerate), 3)
+    least = PARTIALS_KEPT * partials["song"]  # the least partial persistence it may leave
     narrowest, widest = (heard(s) for s in LATENT_RANGE)
     assert narrowest[0] < widest[0] and narrowest[1] > widest[1], (narrowest, widest)
+    assert narrowest[2] > widest[2], (narrowest, widest)
     scale = bundle.latent_scale
-    played, kept = heard(scale)
+    played, kept, lasting = heard(scale)
     if scale > LATENT_RANGE[0]:
-        assert played < 1.6 * song_rate and kept > lost - 0.1, (played, kept, song_rate, share, scale)
+        assert played < 1.6 * song_rate and kept > lost - 0.1 and lasting > least - 0.1, (played, kept, lasting)
     if scale < LATENT_RANGE[1]:
         wider = heard(min(1.5 * scale, LATENT_RANGE[1]))
-        assert played > 0.6 * song_rate or wider[1] < lost + 0.1, (played, wider, song_rate, share, scale)
+        assert played > 0.6 * song_rate or wider[1] < lost + 0.1 or wider[2] < least + 0.1, (played, wider, scale)
 
 
 def test_renders_are_as_tonal_as_the_song(trained):
@@ -352,6 +361,7 @@ def test_short_material_trains_and_beats_both_baselines(trainings, material):
     assert fine_clock == ("clock     the bar's first 16 harmonics" in result.stdout), result.stdout
     if as_it_is:  # tonal material trains teacher-forced, its clock chosen by its pulse
         assert "material  " not in result.stdout and bundle.meta["training"]["config"]["own_samples"] == 0
+        assert "frames    " not in result.stdout and bundle.frames.hop == 256
         assert fine_clock == (bundle.meta["clock"]["clarity"] >= PULSE_CLEAR), bundle.meta["clock"]
     else:  # a loop gets the beat's recipe
         assert "material  a loop: 0.3 of its inputs its own playing" in result.stdout, result.stdout
@@ -366,7 +376,9 @@ def test_drums_train_on_their_own_playing_with_a_sixteenths_clock(trainings):
     out, result = trainings["drums"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "material  percussive" in result.stdout, result.stdout
+    assert "frames    2048/512 for percussive material" in result.stdout, result.stdout
     bundle = load_bundle(out)
+    assert (bundle.frames.frame, bundle.frames.hop) == (2048, 512)
     assert "loop" not in bundle.meta["training"]["songs"][0]
     assert bundle.meta["model"]["clock_harmonics"] == list(range(1, 17))
     assert bundle.meta["training"]["config"]["own_samples"] == 0.3
@@ -540,3 +552,26 @@ def test_falling_root_finds_the_crossing_in_a_few_steps_and_stops_at_the_ends():
     assert falling_root(lambda x: -1.0 - x, -0.7, 0.5, 8, 0.02) == -0.7  # tonal enough at the least
     steep = falling_root(lambda x: np.tanh(8 * (0.3 - x)), -0.7, 1.1, 8, 0.001)  # a curve the secant overshoots
     assert abs(steep - 0.3) < 0.01
+
+
+def test_percussive_material_gets_longer_frames_unless_they_are_given_or_too_long():
+    """The frames the recipe chooses: PERCUSSIVE_FRAMES for percussive material long enough for them; the frames
+    given (--frame, --hop) or the default ones otherwise."""
+    from liveshtr.commands.train import _frames_for_material
+    from liveshtr.config import PERCUSSIVE_FRAMES, FrameConfig
+    from liveshtr.sound.frames import FrameCodec
+    from liveshtr.training.dataset import min_samples
+
+    default = FrameConfig()
+    longer = FrameConfig(**PERCUSSIVE_FRAMES)
+    need = min_samples(FrameCodec(longer, 24000))
+
+    def songs(*lengths: int) -> list[SimpleNamespace]:  # what the choice reads of a Song
+        return [SimpleNamespace(samples=np.zeros(n, dtype=np.float32), samplerate=24000) for n in lengths]
+
+    assert _frames_for_material(default, songs(need), 0.73, given=False) == longer
+    assert _frames_for_material(default, songs(need), None, given=False) == default  # tonal
+    assert _frames_for_material(default, songs(need), 0.73, given=True) == default  # --frame/--hop chosen
+    assert _frames_for_material(default, songs(need, need - 1), 0.73, given=False) == default  # one too short
+    dct = FrameConfig(domain="dct")
+    assert _frames_for_material(dct, songs(need), 0.73, given=False) == FrameConfig(domain="dct", **PERCUSSIVE_FRAMES)
