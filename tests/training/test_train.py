@@ -228,16 +228,10 @@ def test_renders_are_as_tonal_as_the_song(trained):
     assert "contrast" in result.stdout
 
 
-BASELINE_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="a known limit of tiny models: the magnitude model's next-frame mean (z = prior mean) beats both "
-    "baselines on every song at the defaults, and on a 5 s sine trained as a loop, but not on the drum groove after "
-    "3 epochs of 1 x 64",
-)
-
-
-@BASELINE_XFAIL
 def test_validation_beats_both_baselines(trained):
+    """The model's next-frame mean (z = prior mean) beats repeating the last frame and the mean frame, even a tiny
+    one (1 x 64) after 3 epochs on the drum groove in its 2048-point frames (0.555 against 0.586); in the
+    1024-point frames it did not (0.48 against 0.34)."""
     out, _ = trained
     training = json.loads((out / "model.json").read_text())["training"]
     assert training["val_mse"] < training["baselines"]["repeat_last"]
