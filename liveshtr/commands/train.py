@@ -222,16 +222,14 @@ def run(args: argparse.Namespace) -> int:
     clock = getattr(args, "clock_harmonics", None)  # None: not given
     from liveshtr.sound.magnitude import MagnitudeLayout
 
-    layout = MagnitudeLayout.for_codec(codec)
-    model_cfg = MagnitudeConfig(
-        features=layout.n_features,
+    model_cfg = MagnitudeConfig(  # its features once the frames are chosen from the material
+        features=MagnitudeLayout.for_codec(codec).n_features,
         layers=args.layers,
         hidden=args.hidden,
         latent_dim=args.latent_dim,
         clock_harmonics=_MAGNITUDE.clock_harmonics if clock is None else clock,
         position_harmonics=args.position_harmonics or (),
     )
-    size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
     given = {name: getattr(args, name, None) for name, _, _ in TRAINING_FLAGS}
     train_cfg = TrainConfig.given(
         epochs=args.epochs,
@@ -260,11 +258,10 @@ def run(args: argparse.Namespace) -> int:
     framing_given = hasattr(args, "frame") or hasattr(args, "hop")
     chosen = _frames_for_material(frame_cfg, songs, percussive, framing_given)
     longer = chosen != frame_cfg
-    if longer:
-        frame_cfg, codec = chosen, FrameCodec(chosen, audio_cfg.samplerate)
-        layout = MagnitudeLayout.for_codec(codec)
-        model_cfg = replace(model_cfg, features=layout.n_features)
-        size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
+    frame_cfg, codec = chosen, FrameCodec(chosen, audio_cfg.samplerate)
+    layout = MagnitudeLayout.for_codec(codec)
+    model_cfg = replace(model_cfg, features=layout.n_features)
+    size = f"{layout.n_features} features ({layout.pitch_bins} bins, then bands)"
     total_s = sum(s.duration_s for s in songs)
     print(
         f"{len(songs)} song(s), {total_s:.1f} s at {audio_cfg.samplerate} Hz -> {frame_cfg.domain.upper()} frames "
