@@ -47,7 +47,8 @@ BUNDLE_FILES = (
     "preview.wav",
     "spectrogram.png",
 )
-EXTRA_FILES = ("ATTRIBUTION.md",)  # may sit in a bundle (the demo's credits)
+# May sit in a bundle: the demo's credits; serve --learn's log and the models it played as training went on.
+EXTRA_FILES = ("ATTRIBUTION.md", "learn.log", "stages")
 
 
 class BundleError(LiveshtrError):

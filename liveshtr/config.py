@@ -201,6 +201,7 @@ class TrainConfig:
     min_steps: int = 35  # optimiser steps an epoch takes at least (short material is passed over several times)
     loop: str = "auto"  # on | off | auto: train each song as a loop, its end running into its start (auto: short ones)
     device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch's threads on the CPU (0: every core this process may use)
     seed: int = 0
 
     @classmethod
@@ -231,6 +232,8 @@ class TrainConfig:
             raise ConfigError(f"loop {self.loop!r} is not one of auto, on, off")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device {self.device!r} is not one of auto, cpu, cuda")
+        if not 0 <= self.threads <= 1024:
+            raise ConfigError(f"threads {self.threads} must lie in 1..1024 (0: every core)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,8 +13,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from liveshtr.bundle import load_bundle
 from liveshtr.commands.common import DEMO_MODEL
-from tests.helpers import CEILING, SAFE_LOOKAHEAD_MS, cli, one_line_error, serve_stats, start_serve
+from tests.helpers import (
+    CEILING,
+    SAFE_LOOKAHEAD_MS,
+    ask,
+    cli,
+    message,
+    one_line_error,
+    osc_port,
+    serve_stats,
+    shared_song,
+    start_serve,
+    stop_serve,
+    wait_started,
+)
 
 
 def test_serve_plays_the_demo_through_jack_for_20_seconds(jack, tmp_path):
@@ -183,3 +197,106 @@ def test_a_closed_terminal_does_not_stop_the_music(tmp_path):
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr
     assert json.loads(stats.read_text())["played_s"] >= 3.0
+
+
+class Subscriber:
+    """An OSC client subscribed to serve's feedback: every message it got, in order, read on a thread."""
+
+    def __init__(self, port: int):
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.got: list[tuple[str, list]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        self.sock.sendto(message("/liveshtr/subscribe"), ("127.0.0.1", port))
+
+    def _read(self) -> None:
+        from pythonosc.osc_packet import OscPacket
+
+        while self.running:
+            try:
+                packet = OscPacket(self.sock.recv(65535))
+            except TimeoutError:
+                continue
+            self.got += [(m.message.address, list(m.message.params)) for m in packet.messages]
+
+    def wait(self, what, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [args for address, args in list(self.got) if what(address, args)]
+            if found:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"not heard in {timeout} s: {[a for a, _ in self.got if 'telemetry' not in a][-20:]}")
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def trainer_pids(serve_pid: int) -> list[int]:
+    """The processes serve started (its trainers), from the kernel's list of each of its threads' children."""
+    pids = []
+    for task in Path(f"/proc/{serve_pid}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def test_serve_learns_a_song_while_the_set_plays_and_a_killed_trainer_leaves_it_playing(jack, tmp_path):
+    """`serve --learn` end to end through JACK with the real trainer (a small model, two epochs): a first model
+    from training crossfades in, then the final one; progress reaches OSC subscribers; a second training started
+    over OSC and killed as the kernel's out-of-memory killer would is one error line, and the set plays on."""
+    loop = tmp_path / "loop.wav"
+    with sf.SoundFile(shared_song("electronic_happy_song_maddirtmonkey.mp3")) as f:
+        f.seek(30 * f.samplerate)
+        sf.write(loop, f.read(4 * f.samplerate), f.samplerate)
+    settings = tmp_path / "small.toml"
+    settings.write_text('epochs = 2\nhidden = 64\nlayers = 1\n')
+    models, stats = tmp_path / "models", tmp_path / "stats.json"
+    proc = start_serve(
+        *("--audio-device", "system", "--no-web", "--lookahead-ms", SAFE_LOOKAHEAD_MS, "--stats-json", str(stats)),
+        *("--learn", str(loop), "--learn-dir", str(models), "--learn-config", str(settings)),
+        env=jack,
+    )
+    subscriber = None
+    try:
+        lines = wait_started(proc)
+        subscriber = Subscriber(osc_port(lines))
+        first = subscriber.wait(lambda a, args: a == "/liveshtr/learn/ready", 120)[0]
+        assert first[1] == "loop-01"  # the first model, exported while training went on
+        assert subscriber.wait(lambda a, args: a == "/liveshtr/model" and args[1] == "loop-01", 30)
+        progress = subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] == "training", 5)
+        assert progress[-1][2] == 2  # epochs
+        subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] == "done", 240)
+        ready = subscriber.wait(lambda a, args: a == "/liveshtr/learn/ready", 1)
+        assert [r[1] for r in ready] == ["loop-01", "loop"]  # then the final model, the folder's own bundle
+        subscriber.wait(lambda a, args: a == "/liveshtr/model" and args[1] == "loop", 30)
+        assert load_bundle(models / "loop").meta["training"]["epochs_done"] == 2
+        assert load_bundle(models / "loop" / "stages" / "loop-01").meta["name"] == "loop-01"
+
+        replies = ask(osc_port(lines), message("/liveshtr/learn", str(loop)))
+        assert replies[0] == ("/liveshtr/learn/started", [str(models / "loop-2")]), replies
+        subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] in ("reading", "training"), 60)
+        (pid,) = trainer_pids(proc.pid)
+        os.kill(pid, signal.SIGKILL)
+        subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] == "failed", 30)
+        played = subscriber.wait(lambda a, args: a == "/liveshtr/telemetry", 1)[-1][0]
+        subscriber.wait(lambda a, args: a == "/liveshtr/telemetry" and args[0] > played + 2, 10)  # plays on
+    finally:
+        if subscriber is not None:
+            subscriber.close()
+        assert stop_serve(proc) == 0
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert lines["learn"] == "silent until the first model of loop.wav comes in"
+    assert "learn     model 1 ready after" in out and "learn     the final model ready after" in out
+    (killed,) = [line for line in err.splitlines() if line.startswith("learn     error:")]
+    assert "the trainer was killed by SIGKILL" in killed and "the set plays on with loop" in killed, err
+    summary = json.loads(stats.read_text())
+    assert summary["switches"] == 2 and summary["producer_errors"] == 0 and not summary["torch_loaded"]
+    assert summary["learn"]["stage"] == "failed"

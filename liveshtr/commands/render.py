@@ -77,7 +77,7 @@ class Replay:
     def __call__(self, engine) -> None:
         for e in self.events.get(engine.stats.hops, ()):
             if "model" in e:
-                engine.switch(self.voices[int(e["model"])], float(e["seconds"]))
+                engine.switch(self.voices[int(e["model"])], float(e["seconds"]), bool(e.get("bar", False)))
                 engine.take_switch()
             elif "beat" in e:
                 engine.generator.set_beat(float(e["beat"]))

@@ -33,7 +33,7 @@ ADVANCED = (
     *ENGINE_ADVANCED,
     *("--host", "--token", "--osc-allow", "--insecure", "--no-osc", "--no-web", "--midi-api", "--scenes"),
     *("--status-every", "--stats-json", "--simulate-load-ms", "--telemetry-hz", "--channels", "--device"),
-    *("--seed", "--controls"),
+    *("--seed", "--controls", "--learn-dir", "--learn-threads", "--learn-config"),
 )
 
 
@@ -128,8 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--link",
         action="store_true",
-        help="join (or start) an Ableton Link session on this network: its tempo and beat drive the model's clock "
-        '(needs the aalink package: pip install "liveshtr[link]")',
+        help='follow an Ableton Link session\'s tempo and beat on this network (pip install "liveshtr[link]")',
     )
     c.add_argument(
         "--midi-api",
@@ -142,6 +141,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=20.0,
         help="meters and counters sent to subscribers and pages, per second (default: %(default)s)",
+    )
+    c.add_argument(
+        "--learn",
+        nargs="+",
+        default=None,
+        metavar="SONG",
+        help="train on SONG(s) as the set plays: better models come in at a bar",
+    )
+    g = p.add_argument_group("training beside the set")
+    g.add_argument(
+        "--learn-dir",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="where trainings keep their models: DIR/<song>/, with every model played in its stages/ "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--learn-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU threads the training takes (default: the cores the engine leaves, at least 1)",
+    )
+    g.add_argument(
+        "--learn-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML of `liveshtr train` settings for the trainings, keyed by its flags' long names",
     )
     add_engine_arguments(p, "output rate in Hz (default: the device's rate; 48000 for file and null sinks)")
 
@@ -203,6 +232,53 @@ def check_surfaces(args: argparse.Namespace):
         link=args.link,
         scenes=args.scenes,
     )
+
+
+def check_learning(args: argparse.Namespace):
+    """--learn's songs and flags, checked before anything starts: the songs' paths, or None without --learn."""
+    from liveshtr.errors import ConfigError
+    from liveshtr.live.learner import LearnError, check_songs, check_trainer
+
+    if args.learn_threads < 0:
+        raise ConfigError(f"--learn-threads {args.learn_threads}: choose 1 or more (0: the cores the engine leaves)")
+    if args.learn_config is not None and not args.learn_config.is_file():
+        raise ConfigError(f"--learn-config {args.learn_config}: no such file")
+    if args.learn is None:
+        return None
+    try:
+        check_trainer()
+        return check_songs(args.learn)
+    except LearnError as exc:
+        raise ConfigError(f"--{exc}") from None
+
+
+def say_learning(kind: str, said: dict, out: Terminal, log: Terminal) -> None:
+    """A training's lines on the terminal, errors on stderr."""
+    if kind == "line":
+        text = said["text"]
+        print(f"learn     {text}", file=log if text.startswith("error:") else out, flush=True)
+
+
+def learning_status(learning) -> str:
+    """The status line's part for a training under way."""
+    state = learning.state()
+    if state is None or not state["running"]:
+        return ""
+    eta = f", ETA {int(state['eta_s']) // 60}:{int(state['eta_s']) % 60:02d}" if state["eta_s"] is not None else ""
+    return f"  learning: {state['stage']} epoch {state['epoch']}/{state['epochs']}{eta}"
+
+
+def end_learning(learning, out: Terminal) -> None:
+    """Serve's end: the training stops and saves the best model so far; a second Ctrl-C leaves it where it is."""
+    learner = learning.learner
+    if learner is None or not learner.state.running:
+        return
+    print(f"learn     saving the best model so far in {learner.folder} (Ctrl-C again leaves it)", file=out, flush=True)
+    try:
+        learning.close()
+    except KeyboardInterrupt:
+        learner.kill()
+        print(f"learn     left as it was: its models so far are in {learner.folder}", file=out, flush=True)
 
 
 def read_midi_map(path: Path) -> dict:
@@ -286,7 +362,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = check_surfaces(args)
     spec = parse_sink(args.sink)
+    learn = check_learning(args)
     paths = [Path(m) for m in args.models] or [DEMO_MODEL]
+    silent_start = learn is not None and not args.models  # nothing to play until the first model comes
     if len(paths) > 1 and args.controls is not None:
         raise ConfigError("--controls drives one model; give one MODEL with it")
     if len(paths) > 1 and args.scenes is not None:
@@ -339,8 +417,10 @@ def run(args: argparse.Namespace) -> int:
     make_realtime(BACKGROUND_PRIORITY)
     recorder = start_recording(args, engine, used, setlist.models) if args.record is not None else None
     from liveshtr.control.surfaces import Surfaces
+    from liveshtr.live.learner import Learning
 
-    surfaces = Surfaces(options, setlist, recorder)
+    learning = Learning(setlist, args.learn_dir, args.learn_threads, args.learn_config)
+    surfaces = Surfaces(options, setlist, recorder, learning)
     try:
         surfaces.open()
     except BaseException:
@@ -349,8 +429,12 @@ def run(args: argparse.Namespace) -> int:
         raise
     setlist.listeners.append(surfaces.switched)
     setlist.on_load.append(surfaces.prepare)
+    learning.listeners += [lambda kind, said: say_learning(kind, said, out, log), surfaces.learned]
     for line in surfaces.describe():
         print(line, file=out)
+    if silent_start:
+        engine.params.set("gain", 0.0)
+        print(f"learn     silent until the first model of {', '.join(p.name for p in learn)} comes in", file=out)
 
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -366,6 +450,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"controls  {automation}; stop with Ctrl-C", file=out, flush=True)
         surfaces.start()
         sink.start()
+        if learn is not None:
+            learning.start([str(p) for p in learn], silent_start)
         next_status = args.status_every
         next_log = 0.0
         while not stop.is_set():
@@ -383,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"{played:8.1f} s  underruns {s['underruns']}  device xruns {s['device_xruns']}  "
                     f"resets {s['resets']}  producer load {s['producer_load'] * 100:.1f}%  "
-                    f"look-ahead {s['lookahead_ms']:g} ms",
+                    f"look-ahead {s['lookahead_ms']:g} ms{learning_status(learning)}",
                     file=out,
                     flush=True,
                 )
@@ -395,12 +481,14 @@ def run(args: argparse.Namespace) -> int:
             recorder.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        end_learning(learning, out)
     summary = engine.summary()
     summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["torch_loaded"] = "torch" in sys.modules
     summary["provider"] = provider
     summary["precision"] = model.precision
     summary.update(surfaces.summary())
+    summary["learn"] = learning.state()
     if recorder is not None:
         summary["record"] = recorder.summary()
     if isinstance(sink, PacedSink):

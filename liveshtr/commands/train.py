@@ -6,8 +6,11 @@ spectrogram comparison. The model (log-magnitudes of the frames' spectra, a beat
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,10 +35,11 @@ from liveshtr.config import (
 ADVANCED = (
     *("--samplerate", "--highpass", "--trim-db", "--domain", "--frame", "--hop", "--max-hz"),
     *("--clock-harmonics", "--position-harmonics", "--latent-dim", "--batch-size", "--seq-len", "--lr"),
-    *("--beta", "--prior-weight", "--input-noise", "--own-samples"),
+    *("--beta", "--prior-weight", "--input-noise", "--own-samples", "--snapshots", "--events"),
 )
 
 MODELS_DIR = Path("models")
+STAGES_DIR = "stages"  # --snapshots: the models played while training went on, each a bundle
 _MAGNITUDE = MagnitudeConfig(features=1)
 _TRAIN = TrainConfig()
 
@@ -208,7 +212,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=_TRAIN.device,
         help="where to train (auto: cuda when available)",
     )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=_TRAIN.threads,
+        metavar="N",
+        help="CPU threads to train with (default: every core this process may use)",
+    )
     g.add_argument("--seed", type=int, default=_TRAIN.seed, help="random seed: the same seed trains the same model")
+    g = p.add_argument_group("training while serve plays")
+    g.add_argument(
+        "--snapshots",
+        action="store_true",
+        help=f"also export models to play as training goes on, into OUT/{STAGES_DIR}/NAME-NN (a first one within "
+        "seconds, then better ones), and stop cleanly, saving the best model so far, on a line 'stop' or the end "
+        "of stdin (serve --learn)",
+    )
+    g.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="write progress as JSON lines to this open file descriptor (serve --learn)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device,
+        threads=args.threads,
         seed=args.seed,
         loop=args.loop,
         **given,
@@ -249,10 +276,15 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and status == "new":
         raise BundleError(f"--resume: {out} holds no checkpoint to resume; train without --resume first")
 
-    from liveshtr.training.fit import pick_device
+    from liveshtr.live.sched import usable_cores
+    from liveshtr.training.fit import Progress, pick_device
 
-    pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
+    device = pick_device(train_cfg.device)  # a missing GPU is a flag error: refuse before creating anything
+    events = _events(args.events)
+    progress = Progress(train_cfg.epochs, events=events)
+    stop = _stop_channel() if args.snapshots else None
     started = time.perf_counter()
+    progress.stage("reading", f"reading {', '.join(str(s) for s in args.songs)}")
     songs = load_songs(args.songs, audio_cfg, min_samples=min_samples(codec))
     percussive = _percussive(songs, train_cfg.seed)
     framing_given = hasattr(args, "frame") or hasattr(args, "hop")
@@ -304,8 +336,15 @@ def run(args: argparse.Namespace) -> int:
     if resume is not None and resume["epochs_done"] >= train_cfg.epochs:
         raise BundleError(f"--resume: {out} already trained {resume['epochs_done']} epochs; raise --epochs")
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(data, model_cfg, train_cfg, checkpoint, signature, resume)
+    print(f"device    {_describe_device(device, train_cfg.threads or usable_cores())}")
+    snapshot = _snapshots(out, progress, data, songs, audio_cfg, frame_cfg, train_cfg) if args.snapshots else None
+    progress.stage("training", f"training {train_cfg.epochs} epochs")
+    result = fit(
+        data, model_cfg, train_cfg, checkpoint, signature, resume, progress=progress, snapshot=snapshot, stop=stop
+    )
+    progress.stage("exporting", f"exporting the best model (epoch {result.best_epoch}) to {out}")
     bundle = export_bundle(out, result, data, songs, audio_cfg, frame_cfg, train_cfg)
+    progress.emit("ready", **_ready(out, 0, result, final=True, trained_s=result.history.seconds))
     base = result.baselines
     beats = result.best_val_mse < min(base.values())
     print(
@@ -331,10 +370,100 @@ def run(args: argparse.Namespace) -> int:
         f"as the song: flatness {flat['render']:.4g}, the song's {flat['song']:.4g}, noise with its spectrum "
         f"{flat['noise']:.4g})"
     )
+    progress.stage("done", f"done: {out}")
     if result.interrupted:
         print(f"resume    liveshtr train {' '.join(map(str, args.songs))} -o {out} --resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _describe_device(device, threads: int) -> str:
+    """Where training runs, in one line."""
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name(device)} (--device cpu: the CPU)"
+    return f"cpu, {threads} thread(s) of {os.cpu_count()} core(s) (--threads N; --device cuda where a GPU is)"
+
+
+def _events(fd: int | None):
+    """--events FD as a line-buffered text file, or None."""
+    from liveshtr.errors import ConfigError
+
+    if fd is None:
+        return None
+    try:
+        return os.fdopen(fd, "w", buffering=1)
+    except OSError as exc:
+        raise ConfigError(f"--events {fd}: not an open file descriptor ({exc.strerror})") from None
+
+
+def _stop_channel() -> threading.Event:
+    """--snapshots: an event set when stdin says 'stop' or ends (serve stopped, or died), read on a thread."""
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                if line.strip() == "stop":
+                    break
+        except (OSError, ValueError):
+            pass
+        stop.set()
+
+    threading.Thread(target=read, name="liveshtr-stop", daemon=True).start()
+    return stop
+
+
+def _ready(path: Path, number: int, result, final: bool, trained_s: float, export_s: float = 0.0) -> dict:
+    """A model exported and in place, as an event: where, which, how good on the held-out block."""
+    return {
+        "path": str(path.resolve()),
+        "number": number,
+        "final": final,
+        "epoch": result.best_epoch,
+        "val": result.best_val,
+        "val_mse": result.best_val_mse,
+        "trained_s": round(trained_s, 1),
+        "export_s": round(export_s, 1),
+    }
+
+
+def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg):
+    """--snapshots: a function that exports a model handed over by `fit` into OUT/stages/NAME-NN, calibrated on
+    less playing (`training.calibrate.QUICK`), written in a hidden folder and renamed into place whole, so that
+    nothing half-written is ever loaded; then says so as a "ready" event."""
+    from liveshtr.training.calibrate import QUICK
+    from liveshtr.training.export import export_bundle
+
+    folder = out / STAGES_DIR
+    folder.mkdir(exist_ok=True)
+    pattern = re.compile(rf"{re.escape(out.name)}-(\d+)")
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
+    made = [max(numbers, default=0)]  # a resumed run numbers on
+
+    def snapshot(result, trained_s: float) -> None:
+        number = made[0] + 1
+        name = f"{out.name}-{number:02d}"
+        partial, final = folder / f".{name}.partial", folder / name
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        began = time.perf_counter()
+        progress.emit("stage", stage="exporting", message=f"exporting model {number} (epoch {result.best_epoch})")
+        # the folder's own name in its model.json: the hidden one it is written in is renamed
+        export_bundle(partial, result, data, songs, audio_cfg, frame_cfg, train_cfg, plan=QUICK, name=name)
+        os.replace(partial, final)
+        made[0] = number
+        seconds = time.perf_counter() - began
+        print(
+            f"stage     {final}: epoch {result.best_epoch}, held-out {result.best_val:.4f} "
+            f"(exported in {seconds:.1f} s)",
+            flush=True,
+        )
+        progress.emit("ready", **_ready(final, number, result, final=False, trained_s=trained_s, export_s=seconds))
+        progress.emit("stage", stage="training", message="training")
+
+    return snapshot
 
 
 def _bundle_name(stem: str) -> str:

@@ -54,12 +54,13 @@ class Commands:
     """What the surfaces may do to the set: `params` is the table of the model playing (a switch replaces it);
     `scenes`, `midi`, `recorder` and `setlist` are None where serve was started without them."""
 
-    def __init__(self, params: Params, scenes=None, midi=None, recorder=None, setlist=None):
+    def __init__(self, params: Params, scenes=None, midi=None, recorder=None, setlist=None, learning=None):
         self.params = params
         self.scenes = scenes  # control.scenes.Scenes
         self.midi = midi  # control.midi_protocol.MidiProtocol (serve --midi)
         self.recorder = recorder  # live.recorder.Recorder (serve --record DIR)
         self.setlist = setlist  # live.setlist.SetList (several models, or bundles loaded during the set)
+        self.learning = learning  # live.learner.Learning: songs trained beside the set
 
     # -- the controls ------------------------------------------------------------------------------------------
 
@@ -190,3 +191,36 @@ class Commands:
         learning = str(m.learning) if m.learning is not None else None
         learned = f"{m.learned[-1][0]} -> {m.learned[-1][1]}" if m.learned else None
         return {"learning": learning, "learned": learned, "map": m.map}
+
+    # -- training beside the set -------------------------------------------------------------------------------
+
+    def _learning(self):
+        if self.learning is None:
+            raise CommandError("no training here: serve trains songs beside the set")
+        return self.learning
+
+    def learn_start(self, songs: list) -> str:
+        """Train songs (paths on this machine) beside the set; each better model comes in at the next bar. Returns
+        the folder the models go to."""
+        learner = self._learning().start(list(songs))
+        return str(learner.folder)
+
+    def learn_hold(self, value) -> bool:
+        """Hold the model playing (1: better models wait) or let go (0); returns the hold."""
+        on = whole(value, "hold") if value is not None else 1
+        if on not in (0, 1):
+            raise CommandError(f"hold {value!r}: expected 1 (hold) or 0 (let go)")
+        self._learning().current().hold(bool(on))
+        return bool(on)
+
+    def learn_back(self) -> str:
+        """Back to the model before the last one training brought in, held there; returns its name."""
+        return self._learning().current().back()
+
+    def learn_stop(self) -> None:
+        """End training: the best model so far is saved; the set plays on."""
+        self._learning().current().stop()
+
+    def learn_state(self) -> dict | None:
+        """The training's state (live.learner.LearnState as a dict), None before any."""
+        return self._learning().state()

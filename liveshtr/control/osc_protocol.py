@@ -29,6 +29,15 @@ No sockets here, so every rule is tested directly; the OSC server only moves dat
                                    /liveshtr/model index name and the new model's whole state
     /liveshtr/models               replies /liveshtr/model index name playing (1 or 0) per model of the set;
                                    /liveshtr/list ends with the same rows
+    /liveshtr/learn s [s ...]      train a song (a path on this machine) beside the set: a first model within a
+                                   minute, each better one crossfaded in at the next bar; replies
+                                   /liveshtr/learn/started folder; subscribers get /liveshtr/learn/progress (stage
+                                   epoch epochs fraction val eta_s playing held models) and /liveshtr/learn/ready
+                                   index name held-out-error for each model that comes into the set
+    /liveshtr/learn/hold [f]       1 (or none): hold the model playing, better ones wait; 0: let go
+    /liveshtr/learn/back           back to the model before the last one training brought in, held there
+    /liveshtr/learn/stop           end training: the best model so far is saved, the set plays on
+    /liveshtr/learn/state          replies /liveshtr/learn/progress
 
 Replies go back to the port a message came from. `/liveshtr/error` and `/liveshtr/clamped` also go to the
 feedback ports subscribed from that port: Max's [udpsend], Pd's [netsend] and TouchDesigner's OSC Out send from
@@ -57,7 +66,9 @@ SUBCOMMANDS = {  # /liveshtr/<command>/<subcommand>
     "midi": ("learn", "cancel", "map"),
     "scene": ("save", "recall", "delete"),
     "record": ("start", "stop"),
+    "learn": ("hold", "back", "stop", "state"),
 }
+LEARN_FIELDS = ("stage", "epoch", "epochs", "fraction", "val", "eta_s", "playing", "held", "models")
 TELEMETRY_FIELDS = (
     "played_s",
     "fill_ms",
@@ -119,6 +130,11 @@ def client_addresses(params: Params) -> list[Address]:
             "crossfade to a model of the set (index, name, or a bundle folder to load) over the seconds (2)",
         ),
         Address(f"{PREFIX}/models", "", "", f"reply with {PREFIX}/model per model of the set"),
+        Address(f"{PREFIX}/learn", "s [s ...]", "song path(s)", "train beside the set; better models come in at a bar"),
+        Address(f"{PREFIX}/learn/hold", "[i]", "1 or 0", "hold the model playing (better ones wait), or let go"),
+        Address(f"{PREFIX}/learn/back", "", "", "back to the model before training's last, held there"),
+        Address(f"{PREFIX}/learn/stop", "", "", "end training: the best model so far is saved"),
+        Address(f"{PREFIX}/learn/state", "", "", f"reply with {PREFIX}/learn/progress"),
     ]
 
 
@@ -165,6 +181,18 @@ def feedback_addresses(params: Params) -> list[Address]:
         Address(
             f"{PREFIX}/model/loading", "s", "", "reply to model with a folder: loading it (then switched, or error)"
         ),
+        Address(f"{PREFIX}/learn/started", "s", "", "reply to learn: the folder its models go to"),
+        Address(
+            f"{PREFIX}/learn/progress",
+            "s i i f f f s i i",
+            "",
+            f"to subscribers while training, and reply to learn/state: {' '.join(LEARN_FIELDS)} (val, eta_s: -1 "
+            "while unknown)",
+        ),
+        Address(f"{PREFIX}/learn/ready", "i s f", "", "to subscribers: a model from training came into the set"),
+        Address(f"{PREFIX}/learn/held", "i", "", "reply to learn/hold: 1 held, 0 let go"),
+        Address(f"{PREFIX}/learn/back", "s", "", "reply to learn/back: the model now playing"),
+        Address(f"{PREFIX}/learn/stopping", "", "", "reply to learn/stop"),
         Address(f"{PREFIX}/subscribed", "i", "port", "reply to subscribe"),
         Address(f"{PREFIX}/unsubscribed", "i", "port", "reply to unsubscribe"),
         Address(f"{PREFIX}/param", "s f f f i i s", "", "reply to list: name min max default size action doc"),
@@ -226,6 +254,10 @@ class OscProtocol:
             return [error(address, f"not under {PREFIX}/")]
         parts = address[len(PREFIX) + 1 :].split("/")
         name, c = parts[0], self.commands
+        if len(parts) == 1 and name == "learn":
+            if not args or not all(isinstance(a, str) for a in args):
+                return [error(address, "expected the path of a song (or several)")]
+            return [Reply(f"{PREFIX}/learn/started", (c.learn_start(list(args)),))]
         if len(parts) == 1 and name in ("list", "models", "model", "get", "subscribe", "unsubscribe"):
             if name == "list":
                 scenes = [Reply(f"{PREFIX}/scene", (n,)) for n in c.scene_names() or ()]
@@ -275,6 +307,41 @@ class OscProtocol:
             later = Later(lambda: [r._replace(to=r.to or sender) for r in self.route(switched(), sender)])
             return [Reply(f"{PREFIX}/model/loading", (str(key),)), later]
         return switched()
+
+    def _learn(self, command: str, args: tuple) -> list[Reply]:
+        c = self.commands
+        if command == "hold":
+            if len(args) > 1:
+                return [error(f"{PREFIX}/learn/hold", "expected 1 (hold), 0 (let go) or nothing (hold)")]
+            return [Reply(f"{PREFIX}/learn/held", (int(c.learn_hold(args[0] if args else None)),))]
+        if command == "back":
+            return [Reply(f"{PREFIX}/learn/back", (c.learn_back(),))]
+        if command == "stop":
+            c.learn_stop()
+            return [Reply(f"{PREFIX}/learn/stopping", ())]
+        state = c.learn_state()
+        if state is None:
+            return [error(f"{PREFIX}/learn/state", "nothing has trained yet (/liveshtr/learn SONG starts)")]
+        return [self.learn_progress(state)]
+
+    @staticmethod
+    def learn_progress(state: dict) -> Reply:
+        """A training's state (live.learner.LearnState) as /liveshtr/learn/progress, LEARN_FIELDS in order."""
+        unknown = -1.0
+        return Reply(
+            f"{PREFIX}/learn/progress",
+            (
+                state["stage"],
+                int(state["epoch"]),
+                int(state["epochs"]),
+                float(state["fraction"]),
+                unknown if state["val"] is None else float(state["val"]),
+                unknown if state["eta_s"] is None else float(state["eta_s"]),
+                state["playing"],
+                int(state["held"]),
+                len(state["loaded"]),
+            ),
+        )
 
     def _record(self, command: str, args: tuple) -> list[Reply]:
         folder = self.commands.record(command)

@@ -48,10 +48,10 @@ def model_info(bundle) -> dict:
 class Surfaces:
     """The OSC server, the WebSocket server and page, and the feedback thread that serves both."""
 
-    def __init__(self, options: SurfaceOptions, setlist, recorder=None):
+    def __init__(self, options: SurfaceOptions, setlist, recorder=None, learning=None):
         from liveshtr.control.access import check_exposure
 
-        self.options, self.setlist, self.recorder = options, setlist, recorder
+        self.options, self.setlist, self.recorder, self.learning = options, setlist, recorder, learning
         self.engine = engine = setlist.engine
         self.exposed = check_exposure(options.exposure)
         self.osc = self.web = self.feedback = self.midi = self.scenes = self.link = self.commands = None
@@ -107,7 +107,7 @@ class Surfaces:
             tempo = params.get("tempo") if "tempo" in params.table else 120.0
             self.link = LinkClock(lambda: self.setlist.playing.params, engine.sync_beat, tempo)
         midi = self.midi.protocol if self.midi is not None else None
-        self.commands = Commands(engine.params, self.scenes, midi, self.recorder, self.setlist)
+        self.commands = Commands(engine.params, self.scenes, midi, self.recorder, self.setlist, self.learning)
         if e.osc:
             from liveshtr.control.osc import OscServer
             from liveshtr.control.osc_protocol import OscProtocol
@@ -148,6 +148,22 @@ class Surfaces:
         if self.web is not None:
             self.web.protocol.model = model_info(model.bundle)
             self.web.publish(self.web.protocol.full_state())
+
+    def learned(self, kind: str, payload: dict) -> None:
+        """Training beside the set said something (on the learner's thread): its state to OSC subscribers and every
+        page, and each model that came into the set."""
+        from liveshtr.control.osc_protocol import PREFIX, OscProtocol, Reply
+
+        if kind == "progress":
+            if self.osc is not None:
+                self.osc.publish([OscProtocol.learn_progress(payload)])
+            if self.web is not None:
+                self.web.publish(self.web.protocol.learn_state(payload))
+        elif kind == "ready":
+            if self.osc is not None:
+                self.osc.publish([Reply(f"{PREFIX}/learn/ready", (payload["index"], payload["name"], payload["val"]))])
+            if self.web is not None:
+                self.web.publish({"type": "models", "models": self.commands.models()})
 
     def _learned(self, midi_map) -> None:
         """A MIDI binding was learned (on rtmidi's thread): keep it with the scenes, tell every surface."""

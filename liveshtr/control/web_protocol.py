@@ -15,10 +15,13 @@ JSON object with a "type":
     {"type": "record", "action": "start"}                              also "stop" (serve --record DIR)
     {"type": "model", "model": 1, "seconds": 2}                        crossfade to a model of the set (an index,
                                                                        a name or a bundle's folder to load)
+    {"type": "learn", "action": "start", "songs": ["/path/song.mp3"]}  train beside the set; also "hold" (with
+                                                                       "value": 1 or 0), "back", "stop", "get"
 
 The server answers with "state" (on connect with "full": true, the table and the model; then only what changed,
 broadcast to everyone whoever changed it), "telemetry", "scenes" (the scene names, to everyone after a save or
-delete), "midi" (to the sender: what is being learned and the map), and "error" for anything it cannot apply (with
+delete), "midi" (to the sender: what is being learned and the map), "learn" (to everyone: a training's state, as it
+goes on), and "error" for anything it cannot apply (with
 the request's "id" when it had one). Values out of range are clamped: the broadcast state carries what was applied.
 A reply with "_all": true is sent to every client (the server strips the key).
 """
@@ -64,6 +67,7 @@ class WebProtocol:
             "midi": self.midi_state() if c.midi is not None else None,
             "record": self.record_state() if c.recorder is not None else None,
             "models": c.models() if c.setlist is not None else None,
+            "learn": c.learn_state() if c.learning is not None else None,
         }
 
     def record_state(self) -> dict:
@@ -112,8 +116,12 @@ class WebProtocol:
         if kind == "record":
             c.record(m.get("action"))
             return [dict(self.record_state(), _all=True)]
+        if kind == "learn":
+            return self._learn(m)
         if kind not in ("set", "action"):
-            return [self._error(f"unknown type {kind!r}; expected set, action, get, scene, model, midi or record", m)]
+            return [
+                self._error(f"unknown type {kind!r}; expected set, action, get, scene, model, midi, record or learn", m)
+            ]
         if kind == "action" or self.params.table[c.control(name)].action:
             c.act(name)
             return []
@@ -122,6 +130,31 @@ class WebProtocol:
             return [self._error(f"{name}: index must be an integer, got {index!r}", m)]
         c.set(name, value if isinstance(value, list) else [value], index)
         return []
+
+    def _learn(self, m: dict) -> list:
+        """Training beside the set: its state goes to every page as it changes (the learner's listener); the
+        sender gets it at once."""
+        c, action = self.commands, m.get("action")
+        if action == "start":
+            songs = m.get("songs")
+            if isinstance(songs, str):
+                songs = [songs]
+            if not isinstance(songs, list):
+                return [self._error('learn start: expected "songs", a list of paths', m)]
+            c.learn_start(songs)
+        elif action == "hold":
+            c.learn_hold(m.get("value", 1))
+        elif action == "back":
+            c.learn_back()
+        elif action == "stop":
+            c.learn_stop()
+        elif action != "get":
+            return [self._error(f"learn action {action!r}: expected start, hold, back, stop or get", m)]
+        return [self._with_id(self.learn_state(c.learn_state()), m)]
+
+    @staticmethod
+    def learn_state(state: dict | None) -> dict:
+        return {"type": "learn", "state": state}
 
     def _switch(self, m: dict) -> list:
         """{"type": "model", "model": index | name | folder, "seconds": s}: every page gets the new model's whole

@@ -59,6 +59,7 @@ class EngineStats:
 
 MIN_FADE_S = FADE_S  # the shortest switch between models: a cut would click
 MAX_FADE_S = 60.0
+MAX_BAR_WAIT_S = 8.0  # a switch asked for at the next bar waits no longer than this (two bars at 60 beats a minute)
 
 
 class Engine:
@@ -98,7 +99,8 @@ class Engine:
         self.ring = RingBuffer(self.blocksize, math.ceil((self.max_fill + burst) / self.blocksize) + 1)
 
         # Switching models: a request from a control thread (one reference), taken by the producer at a hop.
-        self._switch: tuple[Voice, float] | None = None
+        self._switch: tuple[Voice, float, bool] | None = None  # voice, fade, at the next bar
+        self._bar_wait = 0  # hops a switch at the next bar has waited
         self.crossfade: Crossfade | None = None
         self.switches = 0  # switches the producer has carried out
         self._time_base = (0.0, 0)  # seconds produced and hops at the last switch: produced_s across rates
@@ -159,24 +161,37 @@ class Engine:
     def resampler(self):
         return self.voice.resampler
 
-    def switch(self, voice: Voice, seconds: float) -> None:
+    def switch(self, voice: Voice, seconds: float, at_bar: bool = False) -> None:
         """Crossfade to `voice` (another model's, made for this output rate) over `seconds`, from the producer's
-        next hop; from a control thread. A request made during a crossfade waits for its end (the last one wins)."""
+        next hop (`at_bar`: from the hop where the model playing starts its next bar, the new one primed from a
+        place in its song where a bar starts); from a control thread. A request made during a crossfade waits for
+        its end (the last one wins)."""
         if voice.samplerate != self.samplerate or voice.params.index("gain") != self._gain_index:
             raise ValueError("the voice was made for another engine")
-        self._switch = (voice, min(max(float(seconds), MIN_FADE_S), MAX_FADE_S))
+        self._switch = (voice, min(max(float(seconds), MIN_FADE_S), MAX_FADE_S), bool(at_bar))
 
     def _prepare_switch(self) -> None:
         """First the extra hop of look-ahead, made by the model playing; then, at a hop with the usual look-ahead
-        already in the ring, the crossfade."""
-        voice = self._switch[0]
+        already in the ring (and at the bar's first hop, where asked), the crossfade."""
+        voice, _, at_bar = self._switch
         if voice is self.voice:
             self._switch = None
             return
         if not self._extra_fill:
             self._extra_fill = max(round(v.generator.hop * self.samplerate / v.model_rate) for v in (self.voice, voice))
+        if at_bar and not self._bar_starts():
+            return
         if self.ring.available >= self.target_fill and self.take_switch() is not None and self._snapshots is not None:
-            self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate))
+            self._snapshots.append((self.stats.hops, self.voice, self.crossfade.samples / self.samplerate, at_bar))
+
+    def _bar_starts(self) -> bool:
+        """Whether the model playing starts a bar with its next hop (always, for a model without a clock, or once
+        a switch has waited MAX_BAR_WAIT_S)."""
+        g = self.generator
+        self._bar_wait += 1
+        if "tempo" not in self.params.table or self._bar_wait * g.hop / self.model_rate >= MAX_BAR_WAIT_S:
+            return True
+        return g.beat + g.beats_per_hop(self.controls) >= BEATS_PER_BAR
 
     def sync_beat(self, beats: float, bpm: float, at: float) -> None:
         """From a clock's thread (MIDI clock): the band was `beats` into its bar at `at` (time.monotonic()), playing
@@ -199,9 +214,12 @@ class Engine:
         if request is None or self.crossfade is not None:
             return None
         self._switch = None
-        voice, seconds = request
+        self._bar_wait = 0
+        voice, seconds, at_bar = request
         if voice is self.voice:
             return None
+        if at_bar:
+            voice.generator.prime_on_bar()
         self._time_base = (self.produced_s, self.stats.hops)
         self.crossfade = Crossfade(self.voice, round(seconds * self.samplerate), self._ceiling)
         self.voice = voice

@@ -30,6 +30,7 @@ from liveshtr.sound.phase import LookaheadPhase
 from liveshtr.sound.tempo import BEATS_PER_BAR
 from liveshtr.sound.tone import ContrastFilter
 
+ON_BAR = 0.25  # a model switched in at a bar starts from a prime this near (in beats) to a bar's first beat
 DEFAULT_PRIME = 0.5  # start from the middle of the song: intros and outros are often sparse or silent
 RUNAWAY = 1e3  # a normalised feature this large means the loop has diverged: re-prime
 FEATURE_LIMIT = 8.0  # features are held within this many spreads of their mean (a sampled outlier
@@ -170,6 +171,26 @@ class Generator:
         self.rng.standard_normal(dtype=np.float32, out=self._wander)
         self.model.reset_state()
         self.frozen = False
+
+    def prime_on_bar(self) -> None:
+        """Restart (as `prime`) from the prime nearest where it plays among those that start within ON_BAR beats of
+        a bar's first beat (or the nearest to one, where none does): a model switched in at the next bar then
+        starts its song's bar with the bar of the model it follows."""
+        beats = self.bundle.prime_beats % BEATS_PER_BAR
+        off = np.minimum(beats, BEATS_PER_BAR - beats)
+        candidates = np.flatnonzero(off <= max(ON_BAR, float(off.min())))
+        index = candidates[np.argmin(np.abs(self.bundle.prime_positions[candidates] - self._position))]
+        self.prime(float(self.bundle.prime_positions[index]))
+
+    @property
+    def beat(self) -> float:
+        """The clock: beats into the bar of the frame being played."""
+        return self._beat
+
+    def beats_per_hop(self, controls: Controls) -> float:
+        """How far the clock moves in a hop at `controls`' tempo (the song's, where it is 0)."""
+        tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
+        return tempo / 60.0 * self.hop / self.samplerate
 
     def set_beat(self, beats: float) -> None:
         """Put the clock at `beats` into the bar (a MIDI clock's position: the band's beat)."""

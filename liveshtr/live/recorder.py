@@ -170,7 +170,7 @@ class Recorder:
             entry = self.snapshots.popleft()
             if len(entry) == 3 and entry[1] == "beat":
                 self._controls.write(json.dumps({"hop": entry[0], "beat": round(entry[2], 9)}) + "\n")
-            elif len(entry) == 3:
+            elif len(entry) == 4:
                 self._log_switch(*entry)
             else:
                 self._log_controls(*entry)
@@ -222,8 +222,9 @@ class Recorder:
         self._next = end
         return audio, first, end
 
-    def _log_switch(self, hop: int, voice, seconds: float) -> None:
-        """The crossfade to another model of the set: its index, and its controls as loaded the first time."""
+    def _log_switch(self, hop: int, voice, seconds: float, at_bar: bool) -> None:
+        """The crossfade to another model of the set: its index, and its controls as loaded the first time (and
+        "bar" where it came in at a bar, primed where its song starts one)."""
         index = next(i for i, m in enumerate(self.models or []) if m.voice is voice)
         listed = self.session.setdefault("models", [])
         while len(listed) <= index:  # a model loaded during the set
@@ -232,7 +233,8 @@ class Recorder:
             self._write_session()
         self._params = voice.params
         self._previous.setdefault(id(voice.params), voice.initial)
-        self._controls.write(json.dumps({"hop": hop, "model": index, "seconds": round(seconds, 6)}) + "\n")
+        entry = {"hop": hop, "model": index, "seconds": round(seconds, 6)} | ({"bar": True} if at_bar else {})
+        self._controls.write(json.dumps(entry) + "\n")
 
     def _log_controls(self, hop: int, snap: np.ndarray) -> None:
         params = self._params

@@ -28,6 +28,32 @@ CONTROL_PRIORITY = 5  # OSC, WebSocket and feedback threads: above every normal 
 BACKGROUND_PRIORITY = 1  # every other thread that takes the GIL: above every normal process only
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a `taskset` or a container's CPU set), not all the machine's: more
+    threads than cores make every parallel region wait on a thread that is not running."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not every platform has CPU affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def make_idle(pid: int) -> str:
+    """Put process `pid` (one thread yet: just started; the threads it starts inherit this) below everything
+    else: SCHED_IDLE where the system has it, and nice 19; returns what it got, in words."""
+    got = []
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        got.append("SCHED_IDLE")
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
+        got.append("nice 19")
+    except (AttributeError, OSError):
+        pass
+    return ", ".join(got) or "normal priority"
+
+
 def make_realtime(priority: int) -> bool:
     """Give the calling thread SCHED_FIFO at `priority` if allowed; returns whether it got it."""
     if os.environ.get("LIVESHTR_REALTIME", "1") == "0":

@@ -92,8 +92,9 @@ class SetList:
                 return i
         return None
 
-    def switch(self, key, seconds: float = DEFAULT_FADE_S) -> Model:
-        """Crossfade to a model of the set (index or name) or to a bundle loaded from its path; returns it."""
+    def switch(self, key, seconds: float = DEFAULT_FADE_S, at_bar: bool = False) -> Model:
+        """Crossfade to a model of the set (index or name) or to a bundle loaded from its path (`at_bar`: from the
+        next bar of the model playing, `Engine.switch`); returns it."""
         try:
             seconds = float(seconds)
         except (TypeError, ValueError):
@@ -109,11 +110,15 @@ class SetList:
             if index != self.current:
                 old = self.models[self.current]
                 model.params.set("gain", old.params.get("gain"))  # the level is the performer's
-                self.engine.switch(model.voice, seconds)
+                self.engine.switch(model.voice, seconds, at_bar)
                 self.current = index
         for listener in self.listeners:
             listener(model)
         return model
+
+    def add(self, path: Path) -> int:
+        """Load a bundle into the set without switching to it (or find it there); returns its index."""
+        return self._load(str(Path(path).resolve()))
 
     def loads(self, key) -> bool:
         """Whether switching to `key` would load a bundle (a folder path not in the set): about a second."""

@@ -10,6 +10,7 @@ EQ and the partials' contrast (`calibrate_output`: each band's level and the fla
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,24 @@ LATENT_STEPS = 5  # ... in this many bisection steps ...
 SUSTAIN_MARGIN = 0.1  # ... and no wider than keeps the renders' harmonic share within this much under the song's
 PARTIALS_KEPT = 0.9  # ... and at least this share of the song's partial persistence
 PREVIEW_S = 20.0  # every calibrated bundle carries this much of its playing, from the middle of its song
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much the calibration plays: FULL for a trained bundle (the constants above), QUICK for the models that
+    `serve --learn` plays while training goes on, in a few seconds of the trainer's time."""
+
+    sampling_primes: tuple[float, ...] = SAMPLING_PRIMES
+    sampling_frames: int = SAMPLING_FRAMES
+    band_rounds: int = BAND_ROUNDS
+    latent_steps: int = LATENT_STEPS
+    primes: tuple[float, ...] = CALIBRATION_PRIMES
+    seconds_per_prime: float = CALIBRATION_S_PER_PRIME
+    contrast_steps: int = CONTRAST_STEPS
+
+
+FULL = Plan()
+QUICK = Plan((0.3, 0.7), 300, 2, 3, (0.3, 0.7), 8.0, 4)
 NOISE_AT_ZERO = 0.5  # at temperature 0 the features are drawn with this share of that noise
 LATENT_GROWTH = 2.0  # above temperature 1 the latent's spread grows as its square
 
@@ -62,13 +81,13 @@ def song_events(songs: list[Song], samplerate: int) -> tuple[float, float]:
     return reference, events / (sum(len(song.samples) for song in songs) / samplerate)
 
 
-def song_stretches(songs: list[Song], seconds: float) -> list[np.ndarray]:
-    """`seconds` of every song from each of SAMPLING_PRIMES on (where the sampling's renders start), moved inside
-    the song where they would run over its end."""
+def song_stretches(songs: list[Song], seconds: float, primes: tuple[float, ...] = SAMPLING_PRIMES) -> list[np.ndarray]:
+    """`seconds` of every song from each of `primes` on (where the sampling's renders start), moved inside the song
+    where they would run over its end."""
     out = []
     for song in songs:
         n = min(len(song.samples), int(seconds * song.samplerate))
-        out += [song.samples[min(int(p * len(song.samples)), len(song.samples) - n) :][:n] for p in SAMPLING_PRIMES]
+        out += [song.samples[min(int(p * len(song.samples)), len(song.samples) - n) :][:n] for p in primes]
     return out
 
 
@@ -83,7 +102,9 @@ def heard_events(audio: list[np.ndarray], samplerate: int, reference: float) -> 
     return events / (sum(len(a) for a in audio) / samplerate)
 
 
-def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
+def calibrate_sampling(
+    bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int, plan: Plan = FULL
+) -> dict:
     """How widely the model samples at temperature 1 ("noise": [pitch bins, bands], "latent_scale"): the pitch
     bins at FEATURE_NOISE of the spread the model predicts for them; the bands' noise scaled until the bands change
     from one frame to the next as much as the song's do (RMS of their normalised change: too little plays the
@@ -125,23 +146,24 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
         """The model's frames from SAMPLING_PRIMES with the latent at `spread` and the bands' noise at `bands`,
         each the prime's frames first."""
         played = []
-        for i, position in enumerate(SAMPLING_PRIMES):
+        for i, position in enumerate(plan.sampling_primes):
             generator = Generator(bundle, model, seed=seed + i)
             generator.noise_scale[:pitch_bins], generator.noise_scale[pitch_bins:] = FEATURE_NOISE, bands
             generator.latent_scale = np.float32(spread)
             generator.prime(position)
-            played.append(np.array([generator.next_frame(controls).copy() for _ in range(primed + SAMPLING_FRAMES)]))
+            n = primed + plan.sampling_frames
+            played.append(np.array([generator.next_frame(controls).copy() for _ in range(n)]))
         return played
 
     # The bands first, at the latent's full spread: a few rounds of s <- s * target / played converge, since the
     # change grows about linearly with the noise.
     target = frame_change(song_frames, pitch_bins)[1]
     bands = 1.0
-    for _ in range(BAND_ROUNDS):
+    for _ in range(plan.band_rounds):
         change = frame_change([frames[primed:] for frames in play(1.0, bands)], pitch_bins)[1]
         bands = float(np.clip(bands * target / max(change, 1e-6), *BAND_NOISE_RANGE))
 
-    stretches = song_stretches(songs, SAMPLING_FRAMES * hop / samplerate)
+    stretches = song_stretches(songs, plan.sampling_frames * hop / samplerate, plan.sampling_primes)
     song_share = harmonic_share(stretches, samplerate)
     song_partials = lasting_partials(stretches, samplerate)
     heard = {}  # spread -> (events a second, harmonic share, partial persistence) of the renders
@@ -170,7 +192,7 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
     elif too_wide(low):
         scale = low
     else:
-        for _ in range(LATENT_STEPS):  # in log steps: the events grow about with the spread's logarithm
+        for _ in range(plan.latent_steps):  # in log steps: the events grow about with the spread's logarithm
             middle = math.sqrt(low * high)
             low, high = (middle, high) if not too_wide(middle) else (low, middle)
         scale = low  # the widest spread heard that is not too wide
@@ -189,14 +211,15 @@ def calibrate_sampling(bundle: Bundle, songs: list[Song], song_frames: list[np.n
     }
 
 
-def free_renders(bundle: Bundle, seed: int) -> list[np.ndarray]:
-    """The model playing freely at default controls through ONNX from CALIBRATION_PRIMES across the song, before
-    any output stage: one (CALIBRATION_S_PER_PRIME of frames, dim) array of normalised frames per prime."""
+def free_renders(bundle: Bundle, seed: int, plan: Plan = FULL) -> list[np.ndarray]:
+    """The model playing freely at default controls through ONNX from the plan's primes across the song
+    (CALIBRATION_PRIMES), before any output stage: one (its seconds_per_prime of frames, dim) array of normalised
+    frames per prime."""
     controls = Controls.for_bundle(bundle)
-    n_steps = int(CALIBRATION_S_PER_PRIME * bundle.audio.samplerate / bundle.frames.hop)
+    n_steps = int(plan.seconds_per_prime * bundle.audio.samplerate / bundle.frames.hop)
     model = StepModel(bundle)
     renders = []
-    for i, position in enumerate(CALIBRATION_PRIMES):
+    for i, position in enumerate(plan.primes):
         generator = Generator(bundle, model, seed=seed + i)
         generator.prime(position)
         renders.append(np.array([generator.next_frame(controls).copy() for _ in range(n_steps)]))
@@ -257,7 +280,9 @@ def falling_root(f, lo: float, hi: float, steps: int, tolerance: float) -> float
     return x
 
 
-def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> dict:
+def calibrate_output(
+    bundle: Bundle, songs: list[Song], song_frames: list[np.ndarray], seed: int, plan: Plan = FULL
+) -> dict:
     """The output stage: the partials' contrast and the EQ (`liveshtr.sound.tone`).
 
     The EQ matches each 1/3-octave band's level in a typical frame (its mean log power) to the song's, and the
@@ -272,7 +297,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
     matched neither kind of render of a model that plays a held, nearly pure chord from some places in its song and
     a noisier texture from others (the jazz: 1e-6 from two primes, 3-5e-4 from three, its song 1e-4): it fell
     between them, and the renders from the middle of the song came out four times as flat as the song."""
-    renders = free_renders(bundle, seed)
+    renders = free_renders(bundle, seed, plan)
     frames = np.concatenate(renders)
     model = StepModel(bundle)
     generator = Generator(bundle, model, seed=seed)
@@ -302,7 +327,7 @@ def calibrate_output(bundle: Bundle, songs: list[Song], song_frames: list[np.nda
         return math.log(staged[contrast][0] / target)
 
     lo, hi = np.log(CONTRAST_RANGE)
-    found = falling_root(excess, float(lo), float(hi), CONTRAST_STEPS, CONTRAST_TOLERANCE)  # a point it evaluated
+    found = falling_root(excess, float(lo), float(hi), plan.contrast_steps, CONTRAST_TOLERANCE)  # a point it evaluated
     contrast = round(float(np.exp(found)), 3)
     flat, eq = staged[contrast]
     flatness = {"song": round(tone["song"], 6), "noise": round(tone["noise"], 6), "render": round(flat, 6)}
@@ -314,13 +339,15 @@ def identity_calibration(n_bins: int) -> dict:
     return {"gain_db": [0.0] * n_bins, "level_db": 0.0}
 
 
-def calibrate_bundle(out: Path, meta: dict, songs: list[Song], song_frames: list[np.ndarray], seed: int) -> Bundle:
+def calibrate_bundle(
+    out: Path, meta: dict, songs: list[Song], song_frames: list[np.ndarray], seed: int, plan: Plan = FULL
+) -> Bundle:
     """Calibrate the bundle in `out` (written with `meta`) against its songs and their normalised feature frames,
     write the results into its model.json and return it loaded back: how widely to sample first, since the output
     stage measures the model as it will play."""
-    meta["sampling"].update(calibrate_sampling(load_bundle(out), songs, song_frames, seed))
+    meta["sampling"].update(calibrate_sampling(load_bundle(out), songs, song_frames, seed, plan))
     write_meta(out, meta, with_int8=True)
-    meta["calibration"] = calibrate_output(load_bundle(out), songs, song_frames, seed)
+    meta["calibration"] = calibrate_output(load_bundle(out), songs, song_frames, seed, plan)
     write_meta(out, meta, with_int8=True)
     return load_bundle(out)
 

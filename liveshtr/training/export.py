@@ -25,7 +25,7 @@ from liveshtr.live.generator import DEFAULT_PRIME
 from liveshtr.sound.audio import Song
 from liveshtr.sound.frames import FrameCodec
 from liveshtr.sound.magnitude import MagnitudeLayout
-from liveshtr.training.calibrate import PREVIEW_S, calibrate_bundle, identity_calibration, write_preview
+from liveshtr.training.calibrate import FULL, PREVIEW_S, Plan, calibrate_bundle, identity_calibration, write_preview
 from liveshtr.training.dataset import FrameData
 from liveshtr.training.fit import TrainResult
 from liveshtr.training.magnitude_model import MagnitudeModel, MagnitudeStep, order_latents, step_shapes
@@ -167,8 +167,12 @@ def export_bundle(
     audio: AudioConfig,
     frames: FrameConfig,
     train_cfg: TrainConfig,
+    plan: Plan = FULL,
+    name: str | None = None,
 ) -> Bundle:
-    """Write the whole bundle for the best model into `out` and return it as loaded back from disk."""
+    """Write the whole bundle for the best model into `out` and return it as loaded back from disk. A quick `plan`
+    (the models `serve --learn` plays as training goes on) calibrates on less playing, and writes no preview and
+    no pictures."""
     model = copy.deepcopy(result.model).eval()  # ordering latents edits weights; the checkpoint keeps the original
     h, mu, spread = latent_statistics(model, data)
     spread = spread.clamp_min(1e-3)
@@ -186,7 +190,7 @@ def export_bundle(
         "features": {**layout.to_dict(), "count": layout.n_features, "pitch_bins": layout.pitch_bins},
         "clock": {"bpm": round(data.pulse.bpm, 3), "clarity": round(data.pulse.clarity, 3)},
         "sampling": {"pitch_sharpness": PITCH_SHARPNESS},
-        "name": out.name,
+        "name": name or out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "audio": audio.to_dict(),
         "frames": frames.to_dict(),
@@ -225,7 +229,9 @@ def export_bundle(
     int8_bytes = quantize_int8(onnx_bytes)
     meta["calibration"] = identity_calibration(frames.n_bins(audio.samplerate))
     write_bundle_core(out, meta, onnx_bytes, primes, int8_bytes)
-    bundle = calibrate_bundle(out, meta, songs, data.songs, train_cfg.seed)
+    bundle = calibrate_bundle(out, meta, songs, data.songs, train_cfg.seed, plan)
+    if plan != FULL:
+        return bundle
     preview = write_preview(out, bundle, train_cfg.seed)  # primed at DEFAULT_PRIME, the middle of the song
     plot_loss(out / "loss.png", result)
     first = songs[0].samples

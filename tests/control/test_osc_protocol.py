@@ -137,3 +137,32 @@ def test_telemetry_messages_keep_their_documented_order(osc):
     numbers, spectrum = osc.telemetry(t)
     assert numbers.address == f"{PREFIX}/telemetry" and numbers.args == tuple(float(i) for i in range(10))
     assert spectrum == (f"{PREFIX}/spectrum", (0, 128, 255), None)
+
+
+def test_learn_refuses_what_it_cannot_train_and_answers_the_state(tmp_path):
+    from liveshtr.live.learner import Learning, LearnState
+
+    osc = OscProtocol(Commands(Params(L), learning=Learning(None, tmp_path / "models")))
+    for args, problem in [
+        ((), "expected the path of a song"),
+        ((3.0,), "expected the path of a song"),
+        ((str(tmp_path / "gone.wav"),), "no such file"),
+    ]:
+        (reply,) = osc.handle("/liveshtr/learn", args)
+        assert reply.address == f"{PREFIX}/error" and problem in reply.args[1], reply
+    for command in ("hold", "back", "stop"):
+        (reply,) = osc.handle(f"/liveshtr/learn/{command}", [])
+        assert reply.address == f"{PREFIX}/error" and "nothing is training" in reply.args[1]
+    (reply,) = osc.handle("/liveshtr/learn/state", [])
+    assert "nothing has trained yet" in reply.args[1]
+    (reply,) = osc.handle("/liveshtr/learn/pause", [])
+    assert "has hold, back, stop, state" in reply.args[1]
+    assert not (tmp_path / "models").exists()  # nothing started, nothing written
+    state = LearnState(["song.wav"], "models/song", stage="training", epoch=3, epochs=20, fraction=0.15)
+    state.playing, state.loaded = "song-01", ["song-01"]
+    reply = OscProtocol.learn_progress(state.to_dict())
+    assert reply.address == f"{PREFIX}/learn/progress"
+    assert reply.args == ("training", 3, 20, 0.15, -1.0, -1.0, "song-01", 0, 1)  # val and ETA unknown yet: -1
+    no_learning = OscProtocol(Commands(Params(L)))
+    (reply,) = no_learning.handle("/liveshtr/learn/stop", [])
+    assert "no training here" in reply.args[1]

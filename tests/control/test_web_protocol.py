@@ -162,3 +162,22 @@ def test_recording_over_the_websocket(tmp_path):
     assert reply["type"] == "error"
     (reply,) = send(WebProtocol(Commands(Params(L)), {}, 20.0, {}), {"type": "record", "action": "start"})
     assert reply["type"] == "error" and "--record" in reply["error"]
+
+
+def test_learn_messages_are_checked_before_anything_starts(tmp_path):
+    from liveshtr.live.learner import Learning
+
+    web = WebProtocol(Commands(Params(8), learning=Learning(None, tmp_path / "models")), {}, 20.0, {})
+    assert web.full_state()["learn"] is None
+    for message, problem in [
+        ({"type": "learn", "action": "start"}, 'expected "songs"'),
+        ({"type": "learn", "action": "start", "songs": [str(tmp_path / "gone.wav")]}, "no such file"),
+        ({"type": "learn", "action": "start", "songs": [7]}, "expected a song's path"),
+        ({"type": "learn", "action": "hold", "value": 1}, "nothing is training"),
+        ({"type": "learn", "action": "louder"}, "expected start, hold, back, stop or get"),
+    ]:
+        (reply,) = send(web, message)
+        assert reply["type"] == "error" and problem in reply["error"], reply
+    (reply,) = send(web, {"type": "learn", "action": "get", "id": 4})
+    assert reply == {"type": "learn", "state": None, "id": 4}
+    assert not (tmp_path / "models").exists()

@@ -314,6 +314,8 @@ def test_ctrl_c_saves_checkpoint_and_exports_best_so_far(tmp_path):
         (["--clock-harmonics", "4,4"], "clock-harmonics 4,4: 1 to 64 different harmonics"),
         (["--position-harmonics", "2,17"], "position-harmonics 2,17: different harmonics, each in 1..16"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "0"], "cuda|lr"),
+        (["--threads", "-1"], "threads -1 must lie in 1..1024"),
+        (["--events", "99"], "--events 99: not an open file descriptor"),
     ],
 )
 def test_impossible_hyperparameters(tmp_path, flags, message):

@@ -269,6 +269,38 @@
     }
   }
 
+  // ---- training beside the set: a bar (stage, epoch, held-out loss, ETA, the model playing), hold/back/stop --
+  const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+  function onLearn(state) {
+    app.learn = state;
+    pub.learn = state;
+    $('learn-progress').hidden = !state;
+    if (!state) { $('learn-stage').textContent = ''; return; }
+    const fraction = Math.max(0, Math.min(1, Number(state.fraction) || 0));
+    $('learn-fill').style.transform = `scaleX(${fraction})`;
+    $('learn-bar').setAttribute('aria-valuenow', String(Math.round(fraction * 100)));
+    const songs = (state.songs || []).map((s) => s.split('/').pop()).join(', ');
+    $('learn-stage').textContent = `${songs}: ${state.stage}`;
+    const parts = [];
+    if (state.epochs) parts.push(`epoch ${state.epoch}/${state.epochs}`);
+    if (Number.isFinite(state.val)) parts.push(`held-out ${state.val.toFixed(3)}`);
+    if (state.running && Number.isFinite(state.eta_s)) parts.push(`ETA ${clock(state.eta_s)}`);
+    parts.push(`${(state.loaded || []).length} model(s) in`);
+    if (state.playing) parts.push(`playing ${state.playing}`);
+    if (state.error) parts.push(state.error);
+    $('learn-info').textContent = parts.join(' · ');
+    $('learn-hold').setAttribute('aria-pressed', String(!!state.held));
+    $('learn-hold').textContent = state.held ? 'held' : 'hold';
+    $('learn-stop').disabled = !state.running;
+  }
+  $('learn-hold').addEventListener('click', () => send({ type: 'learn', action: 'hold', value: app.learn && app.learn.held ? 0 : 1 }));
+  $('learn-back').addEventListener('click', () => send({ type: 'learn', action: 'back' }));
+  $('learn-stop').addEventListener('click', () => send({ type: 'learn', action: 'stop' }));
+  $('learn-start').addEventListener('click', () => {
+    const song = $('learn-song').value.trim();
+    if (song) send({ type: 'learn', action: 'start', songs: [song] });
+  });
+
   // ---- recording: one button starts and stops takes (serve --record DIR) ---------------------------------
   function onRecord(r) {
     app.record = r;
@@ -684,6 +716,7 @@
     onScenes(m.scenes);
     onModels(m.models || null);
     onRecord(m.record || null);
+    onLearn(m.learn || null);
     if (app.midi) onMidi(app.midi);
   }
 
@@ -705,6 +738,8 @@
     else if (m.type === 'scenes') onScenes(m.names);
     else if (m.type === 'midi') onMidi(m);
     else if (m.type === 'record') onRecord(m);
+    else if (m.type === 'learn') onLearn(m.state || null);
+    else if (m.type === 'models') onModels(m.models || null);
     else if (m.type === 'model' && m.loading) toast(`loading ${m.loading}…`);
     else if (m.type === 'error') toast(m.error || 'the server refused a message');
   }
