@@ -257,7 +257,7 @@ def test_serve_learns_a_song_while_the_set_plays_and_a_killed_trainer_leaves_it_
         f.seek(30 * f.samplerate)
         sf.write(loop, f.read(4 * f.samplerate), f.samplerate)
     settings = tmp_path / "small.toml"
-    settings.write_text('epochs = 2\nhidden = 64\nlayers = 1\n')
+    settings.write_text("epochs = 2\nhidden = 64\nlayers = 1\n")
     models, stats = tmp_path / "models", tmp_path / "stats.json"
     proc = start_serve(
         *("--audio-device", "system", "--no-web", "--lookahead-ms", SAFE_LOOKAHEAD_MS, "--stats-json", str(stats)),
