@@ -17,7 +17,7 @@ APT_TEST := $(APT_RUN) jackd2 liblo-tools puredata-core chromium iproute2
 
 DEMO_SECONDS ?= 30
 
-.PHONY: demo demo-model test setup setup-quality setup-dev lint format clean bench bench-train soak latency patch-check quality-report
+.PHONY: demo demo-model test setup setup-quality setup-dev lint format clean bench bench-train bench-learn soak latency patch-check quality-report
 
 demo: setup
 	$(BIN)/liveshtr serve --sink auto $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
@@ -73,6 +73,22 @@ latency: setup-dev
 	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh \
 	  $(BIN)/python scripts/control_latency.py models/demo models/demo --audio-device system --seconds 30 \
 	  --flood 5000 --switch-every 4
+
+# Training beside the set (serve --learn) through a real-time JACK dummy server, the whole training at the default
+# look-ahead, with the control-latency probe: a song of ../shared/audio and the trumpet loop of ../shared/audio-check,
+# then the same probe for as long without training; then training speed on 1 and 2 threads, side by side.
+LEARN_SONG ?= ../shared/audio/hungarian_dance_5_brahms_us_army_strings.ogg
+LEARN_LOOP ?= ../shared/audio-check/solo_trumpet_loop_sorohan.ogg
+bench-learn: setup-dev
+	mkdir -p out/bench-learn
+	for s in $(LEARN_SONG) $(LEARN_LOOP); do n=$$(basename $$s | cut -d. -f1); rm -rf out/bench-learn/$$n*; \
+	  JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh $(BIN)/python scripts/control_latency.py \
+	  --audio-device system --learn $$s --learn-dir out/bench-learn --json out/bench-learn/$$n.json \
+	  2> out/bench-learn/$$n.log | tail -3; done
+	JACKD_FLAGS="--realtime -P 70" BUSY=0 BIN=$(BIN) scripts/with_jack.sh $(BIN)/python scripts/control_latency.py \
+	  --audio-device system --seconds 300 --json out/bench-learn/without.json | tail -3
+	for t in 1 2; do $(BIN)/liveshtr train $(LEARN_SONG) --epochs 2 --threads $$t -o out/bench-learn/threads-$$t --force \
+	  | grep -E "device|trained"; done
 
 # The Pure Data patch against serve: Pd's CPU while it plays, and how soon it finds a restarted server.
 patch-check: setup-dev

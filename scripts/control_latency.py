@@ -12,7 +12,9 @@ with its value, minus its send time. --flood N adds a second process sending N m
 (the mod wheel, temperature in the default map) from a JACK MIDI output into `serve --midi`'s virtual input.
 --switch-every S, given a set (MODEL MODEL ...), also sends `/liveshtr/model` every S seconds, round the set, each
 with the default 2 s crossfade: what matters then is the underruns (the probes continue, but a switch brings the
-new model's own temperature, so a probe or two around each switch can be matched to the wrong hop).
+new model's own temperature, so a probe or two around each switch can be matched to the wrong hop). --learn SONG
+trains beside the set as `serve --learn` does, from the start, and probes until the training has ended (or
+--seconds): when each model came in, and the underruns while it trained.
 
     .venv/bin/python scripts/control_latency.py --seconds 30 [--flood 5000] [--probe midi] [serve's flags: ...]
 """
@@ -30,11 +32,13 @@ from pathlib import Path
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from liveshtr.bundle import load_bundle
-from liveshtr.commands import serve
-from liveshtr.commands.common import DEMO_MODEL, build_engine
-from liveshtr.control.surfaces import Surfaces
-from liveshtr.live.sinks import DeviceSink, find_output_device
+STARTED = time.monotonic()  # about when the command was given (the imports below take a second)
+
+from liveshtr.bundle import load_bundle  # noqa: E402
+from liveshtr.commands import serve  # noqa: E402
+from liveshtr.commands.common import DEMO_MODEL, build_engine  # noqa: E402
+from liveshtr.control.surfaces import Surfaces  # noqa: E402
+from liveshtr.live.sinks import DeviceSink, find_output_device  # noqa: E402
 
 FLOODER = """
 import random, socket, sys, time
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--probe", choices=("osc", "midi"), default="osc", help="how the probes travel")
     p.add_argument("--switch-every", type=float, default=0.0, help="switch the set's model every S seconds")
     args = p.parse_args(argv)
-    args.seconds = args.seconds or 30.0
+    args.seconds = args.seconds or (7200.0 if args.learn else 30.0)
     if args.probe == "midi":
         args.midi = "" if args.midi is None else args.midi  # serve's virtual input, through JACK
         args.midi_api = "jack"
@@ -100,7 +104,19 @@ def main(argv=None) -> int:
     bundles = [load_bundle(path) for path in paths]
     engine, _ = build_engine(args, args.samplerate or device["samplerate"], bundles[0])
     setlist = serve.make_setlist(args, engine, paths, bundles)
-    surfaces = Surfaces(serve.check_surfaces(args), setlist)
+    from liveshtr.live.learner import Learning
+
+    learning = Learning(setlist, args.learn_dir, args.learn_threads, args.learn_config)
+    heard: list[dict] = []  # what the training said, with when (seconds since the command)
+
+    def hear(kind: str, payload: dict) -> None:
+        if kind in ("ready", "line"):
+            heard.append({"at_s": round(time.monotonic() - STARTED, 2), "kind": kind, **payload})
+            if kind == "line":
+                print(f"{heard[-1]['at_s']:8.1f} s  learn  {payload['text']}", file=sys.stderr, flush=True)
+
+    learning.listeners.append(hear)
+    surfaces = Surfaces(serve.check_surfaces(args), setlist, learning=learning)
 
     # Where each hop's first sample lands, and which snapshot made it (read back after the run).
     ratio = engine.samplerate / engine.model_rate
@@ -140,6 +156,7 @@ def main(argv=None) -> int:
 
     surfaces.open()
     setlist.listeners.append(surfaces.switched)
+    setlist.on_load.append(surfaces.prepare)
     # The probe's own JACK client joins the graph before the audio starts: a client that activates while the
     # stream runs makes JACK reorder its graph, and that first cycle runs late (an underrun at 0.02 s, which then
     # holds the look-ahead a block higher for the whole run).
@@ -153,6 +170,9 @@ def main(argv=None) -> int:
         flooder = subprocess.Popen(
             [sys.executable, "-c", FLOODER, str(port), str(args.flood), str(engine.generator.bundle.latent_dim)]
         )
+    if args.learn:
+        learning.start(args.learn, silent_start=not args.models)
+    switch_times: list[float] = []  # when each switch was taken (seconds since the command)
     probes: list[tuple[float, float]] = []  # (value, send time)
     switched: list[float] = []  # when each switch was asked for (seconds of output)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -163,6 +183,10 @@ def main(argv=None) -> int:
         i = 0
         started = time.monotonic()
         while time.monotonic() - started < args.seconds:
+            if engine.switches > len(switch_times):
+                switch_times.append(round(time.monotonic() - STARTED, 2))
+            if args.learn and learning.learner.ended.is_set():
+                break
             if midi is not None:
                 cc = 20 + i % 100  # the mod wheel: temperature = cc / 127 * 4
                 sent = time.monotonic()
@@ -190,6 +214,7 @@ def main(argv=None) -> int:
         surfaces.stop()
         engine.stop()
         sender.close()
+        learning.close()
 
     # A probe has been applied once a hop's snapshot no longer holds the previous probe's value (a later probe's
     # value counts too: two probes can land between hops while the ring is full). Match each probe with that hop.
@@ -212,8 +237,12 @@ def main(argv=None) -> int:
         if block >= played:
             missed += 1  # made, never played (the run ended)
             continue
-        latencies.append((returned[block % len(returned)] - sent) * 1000)
-    ms = np.array(latencies)
+        latencies.append(((returned[block % len(returned)] - sent) * 1000, sent))
+    ms = np.array([latency for latency, _ in latencies])
+    # Around a switch a probe can be matched to the wrong hop (the new model brings its own temperature): the
+    # figures without the probes sent from 2 s before a switch was taken to 4 s after.
+    taken = [STARTED + t for t in switch_times]
+    clear = np.array([lat for lat, sent in latencies if not any(t - 2.0 <= sent <= t + 4.0 for t in taken)])
     s = engine.summary()
     result = {
         "probes": len(probes),
@@ -223,6 +252,11 @@ def main(argv=None) -> int:
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
         "min_ms": round(float(ms.min()), 2),
+        "away_from_switches": {
+            "probes": len(clear),
+            "median_ms": round(float(np.median(clear)), 2) if len(clear) else None,
+            "p99_ms": round(float(np.percentile(clear, 99)), 2) if len(clear) else None,
+        },
         "probe": args.probe,
         "flood_per_s": args.flood,
         "osc_received": surfaces.osc.received,
@@ -245,6 +279,9 @@ def main(argv=None) -> int:
         "switches": s["switches"],
         "switch_asked_at_s": [round(t, 2) for t in switched],
         "underrun_at_s": [round(t, 2) for t in underrun_at],
+        "learn": learning.state(),
+        "learn_heard": heard,
+        "switch_taken_at_s": switch_times,
     }
     print(json.dumps(result, indent=1))
     if args.json:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import make_idle, usable_cores
+from liveshtr.live.sched import engine_cores, make_idle
 from liveshtr.live.setlist import DEFAULT_FADE_S, SetError
 
 LOG_FILE = "learn.log"  # the trainer's own lines, in its bundle folder
@@ -118,8 +118,10 @@ class Learner:
         config: Path | None = None,
         notify: Callable[[str, dict], None] | None = None,
         silent_start: bool = False,
+        cores: set[int] | None = None,
     ):
         self.setlist, self.songs, self.folder = setlist, songs, folder
+        self.cores = cores  # where the trainer may run (None: anywhere)
         self.config = config
         self.notify = notify or (lambda kind, payload: None)
         self.silent_start = silent_start  # the set waits muted for the first model, which comes in at full level
@@ -162,7 +164,7 @@ class Learner:
             raise LearnError(f"learn: cannot start the trainer ({exc})") from None
         finally:
             os.close(write)
-        self.state.priority = make_idle(self._proc.pid)
+        self.state.priority = make_idle(self._proc.pid, self.cores)
         self._thread = threading.Thread(target=self._follow, args=(read,), name="liveshtr-learn", daemon=True)
         self._thread.start()
         self._say(
@@ -348,7 +350,8 @@ class Learning:
 
     def __init__(self, setlist, root: Path, threads: int = 0, config: Path | None = None):
         self.setlist, self.root, self.config = setlist, root, config
-        self.threads = threads or max(1, usable_cores() - 1)  # the cores the engine leaves
+        self.cores = engine_cores()[1]  # the cores the engine leaves
+        self.threads = threads or max(1, len(self.cores))
         self.listeners: list[Callable[[str, dict], None]] = []
         self.learner: Learner | None = None
 
@@ -370,6 +373,7 @@ class Learning:
             self.config,
             self._notify,
             silent_start,
+            self.cores,
         )
         learner.start()
         self.learner = learner

@@ -37,9 +37,24 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_idle(pid: int) -> str:
+def engine_cores() -> tuple[set[int], set[int]]:
+    """The cores this process may use, split: the first kept for the engine (and the audio server), the rest for
+    work beside it; one core is shared."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return set(), set()
+    return {cores[0]}, set(cores[1:] or cores)
+
+
+def make_idle(pid: int, cores: set[int] | None = None) -> str:
     """Put process `pid` (one thread yet: just started; the threads it starts inherit this) below everything
-    else: SCHED_IDLE where the system has it, and nice 19; returns what it got, in words."""
+    else: SCHED_IDLE where the system has it, nice 19, and on `cores` only; returns what it got, in words.
+
+    Not SCHED_IDLE alone: on a kernel without preemption of kernel code (PREEMPT_NONE, as this project's 2-core
+    VM runs), a training at SCHED_IDLE on every core still delayed the engine's real-time producer by tens of
+    milliseconds while it exported a model (underruns at a 10 ms look-ahead in 2 of 3 runs); kept off the
+    engine's core it did not (docs/measurements.md)."""
     got = []
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
@@ -51,6 +66,12 @@ def make_idle(pid: int) -> str:
         got.append("nice 19")
     except (AttributeError, OSError):
         pass
+    if cores:
+        try:
+            os.sched_setaffinity(pid, cores)
+            got.append(f"core(s) {','.join(map(str, sorted(cores)))}")
+        except (AttributeError, OSError):
+            pass
     return ", ".join(got) or "normal priority"
 
 
