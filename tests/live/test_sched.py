@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from liveshtr.live.sched import Worker, run_later
@@ -45,3 +46,22 @@ def test_run_later_delivers_what_the_work_returns_from_another_thread():
 
     run_later(lambda: ["loaded"], deliver)
     assert done.wait(5) and got == [(["loaded"], True)]
+
+
+def test_a_process_made_idle_runs_below_everything_and_off_the_engines_core():
+    import subprocess
+    import sys
+
+    from liveshtr.live.sched import engine_cores, make_idle
+
+    engine, rest = engine_cores()
+    assert rest and (len(engine | rest) == 1 or not engine & rest)  # one core is shared, more are split
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        said = make_idle(child.pid, rest)
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE and "SCHED_IDLE" in said
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+        assert os.sched_getaffinity(child.pid) == rest
+    finally:
+        child.kill()  # by its PID
+        child.wait()
