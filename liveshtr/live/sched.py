@@ -51,10 +51,10 @@ def make_idle(pid: int, cores: set[int] | None = None) -> str:
     """Put process `pid` (one thread yet: just started; the threads it starts inherit this) below everything
     else: SCHED_IDLE where the system has it, nice 19, and on `cores` only; returns what it got, in words.
 
-    Not SCHED_IDLE alone: on a kernel without preemption of kernel code (PREEMPT_NONE, as this project's 2-core
-    VM runs), a training at SCHED_IDLE on every core still delayed the engine's real-time producer by tens of
-    milliseconds while it exported a model (underruns at a 10 ms look-ahead in 2 of 3 runs); kept off the
-    engine's core it did not (docs/measurements.md)."""
+    The engine's threads preempt it at once, and the first core is left to them and the audio server. On this
+    project's 2-core VM a training still stalled the engine now and then (a hop of 18-40 ms, a few underruns in
+    ten minutes, none without it): at SCHED_IDLE on both cores in 2 of 3 short runs, off the first core in 1 of 3
+    (docs/notebook.md)."""
     got = []
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))

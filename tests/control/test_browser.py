@@ -121,12 +121,19 @@ def test_the_page_plays_the_engine_and_every_surface_sees_it(browser, served):
     two.wait_for_function("window.liveshtr.state.gain === 0", timeout=2000)
     two.wait_for_function("parseFloat(document.querySelector('#peak-db').textContent) < -60", timeout=3000)
 
+    # Training beside the set: nothing trains yet (no bar); a song that is not there is refused in one line.
+    assert one.locator("#learn-progress").is_hidden() and one.locator("#learn-start").is_visible()
+    one.locator("#learn-song").fill("/no/such/song.wav")
+    one.locator("#learn-start").click()
+    one.wait_for_function("document.querySelector('#toast').textContent.includes('no such file')", timeout=3000)
+
     assert errors_one == [] and errors_two == []
     one.close()
     two.close()
     assert stop_serve(proc) == 0
     summary = json.loads(stats.read_text())
-    assert summary["web"]["errors"] == 0 and summary["non_finite_blocks"] == 0
+    assert summary["web"]["errors"] == 1 and summary["non_finite_blocks"] == 0  # the song that is not there
+    assert summary["learn"] is None
 
 
 def test_the_page_without_its_token_is_refused(browser, served):
