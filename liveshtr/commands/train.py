@@ -416,8 +416,16 @@ def _stop_channel() -> threading.Event:
 
 
 def _ready(path: Path, number: int, result, final: bool, trained_s: float, export_s: float = 0.0) -> dict:
-    """A model exported and in place, as an event: where, which, how good on the held-out block."""
+    """A model exported and in place, as an event: where, which, how good on the held-out block, and whether its
+    calibration heard it keep the song's sustained sound (`training.calibrate.keeps_the_song`)."""
+    from liveshtr.bundle import load_bundle
+    from liveshtr.training.calibrate import keeps_the_song
+
+    sampling = load_bundle(path).meta["sampling"]
     return {
+        "keeps_the_song": keeps_the_song(sampling),
+        "harmonic_share": sampling["harmonic_share"],
+        "partial_persistence": sampling["partial_persistence"],
         "path": str(path.resolve()),
         "number": number,
         "final": final,
@@ -432,7 +440,8 @@ def _ready(path: Path, number: int, result, final: bool, trained_s: float, expor
 def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg):
     """--snapshots: a function that exports a model handed over by `fit` into OUT/stages/NAME-NN, calibrated on
     less playing (`training.calibrate.QUICK`), written in a hidden folder and renamed into place whole, so that
-    nothing half-written is ever loaded; then says so as a "ready" event."""
+    nothing half-written is ever loaded; then says so as a "ready" event, and returns whether it keeps the song's
+    sustained sound (a model that does not is not played, and `fit` hands over the next better one)."""
     from liveshtr.training.calibrate import QUICK
     from liveshtr.training.export import export_bundle
 
@@ -442,7 +451,7 @@ def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg
     numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
     made = [max(numbers, default=0)]  # a resumed run numbers on
 
-    def snapshot(result, trained_s: float) -> None:
+    def snapshot(result, trained_s: float) -> bool:
         number = made[0] + 1
         name = f"{out.name}-{number:02d}"
         partial, final = folder / f".{name}.partial", folder / name
@@ -460,8 +469,10 @@ def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg
             f"(exported in {seconds:.1f} s)",
             flush=True,
         )
-        progress.emit("ready", **_ready(final, number, result, final=False, trained_s=trained_s, export_s=seconds))
+        ready = _ready(final, number, result, final=False, trained_s=trained_s, export_s=seconds)
+        progress.emit("ready", **ready)
         progress.emit("stage", stage="training", message="training")
+        return ready["keeps_the_song"]
 
     return snapshot
 

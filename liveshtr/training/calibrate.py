@@ -211,6 +211,14 @@ def calibrate_sampling(
     }
 
 
+def keeps_the_song(sampling: dict) -> bool:
+    """Whether a calibrated model, heard as the calibration heard it, keeps its song's sustained sound: its harmonic
+    share within SUSTAIN_MARGIN under the song's and PARTIALS_KEPT of its partial persistence. Where even the
+    narrowest spread of LATENT_RANGE does not, it plays a wash (`serve --learn` does not play such a model)."""
+    share, partials = sampling["harmonic_share"], sampling["partial_persistence"]
+    return share["played"] >= share["song"] - SUSTAIN_MARGIN and partials["played"] >= PARTIALS_KEPT * partials["song"]
+
+
 def free_renders(bundle: Bundle, seed: int, plan: Plan = FULL) -> list[np.ndarray]:
     """The model playing freely at default controls through ONNX from the plan's primes across the song
     (CALIBRATION_PRIMES), before any output stage: one (its seconds_per_prime of frames, dim) array of normalised

@@ -269,7 +269,7 @@ def fit(
     resume: dict | None = None,
     log=print,
     progress: Progress | None = None,
-    snapshot: Callable[[TrainResult, float], None] | None = None,
+    snapshot: Callable[[TrainResult, float], bool | None] | None = None,
     stop=None,
 ) -> TrainResult:
     """Train (or continue training) and return the best model; Ctrl-C ends early but still returns it.
@@ -313,13 +313,15 @@ def fit(
     first_pending = snapshot is not None and resume is None
 
     def hand_over(state: dict, epochs: int, val: float, val_mse: float, seconds: float) -> float:
-        """A model to `snapshot`; returns the seconds it took."""
+        """A model to `snapshot`; returns the seconds it took. One that `snapshot` turns down (it does not keep the
+        song's sustained sound) sets no mark for the next to beat."""
         began = time.perf_counter()
-        handed.update(mse=val_mse, at=seconds)
         shown = objective.build(model_cfg, None)
         shown.load_state_dict(state)
         result = TrainResult(shown, epochs, val, val_mse, base, history, len(history.val), False, str(device))
-        snapshot(result, seconds)
+        handed["at"] = seconds
+        if snapshot(result, seconds) is not False:
+            handed["mse"] = val_mse
         return time.perf_counter() - began
 
     def checkpoint_state(epochs_done: int) -> dict:

@@ -42,7 +42,7 @@ TRAINER = textwrap.dedent(
     def emit(event, **fields):
         events.write(json.dumps({"event": event, **fields}) + "\\n")
 
-    def export(folder, number, mse, final=False, damaged=False):
+    def export(folder, number, mse, final=False, damaged=False, keeps=True):
         partial = folder.parent / ("." + folder.name + ".partial")
         keep = shutil.ignore_patterns("scenes.json", "*.wav", "*.png", "checkpoint.pt", "ATTRIBUTION.md")
         shutil.copytree(source, partial, ignore=keep, dirs_exist_ok=True)
@@ -54,11 +54,14 @@ TRAINER = textwrap.dedent(
             partial.rmdir()
         else:
             os.replace(partial, folder)
-        emit("ready", path=str(folder.resolve()), number=number, final=final, epoch=number, val=mse, val_mse=mse)
+        share = {"song": 0.8, "played": 0.75 if keeps else 0.45}
+        partials = {"song": 0.7, "played": 0.7 if keeps else 0.45}
+        emit("ready", path=str(folder.resolve()), number=number, final=final, epoch=number, val=mse, val_mse=mse,
+             keeps_the_song=keeps, harmonic_share=share, partial_persistence=partials)
 
-    def stage(number, mse, damaged=False):
+    def stage(number, mse, damaged=False, keeps=True):
         (out / "stages").mkdir(exist_ok=True)
-        export(out / "stages" / f"{out.name}-{number:02d}", number, mse, damaged=damaged)
+        export(out / "stages" / f"{out.name}-{number:02d}", number, mse, damaged=damaged, keeps=keeps)
 
     def wait():
         line = sys.stdin.readline().strip()
@@ -78,7 +81,8 @@ TRAINER = textwrap.dedent(
     wait()
     emit("progress", epoch=2, epochs=3, fraction=0.6, loss=0.3, val=0.1, eta_s=10.0)
     stage(2, 0.35)  # worse than the one playing
-    stage(3, 0.25)
+    stage(3, 0.20, keeps=False)  # better on the held-out block, but its calibration heard a wash
+    stage(4, 0.25)
     wait()
     """
 )
@@ -169,17 +173,18 @@ def test_models_come_in_at_the_bar_when_better_and_the_performer_holds_goes_back
         assert s.playing.name == "song-01" and learner.state.stage == "training"
 
         learner.hold(True)
-        next_stage(learner)  # model 2 is worse than model 1 (0.35 against 0.30), model 3 better (0.25)
+        next_stage(learner)  # model 2 is worse than model 1 (0.35 against 0.30), 3 a wash, 4 better (0.25)
         heard.wait(lambda h: ready(h) == 2)
-        assert [m.name for m in s.models] == ["demo", "song-01", "song-03"]
+        assert [m.name for m in s.models] == ["demo", "song-01", "song-04"]
         assert any("no better than" in line for line in heard.lines())
+        assert any("model 3" in line and "plays a wash" in line for line in heard.lines())
         s.engine.render(2.5)
         assert s.playing.name == "song-01" and s.engine.switches == 1  # held
         learner.hold(False)
         play_until_switched(s, 2)
-        assert s.playing.name == "song-03"
+        assert s.playing.name == "song-04"
         progress = [p for k, p in heard.said if k == "progress"][-1]
-        assert progress["epoch"] == 2 and progress["val"] == 0.1 and progress["loaded"] == ["song-01", "song-03"]
+        assert progress["epoch"] == 2 and progress["val"] == 0.1 and progress["loaded"] == ["song-01", "song-04"]
 
         assert learner.back() == "song-01" and learner.state.held
         play_until_switched(s, 3)

@@ -58,3 +58,18 @@ def test_a_first_model_after_a_few_steps_then_only_better_ones_and_a_stop_ends_i
     ends = [e for e in said if "val" in e]  # one a finished epoch, with its held-out loss
     assert [e["epoch"] for e in ends] == list(range(1, result.epochs_done + 1))
     assert all(0 < e["fraction"] <= 1 and e["epochs"] == cfg.epochs for e in said)
+
+
+def test_a_model_whose_calibration_heard_a_wash_does_not_keep_the_song():
+    from liveshtr.training.calibrate import PARTIALS_KEPT, SUSTAIN_MARGIN, keeps_the_song
+
+    def sampling(share: float, partials: float) -> dict:
+        return {
+            "harmonic_share": {"song": 0.8, "played": share},
+            "partial_persistence": {"song": 0.7, "played": partials},
+        }
+
+    assert keeps_the_song(sampling(0.8 - SUSTAIN_MARGIN, PARTIALS_KEPT * 0.7))  # at the calibration's own bounds
+    assert keeps_the_song(sampling(0.95, 0.9))  # more tonal than the song is no wash
+    assert not keeps_the_song(sampling(0.46, 0.46))  # the trumpet loop's second model on the benchmark
+    assert not keeps_the_song(sampling(0.8, 0.5))
