@@ -35,6 +35,11 @@ from liveshtr.live.setlist import DEFAULT_FADE_S, SetError
 LOG_FILE = "learn.log"  # the trainer's own lines, in its bundle folder
 STOP_WAIT_S = 240.0  # serve's end waits this long for the trainer to save the best model so far
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+# The trainer's malloc keeps what it frees instead of handing it back to the system: on the 2-core VM a process
+# that mapped, touched and freed 512 MB over and over at SCHED_IDLE on the other core stalled the engine's producer
+# up to 44 ms (11 underruns a minute; touching the same memory without freeing it: none), as a training's exports
+# did; with these, none (docs/notebook.md). Its footprint stays at its peak until it ends.
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 class LearnError(LiveshtrError):
@@ -157,7 +162,7 @@ class Learner:
                     stderr=subprocess.STDOUT,
                     pass_fds=(write,),
                     start_new_session=True,  # the terminal's Ctrl-C is serve's: it stops the trainer itself
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **KEEP_MEMORY},
                 )
         except OSError as exc:
             os.close(read)

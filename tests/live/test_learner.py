@@ -69,7 +69,8 @@ TRAINER = textwrap.dedent(
             export(out, 0, 0.2, final=True)
             sys.exit(130)
 
-    emit("stage", stage="reading", message="reading the song")
+    kept = os.environ.get("MALLOC_MMAP_MAX_") == "0" and int(os.environ.get("MALLOC_TRIM_THRESHOLD_", "0")) >= 1 << 30
+    emit("stage", stage="reading", message=f"reading the song (malloc keeps its memory: {kept})")
     if mode == "crash":
         print("liveshtr train: error: song.wav: silent (nothing above -60 dBFS)", file=sys.stderr)
         sys.exit(2)
@@ -165,6 +166,7 @@ def test_models_come_in_at_the_bar_when_better_and_the_performer_holds_goes_back
     try:
         heard.wait(lambda h: ready(h) == 1)
         assert learner.state.priority  # the trainer was put below the engine (or says why not)
+        assert "reading the song (malloc keeps its memory: True)" in heard.lines()  # no pages handed back and forth
         assert [m.name for m in s.models] == ["demo", "song-01"]
         assert s.engine._switch is not None and s.engine._switch[2] is True  # asked for at the next bar
         # The set waited silent; the first model comes in at its own level, not the silence it follows.
