@@ -266,7 +266,9 @@ class Learner:
         else:
             s.stage = "failed"
             s.error = self._failure(code)
-            self._say(f"error: {s.error}; the set plays on with {self.setlist.playing.name}")
+            silent = " (silent: it waited for this training; raise its gain to hear it)"
+            playing = self.setlist.playing.name + (silent if self.silent_start and not self._played_any else "")
+            self._say(f"error: {s.error}; the set plays on with {playing}")
         self._progress()
         self.ended.set()
 
