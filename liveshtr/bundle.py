@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,12 @@ BUNDLE_FILES = (
 )
 # May sit in a bundle: the demo's credits; serve --learn's log and the models it played as training went on.
 EXTRA_FILES = ("ATTRIBUTION.md", "learn.log", "stages")
+
+
+def folder_name(stem: str) -> str:
+    """A bundle folder's name from a song's file name: lower-case letters, digits, '-' and '_'."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return name or "model"
 
 
 class BundleError(LiveshtrError):

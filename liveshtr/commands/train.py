@@ -238,7 +238,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liveshtr.bundle import CHECKPOINT_FILE, BundleError, check_output_folder
+    from liveshtr.bundle import CHECKPOINT_FILE, BundleError, check_output_folder, folder_name
     from liveshtr.sound.audio import expand_paths, load_songs
     from liveshtr.sound.frames import FrameCodec
     from liveshtr.training.dataset import min_samples, prepare
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         **given,
     )
     first = expand_paths(args.songs)[0]
-    out = args.output or MODELS_DIR / _bundle_name(first.stem)
+    out = args.output or MODELS_DIR / folder_name(first.stem)
     status = check_output_folder(out)
     if status == "bundle" and not (args.resume or args.force):
         raise BundleError(
@@ -344,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
     )
     progress.stage("exporting", f"exporting the best model (epoch {result.best_epoch}) to {out}")
     bundle = export_bundle(out, result, data, songs, audio_cfg, frame_cfg, train_cfg)
-    progress.emit("ready", **_ready(out, 0, result, final=True, trained_s=result.history.seconds))
+    sampling = bundle.meta["sampling"]
+    progress.emit("ready", **_ready(out, 0, result, sampling, final=True, trained_s=result.history.seconds))
     base = result.baselines
     beats = result.best_val_mse < min(base.values())
     print(
@@ -415,13 +416,14 @@ def _stop_channel() -> threading.Event:
     return stop
 
 
-def _ready(path: Path, number: int, result, final: bool, trained_s: float, export_s: float = 0.0) -> dict:
+def _ready(
+    path: Path, number: int, result, sampling: dict, final: bool, trained_s: float, export_s: float = 0.0
+) -> dict:
     """A model exported and in place, as an event: where, which, how good on the held-out block, and whether its
-    calibration heard it keep the song's sustained sound (`training.calibrate.keeps_the_song`)."""
-    from liveshtr.bundle import load_bundle
+    calibration (`sampling`, from its model.json) heard it keep the song's sustained sound
+    (`training.calibrate.keeps_the_song`)."""
     from liveshtr.training.calibrate import keeps_the_song
 
-    sampling = load_bundle(path).meta["sampling"]
     return {
         "keeps_the_song": keeps_the_song(sampling),
         "harmonic_share": sampling["harmonic_share"],
@@ -460,7 +462,7 @@ def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg
         began = time.perf_counter()
         progress.emit("stage", stage="exporting", message=f"exporting model {number} (epoch {result.best_epoch})")
         # the folder's own name in its model.json: the hidden one it is written in is renamed
-        export_bundle(partial, result, data, songs, audio_cfg, frame_cfg, train_cfg, plan=QUICK, name=name)
+        bundle = export_bundle(partial, result, data, songs, audio_cfg, frame_cfg, train_cfg, plan=QUICK, name=name)
         os.replace(partial, final)
         made[0] = number
         seconds = time.perf_counter() - began
@@ -469,15 +471,10 @@ def _snapshots(out: Path, progress, data, songs, audio_cfg, frame_cfg, train_cfg
             f"(exported in {seconds:.1f} s)",
             flush=True,
         )
-        ready = _ready(final, number, result, final=False, trained_s=trained_s, export_s=seconds)
+        sampling = bundle.meta["sampling"]
+        ready = _ready(final, number, result, sampling, final=False, trained_s=trained_s, export_s=seconds)
         progress.emit("ready", **ready)
         progress.emit("stage", stage="training", message="training")
         return ready["keeps_the_song"]
 
     return snapshot
-
-
-def _bundle_name(stem: str) -> str:
-    """A folder name from a song's file name: lower-case letters, digits, '-' and '_'."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
-    return name or "model"

@@ -227,8 +227,7 @@ class Generator:
         self.rng.standard_normal(dtype=np.float32, out=noise)
         noise *= self.noise_scale
         noise *= self.noise_floor + (1.0 - self.noise_floor) * t
-        tempo = controls.tempo if controls.tempo > 0 else self.song_tempo
-        self._beat = (self._beat + tempo / 60.0 * self.hop / self.samplerate) % BEATS_PER_BAR
+        self._beat = (self._beat + self.beats_per_hop(controls)) % BEATS_PER_BAR
         feeds["beat"][0] = self._beat  # the clock of the frame being predicted
         if self._position_feed is not None:  # the song plays on from the prime, around to its start
             self._place = (self._place + self._place_step) % 1.0

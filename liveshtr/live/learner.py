@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,13 +27,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from liveshtr.bundle import folder_name
 from liveshtr.errors import LiveshtrError
 from liveshtr.live.sched import engine_cores, make_idle
 from liveshtr.live.setlist import DEFAULT_FADE_S, SetError
+from liveshtr.sound.audio import AUDIO_SUFFIXES
 
 LOG_FILE = "learn.log"  # the trainer's own lines, in its bundle folder
 STOP_WAIT_S = 240.0  # serve's end waits this long for the trainer to save the best model so far
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 # The trainer's malloc keeps what it frees instead of handing it back to the system: on the 2-core VM a process
 # that mapped, touched and freed 512 MB over and over at SCHED_IDLE on the other core stalled the engine's producer
 # up to 44 ms (11 underruns a minute; touching the same memory without freeing it: none), as a training's exports
@@ -76,7 +76,7 @@ class LearnState:
 def learn_folder(root: Path, songs: list[Path]) -> Path:
     """A folder under `root` for a training of `songs` that holds nothing yet: the first song's name, then -2,
     -3, ... (nothing already saved is touched)."""
-    stem = re.sub(r"[^a-z0-9_-]+", "-", songs[0].stem.lower()).strip("-_") or "model"
+    stem = folder_name(songs[0].stem)
     folder, n = root / stem, 1
     while folder.exists():
         n += 1
