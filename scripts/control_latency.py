@@ -33,12 +33,15 @@ import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 STARTED = time.monotonic()  # about when the command was given (the imports below take a second)
+STARTED_UNIX = time.time()  # the same moment on the wall clock, to line the run up with system counters
 
 from liveshtr.bundle import load_bundle  # noqa: E402
 from liveshtr.commands import serve  # noqa: E402
 from liveshtr.commands.common import DEMO_MODEL, build_engine  # noqa: E402
 from liveshtr.control.surfaces import Surfaces  # noqa: E402
 from liveshtr.live.sinks import DeviceSink, find_output_device  # noqa: E402
+
+LATE_HOP_S = 0.010  # a hop this long is listed with when it began (a hop takes 1-3 ms on two cores)
 
 FLOODER = """
 import random, socket, sys, time
@@ -127,6 +130,7 @@ def main(argv=None) -> int:
     )
     hop_marks: list[tuple[int, np.ndarray, float]] = []
     hop_times: list[float] = []  # how long each hop took to make (GIL waits included)
+    late_hops: list[tuple[float, float]] = []  # (seconds since the command, ms) of each hop over LATE_HOP_S
     produce = engine.produce_hop
 
     def traced_hop() -> int:
@@ -135,6 +139,8 @@ def main(argv=None) -> int:
         n = produce()
         hop_marks.append((position, engine.voice._snap, time.monotonic()))
         hop_times.append(hop_marks[-1][2] - started)
+        if hop_times[-1] > LATE_HOP_S:
+            late_hops.append((round(started - STARTED, 3), round(hop_times[-1] * 1000, 1)))
         return n
 
     engine.produce_hop = traced_hop
@@ -142,12 +148,14 @@ def main(argv=None) -> int:
     callback = engine.callback
 
     underrun_at: list[float] = []  # when each underrun played (seconds of output)
+    underrun_since: list[float] = []  # and when it happened (seconds since the command)
 
     def traced_callback(outdata, frames, time_info, status) -> None:
         read, underruns = engine.ring._read, engine.stats.underruns
         callback(outdata, frames, time_info, status)
         if engine.stats.underruns != underruns:
             underrun_at.append(engine.played_s)
+            underrun_since.append(round(time.monotonic() - STARTED, 3))
         if engine.ring._read != read:  # a block of the stream was played (not an underrun's silence)
             returned[(engine.ring._read // engine.blocksize - 1) % len(returned)] = time.monotonic()
 
@@ -279,6 +287,9 @@ def main(argv=None) -> int:
         "switches": s["switches"],
         "switch_asked_at_s": [round(t, 2) for t in switched],
         "underrun_at_s": [round(t, 2) for t in underrun_at],
+        "started_unix": round(STARTED_UNIX, 3),
+        "underrun_since_start_s": underrun_since,
+        "late_hops": late_hops,
         "learn": learning.state(),
         "learn_heard": heard,
         "switch_taken_at_s": switch_times,

@@ -29,16 +29,16 @@ from pathlib import Path
 
 from liveshtr.bundle import folder_name
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import engine_cores, make_idle
+from liveshtr.live.sched import engine_cores, make_idle, without_huge_pages
 from liveshtr.live.setlist import DEFAULT_FADE_S, SetError
 from liveshtr.sound.audio import AUDIO_SUFFIXES
 
 LOG_FILE = "learn.log"  # the trainer's own lines, in its bundle folder
 STOP_WAIT_S = 240.0  # serve's end waits this long for the trainer to save the best model so far
-# The trainer's malloc keeps what it frees instead of handing it back to the system: on the 2-core VM a process
-# that mapped, touched and freed 512 MB over and over at SCHED_IDLE on the other core stalled the engine's producer
-# up to 44 ms (11 underruns a minute; touching the same memory without freeing it: none), as a training's exports
-# did; with these, none (docs/notebook.md). Its footprint stays at its peak until it ends.
+# The trainer's malloc keeps what it frees instead of handing it back to the system and faulting it in again: a
+# training's exports allocate arrays of 50-150 MB, which malloc would map and unmap each time. It trains faster
+# that way (the Brahms, 2 epochs on one thread: 43-45 s against 46-48 s, docs/notebook.md); its footprint stays at
+# its peak until it ends.
 KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
@@ -153,6 +153,7 @@ class Learner:
         """Spawn the trainer at the lowest priority and follow it."""
         self.folder.mkdir(parents=True)
         read, write = os.pipe()
+        huge = not without_huge_pages()  # before the fork: the trainer inherits it
         try:
             with open(self.folder / LOG_FILE, "wb") as log:
                 self._proc = subprocess.Popen(
@@ -169,7 +170,7 @@ class Learner:
             raise LearnError(f"learn: cannot start the trainer ({exc})") from None
         finally:
             os.close(write)
-        self.state.priority = make_idle(self._proc.pid, self.cores)
+        self.state.priority = make_idle(self._proc.pid, self.cores) + ("" if huge else ", no huge pages")
         self._thread = threading.Thread(target=self._follow, args=(read,), name="liveshtr-learn", daemon=True)
         self._thread.start()
         self._say(

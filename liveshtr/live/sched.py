@@ -18,7 +18,9 @@ join), and `run_later` the one-off thread that loads a bundle during a set.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -51,10 +53,8 @@ def make_idle(pid: int, cores: set[int] | None = None) -> str:
     """Put process `pid` (one thread yet: just started; the threads it starts inherit this) below everything
     else: SCHED_IDLE where the system has it, nice 19, and on `cores` only; returns what it got, in words.
 
-    The engine's threads preempt it at once, and the first core is left to them and the audio server. On this
-    project's 2-core VM a training still stalled the engine now and then (a hop of 18-40 ms, a few underruns in
-    ten minutes, none without it): at SCHED_IDLE on both cores in 2 of 3 short runs, off the first core in 1 of 3
-    (docs/notebook.md)."""
+    The engine's threads preempt it at once, and the first core is left to them and the audio server. What the
+    scheduler cannot stop, the kernel's work on the trainer's memory, `without_huge_pages` does."""
     got = []
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
@@ -73,6 +73,26 @@ def make_idle(pid: int, cores: set[int] | None = None) -> str:
         except (AttributeError, OSError):
             pass
     return ", ".join(got) or "normal priority"
+
+
+PR_SET_THP_DISABLE = 41  # linux/prctl.h
+
+
+def without_huge_pages() -> bool:
+    """Keep this process, and every process it starts from now on, out of transparent huge pages (Linux's
+    PR_SET_THP_DISABLE, inherited by children and kept across exec); returns whether the system allows it.
+
+    For a training beside the engine: numpy asks huge pages for every array of 4 MB or more, and the kernel's
+    khugepaged then merges the trainer's small pages into huge ones every ten seconds. On this project's 2-core VM
+    each such pass stalled the engine on the other core for 14-24 ms (both cores busy, the audio server late too):
+    the underruns of a training, every one of them (docs/notebook.md). No huge pages, no merging, and no
+    underrun; serve's own memory is allocated up front and does not need them either."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def make_realtime(priority: int) -> bool:
