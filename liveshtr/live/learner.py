@@ -29,7 +29,7 @@ from pathlib import Path
 
 from liveshtr.bundle import folder_name
 from liveshtr.errors import LiveshtrError
-from liveshtr.live.sched import engine_cores, make_idle, without_huge_pages
+from liveshtr.live.sched import engine_cores, keep_threads_on, make_idle, without_huge_pages
 from liveshtr.live.setlist import DEFAULT_FADE_S, SetError
 from liveshtr.sound.audio import AUDIO_SUFFIXES
 
@@ -126,7 +126,8 @@ class Learner:
         cores: set[int] | None = None,
     ):
         self.setlist, self.songs, self.folder = setlist, songs, folder
-        self.cores = cores  # where the trainer may run (None: anywhere)
+        self.cores = cores  # where the trainer may run (None: anywhere, and serve's threads stay where they are)
+        self._gave: set[int] | None = None  # the cores serve's threads had before the trainer started
         self.config = config
         self.notify = notify or (lambda kind, payload: None)
         self.silent_start = silent_start  # the set waits muted for the first model, which comes in at full level
@@ -171,6 +172,9 @@ class Learner:
         finally:
             os.close(write)
         self.state.priority = make_idle(self._proc.pid, self.cores) + ("" if huge else ", no huge pages")
+        engine = engine_cores()[0]
+        if self.cores and engine and not engine & self.cores:
+            self._gave = keep_threads_on(engine)  # serve's threads stay off the trainer's cores while it runs
         self._thread = threading.Thread(target=self._follow, args=(read,), name="liveshtr-learn", daemon=True)
         self._thread.start()
         self._say(
@@ -270,8 +274,15 @@ class Learner:
             silent = " (silent: it waited for this training; raise its gain to hear it)"
             playing = self.setlist.playing.name + (silent if self.silent_start and not self._played_any else "")
             self._say(f"error: {s.error}; the set plays on with {playing}")
+        self._give_back_cores()
         self._progress()
         self.ended.set()
+
+    def _give_back_cores(self) -> None:
+        with self._lock:
+            gave, self._gave = self._gave, None
+        if gave is not None:
+            keep_threads_on(gave)
 
     def _failure(self, code: int) -> str:
         if code < 0:
@@ -336,6 +347,7 @@ class Learner:
             ended = False
         if self._thread is not None:
             self._thread.join(5.0)
+        self._give_back_cores()
         return ended
 
     def kill(self) -> None:

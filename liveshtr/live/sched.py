@@ -75,6 +75,26 @@ def make_idle(pid: int, cores: set[int] | None = None) -> str:
     return ", ".join(got) or "normal priority"
 
 
+def keep_threads_on(cores: set[int]) -> set[int] | None:
+    """Move every thread of this process onto `cores` (threads started later inherit it from the thread that
+    starts them); returns the cores they had, to give back the same way, or None where the system cannot.
+
+    For serve beside a training: a real-time thread is woken on the core it last ran on while that core runs a
+    normal or idle task, and when that task is a trainer inside the kernel (freeing a few hundred megabytes, say),
+    a kernel that does not preempt kernel code keeps the thread waiting there while its own core idles."""
+    try:
+        before = os.sched_getaffinity(0)
+        tasks = os.listdir("/proc/self/task")
+    except (AttributeError, OSError):
+        return None
+    for tid in tasks:
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:  # a thread that has just ended
+            pass
+    return before
+
+
 PR_SET_THP_DISABLE = 41  # linux/prctl.h
 
 

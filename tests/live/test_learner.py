@@ -19,6 +19,7 @@ from liveshtr.live.engine import Engine
 from liveshtr.live.generator import ON_BAR, Generator
 from liveshtr.live.learner import Learner, LearnError, check_songs, learn_folder
 from liveshtr.live.params import Params
+from liveshtr.live.sched import engine_cores, keep_threads_on
 from liveshtr.live.setlist import Model, SetList
 from liveshtr.live.voice import Voice
 from liveshtr.sound.tempo import BEATS_PER_BAR
@@ -128,13 +129,15 @@ class Heard:
             assert self.changed.wait_for(lambda: what(self), timeout), self.lines()
 
 
-def start(bundle, tmp_path, monkeypatch, mode: str, silent: bool = False):
+def start(bundle, tmp_path, monkeypatch, mode: str, silent: bool = False, cores: set[int] | None = None):
     monkeypatch.setenv("TRAINER_MODE", mode)
     monkeypatch.setenv("TRAINER_BUNDLE", str(bundle.path))
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)
     s, heard = make_set(bundle), Heard()
-    learner = StandIn(s, [Path("song.wav")], tmp_path / "learn" / "song", 1, notify=heard, silent_start=silent)
+    learner = StandIn(
+        s, [Path("song.wav")], tmp_path / "learn" / "song", 1, notify=heard, silent_start=silent, cores=cores
+    )
     learner.script = script
     if silent:
         s.playing.params.set("gain", 0.0)
@@ -162,10 +165,18 @@ def next_stage(learner: Learner) -> None:
 def test_models_come_in_at_the_bar_when_better_and_the_performer_holds_goes_back_and_stops(
     bundle, tmp_path, monkeypatch
 ):
-    s, learner, heard = start(bundle, tmp_path, monkeypatch, "normal", silent=True)
+    engine, rest = engine_cores()
+    had = os.sched_getaffinity(0)
+    s, learner, heard = start(bundle, tmp_path, monkeypatch, "normal", silent=True, cores=rest)
     try:
         heard.wait(lambda h: ready(h) == 1)
         assert learner.state.priority  # the trainer was put below the engine (or says why not)
+        if not engine & rest:  # two cores or more: serve's threads, and those they start, keep off the trainer's
+            started = []
+            thread = threading.Thread(target=lambda: started.append(os.sched_getaffinity(0)))
+            thread.start()
+            thread.join()
+            assert os.sched_getaffinity(0) == engine and started == [engine]
         assert "reading the song (malloc keeps its memory: True)" in heard.lines()  # no pages handed back and forth
         assert [m.name for m in s.models] == ["demo", "song-01"]
         assert s.engine._switch is not None and s.engine._switch[2] is True  # asked for at the next bar
@@ -197,8 +208,10 @@ def test_models_come_in_at_the_bar_when_better_and_the_performer_holds_goes_back
         assert learner.state.stage == "stopped" and not learner.state.running
         assert load_bundle(learner.folder).path == learner.folder  # the final model, whole
         assert s.playing.name == "song-01" and len(s.models) == 3
+        assert os.sched_getaffinity(0) == had  # the cores given back
     finally:
         learner.kill()
+        keep_threads_on(had)  # whatever happened, the suite's threads get every core back
 
 
 @pytest.mark.parametrize("mode", ["crash", "killed"])
