@@ -240,6 +240,13 @@ class Subscriber:
         self.sock.close()
 
 
+def status_of(path: Path, key: str) -> str:
+    """One field of a /proc status file (a process's or one of its threads')."""
+    return next(
+        line.split(":", 1)[1].strip() for line in (path / "status").read_text().splitlines() if line.startswith(key)
+    )
+
+
 def trainer_pids(serve_pid: int) -> list[int]:
     """The processes serve started (its trainers), from the kernel's list of each of its threads' children."""
     pids = []
@@ -249,7 +256,7 @@ def trainer_pids(serve_pid: int) -> list[int]:
 
 
 def test_serve_learns_a_song_while_the_set_plays_and_a_killed_trainer_leaves_it_playing(jack, tmp_path):
-    """`serve --learn` end to end through JACK with the real trainer (a small model, two epochs): a first model
+    """`serve --learn` end to end through JACK with the real trainer (a small model, one epoch): a first model
     from training crossfades in, then the final one; progress reaches OSC subscribers; a second training started
     over OSC and killed as the kernel's out-of-memory killer would is one error line, and the set plays on."""
     loop = tmp_path / "loop.wav"
@@ -257,7 +264,7 @@ def test_serve_learns_a_song_while_the_set_plays_and_a_killed_trainer_leaves_it_
         f.seek(30 * f.samplerate)
         sf.write(loop, f.read(4 * f.samplerate), f.samplerate)
     settings = tmp_path / "small.toml"
-    settings.write_text("epochs = 2\nhidden = 64\nlayers = 1\n")
+    settings.write_text("epochs = 1\nhidden = 64\nlayers = 1\n")
     models, stats = tmp_path / "models", tmp_path / "stats.json"
     proc = start_serve(
         *("--audio-device", "system", "--no-web", "--lookahead-ms", SAFE_LOOKAHEAD_MS, "--stats-json", str(stats)),
@@ -270,14 +277,19 @@ def test_serve_learns_a_song_while_the_set_plays_and_a_killed_trainer_leaves_it_
         subscriber = Subscriber(osc_port(lines))
         first = subscriber.wait(lambda a, args: a == "/liveshtr/learn/ready", 120)[0]
         assert first[1] == "loop-01"  # the first model, exported while training went on
+        (trainer,) = [Path(f"/proc/{pid}") for pid in trainer_pids(proc.pid)]
+        assert status_of(trainer, "THP_enabled") == "0"  # no huge pages for khugepaged to merge beside the engine
+        if len(os.sched_getaffinity(0)) > 1:  # serve's threads on the engine's core, the trainer on the others
+            serving = {status_of(task, "Cpus_allowed_list") for task in Path(f"/proc/{proc.pid}/task").iterdir()}
+            assert len(serving) == 1 and serving.isdisjoint({status_of(trainer, "Cpus_allowed_list")}), serving
         assert subscriber.wait(lambda a, args: a == "/liveshtr/model" and args[1] == "loop-01", 30)
         progress = subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] == "training", 5)
-        assert progress[-1][2] == 2  # epochs
+        assert progress[-1][2] == 1  # epochs
         subscriber.wait(lambda a, args: a == "/liveshtr/learn/progress" and args[0] == "done", 240)
         ready = subscriber.wait(lambda a, args: a == "/liveshtr/learn/ready", 1)
         assert [r[1] for r in ready] == ["loop-01", "loop"]  # then the final model, the folder's own bundle
         subscriber.wait(lambda a, args: a == "/liveshtr/model" and args[1] == "loop", 30)
-        assert load_bundle(models / "loop").meta["training"]["epochs_done"] == 2
+        assert load_bundle(models / "loop").meta["training"]["epochs_done"] == 1
         assert load_bundle(models / "loop" / "stages" / "loop-01").meta["name"] == "loop-01"
 
         replies = ask(osc_port(lines), message("/liveshtr/learn", str(loop)))

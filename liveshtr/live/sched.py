@@ -53,8 +53,9 @@ def make_idle(pid: int, cores: set[int] | None = None) -> str:
     """Put process `pid` (one thread yet: just started; the threads it starts inherit this) below everything
     else: SCHED_IDLE where the system has it, nice 19, and on `cores` only; returns what it got, in words.
 
-    The engine's threads preempt it at once, and the first core is left to them and the audio server. What the
-    scheduler cannot stop, the kernel's work on the trainer's memory, `without_huge_pages` does."""
+    The engine's threads preempt it as soon as it leaves the kernel, and the first core is left to them and the
+    audio server; `keep_threads_on` keeps them there, and `without_huge_pages` stops the kernel's own work on the
+    trainer's memory."""
     got = []
     try:
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
@@ -104,9 +105,10 @@ def without_huge_pages() -> bool:
 
     For a training beside the engine: numpy asks huge pages for every array of 4 MB or more, and the kernel's
     khugepaged then merges the trainer's small pages into huge ones every ten seconds. On this project's 2-core VM
-    each such pass stalled the engine on the other core for 14-24 ms (both cores busy, the audio server late too):
-    the underruns of a training, every one of them (docs/notebook.md). No huge pages, no merging, and no
-    underrun; serve's own memory is allocated up front and does not need them either."""
+    each such pass stalled the engine on the other core for 14-24 ms (both cores busy, the audio server late too),
+    and so did a process faulting in freed memory as huge pages: most of a training's underruns (the rest came
+    from where the engine's threads woke: `keep_threads_on`; docs/notebook.md). serve's own memory is allocated up
+    front and does not need them either."""
     if not sys.platform.startswith("linux"):
         return False
     try:
