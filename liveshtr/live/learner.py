@@ -218,8 +218,9 @@ class Learner:
 
     def _arrive(self, event: dict) -> None:
         """A model exported: into the set if it plays the held-out block better than the last one loaded (its
-        next-frame error) and keeps the song's sustained sound as its calibration heard it (the final model
-        always, the recipe's choice, calibrated in full), and playing at the next bar unless held (or stopped)."""
+        next-frame error; the final model, the recipe's choice calibrated in full, whatever its error) and keeps
+        the song's sustained sound as its calibration heard it (a final model that does not comes in only if
+        nothing of this training has), and playing at the next bar unless held (or stopped)."""
         path, val = Path(str(event["path"])), float(event.get("val_mse", float("inf")))
         final = bool(event.get("final"))
         what = "the final model" if final else f"model {event.get('number')}"
@@ -230,12 +231,13 @@ class Learner:
         if not (final or val < self._best):
             self._say(f"{what} {at}: held-out error {val:.4f}, no better than {self._best:.4f}; not loaded")
             return
-        if not (final or event.get("keeps_the_song", True)):
+        if not event.get("keeps_the_song", True) and (not final or self.state.loaded):
             share, partials = event["harmonic_share"], event["partial_persistence"]
+            on = f"; {self.setlist.playing.name} plays on (the model is in {path})" if final else ""
             self._say(
                 f"{what} {at}: plays a wash (harmonic share {share['played']:.2f} against the song's "
                 f"{share['song']:.2f}, lasting partials {partials['played']:.2f} against {partials['song']:.2f}); "
-                "not loaded"
+                f"not loaded{on}"
             )
             return
         try:

@@ -66,6 +66,9 @@ TRAINER = textwrap.dedent(
 
     def wait():
         line = sys.stdin.readline().strip()
+        if line == "end":  # training done: the final model, which this mode's calibration may hear wash
+            export(out, 0, 0.2, final=True, keeps=mode != "final wash")
+            sys.exit(0)
         if line != "next":
             export(out, 0, 0.2, final=True)
             sys.exit(130)
@@ -245,6 +248,22 @@ def test_a_damaged_export_is_never_played_and_the_next_one_comes_in(bundle, tmp_
         assert [m.name for m in s.models] == ["demo", "song-02"]  # the first better than nothing loaded
     finally:
         learner.close(wait_s=30)
+
+
+def test_a_final_model_that_plays_a_wash_does_not_replace_the_one_playing(bundle, tmp_path, monkeypatch):
+    s, learner, heard = start(bundle, tmp_path, monkeypatch, "final wash")
+    try:
+        heard.wait(lambda h: ready(h) == 1)
+        play_until_switched(s, 1)
+        learner._proc.stdin.write(b"end\n")
+        learner._proc.stdin.flush()
+        assert learner.ended.wait(30) and learner.state.stage == "done"
+        (said,) = [line for line in heard.lines() if line.startswith("the final model")]
+        assert "plays a wash" in said and "song-01 plays on" in said, said
+        assert [m.name for m in s.models] == ["demo", "song-01"] and s.playing.name == "song-01"
+        assert load_bundle(learner.folder).path == learner.folder  # the recipe's pick is still saved, whole
+    finally:
+        learner.kill()
 
 
 def test_a_switch_at_the_bar_starts_where_the_bar_starts_from_a_prime_that_starts_one(bundle):
