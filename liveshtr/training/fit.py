@@ -312,16 +312,22 @@ def fit(
     handed = {"mse": math.inf, "at": 0.0}  # the last model handed to `snapshot`: its next-frame error, the time then
     first_pending = snapshot is not None and resume is None
 
+    def own_rng():
+        """A hand-over draws nothing from the training's random stream (building a model draws initial weights):
+        the same seed trains the same model with snapshots or without, wherever the clock puts them."""
+        return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+
     def hand_over(state: dict, epochs: int, val: float, val_mse: float, seconds: float) -> float:
         """A model to `snapshot`; returns the seconds it took. One that `snapshot` turns down (it does not keep the
         song's sustained sound) sets no mark for the next to beat."""
         began = time.perf_counter()
-        shown = objective.build(model_cfg, None)
-        shown.load_state_dict(state)
-        result = TrainResult(shown, epochs, val, val_mse, base, history, len(history.val), False, str(device))
-        handed["at"] = seconds
-        if snapshot(result, seconds) is not False:
-            handed["mse"] = val_mse
+        with own_rng():
+            shown = objective.build(model_cfg, None)
+            shown.load_state_dict(state)
+            result = TrainResult(shown, epochs, val, val_mse, base, history, len(history.val), False, str(device))
+            handed["at"] = seconds
+            if snapshot(result, seconds) is not False:
+                handed["mse"] = val_mse
         return time.perf_counter() - began
 
     def checkpoint_state(epochs_done: int) -> dict:
@@ -374,7 +380,8 @@ def fit(
                     progress.update(epoch, n_steps, plan.steps_per_epoch, sums[0] / n_steps, started)
                     if first_pending and step >= FIRST_STEPS:  # the first model to play: seconds, not minutes
                         first_pending = False
-                        val, val_mse = _validate(objective, model, data, device)
+                        with own_rng():
+                            val, val_mse = _validate(objective, model, data, device)
                         state_now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                         trained = history.seconds + time.perf_counter() - started
                         started += hand_over(state_now, 0, val, val_mse, trained)  # epoch 0: within the first

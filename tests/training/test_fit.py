@@ -73,3 +73,35 @@ def test_a_model_whose_calibration_heard_a_wash_does_not_keep_the_song():
     assert keeps_the_song(sampling(0.95, 0.9))  # more tonal than the song is no wash
     assert not keeps_the_song(sampling(0.46, 0.46))  # the trumpet loop's second model on the benchmark
     assert not keeps_the_song(sampling(0.8, 0.5))
+
+
+def test_handing_models_over_leaves_the_training_as_the_seed_makes_it(tmp_path, monkeypatch):
+    """The hand-overs fall by the clock; what is trained must not depend on where they fell (`--seed`)."""
+    import torch
+
+    chords(tmp_path / "chords.wav", seconds=4.0)
+    audio, frames = AudioConfig(), FrameConfig()
+    codec = FrameCodec(frames, audio.samplerate)
+    layout = MagnitudeLayout.for_codec(codec)
+    data = prepare(load_songs([tmp_path / "chords.wav"], audio), codec, layout.to_features, loops=[False])
+    model_cfg = MagnitudeConfig(features=layout.n_features, layers=1, hidden=64)
+    cfg = TrainConfig(epochs=3, min_steps=4, seq_len=64, batch_size=4, threads=1)
+    monkeypatch.setattr(fitting, "FIRST_STEPS", 2)
+    monkeypatch.setattr(fitting, "SNAPSHOT_GAP_S", 0.0)
+    monkeypatch.setattr(fitting, "SNAPSHOT_GROWTH", 1.0)
+    handed = []
+
+    def snapshot(result, seconds):  # as an export does: it builds models and draws random numbers
+        handed.append(float(torch.randn(1000).sum()))
+
+    def weights(folder, **kw):
+        folder.mkdir()
+        progress = fitting.Progress(cfg.epochs, stream=io.StringIO())
+        result = fitting.fit(data, model_cfg, cfg, folder / "checkpoint.pt", {}, progress=progress, **kw)
+        return result.history.val_mse, [p.detach().clone() for p in result.model.parameters()]
+
+    plain = weights(tmp_path / "plain")
+    shown = weights(tmp_path / "shown", snapshot=snapshot)
+    assert handed  # models were handed over, and drew from the generator
+    assert shown[0] == plain[0]  # the same held-out errors, epoch by epoch
+    assert all(torch.equal(a, b) for a, b in zip(shown[1], plain[1], strict=True))
