@@ -25,17 +25,23 @@ def chords(path, seconds: float = 6.0, rate: int = 24000) -> None:
     sf.write(path, 0.2 * np.where((t % 2.0) < 1.0, low, high), rate)
 
 
-def test_a_first_model_after_a_few_steps_then_only_better_ones_and_a_stop_ends_it_cleanly(tmp_path, monkeypatch):
-    chords(tmp_path / "chords.wav")
+def chords_to_learn(tmp_path, monkeypatch, seconds: float = 6.0):
+    """The chords as training data and a small model, with a hand-over after 2 steps and then after every epoch
+    that plays the held-out block better."""
+    chords(tmp_path / "chords.wav", seconds)
     audio, frames = AudioConfig(), FrameConfig()
     codec = FrameCodec(frames, audio.samplerate)
     layout = MagnitudeLayout.for_codec(codec)
     data = prepare(load_songs([tmp_path / "chords.wav"], audio), codec, layout.to_features, loops=[False])
-    model_cfg = MagnitudeConfig(features=layout.n_features, layers=1, hidden=64)
-    cfg = TrainConfig(epochs=12, min_steps=4, seq_len=64, batch_size=4, threads=1)
     monkeypatch.setattr(fitting, "FIRST_STEPS", 2)
-    monkeypatch.setattr(fitting, "SNAPSHOT_GAP_S", 0.0)  # every epoch that plays the held-out block better
+    monkeypatch.setattr(fitting, "SNAPSHOT_GAP_S", 0.0)
     monkeypatch.setattr(fitting, "SNAPSHOT_GROWTH", 1.0)
+    return data, MagnitudeConfig(features=layout.n_features, layers=1, hidden=64)
+
+
+def test_a_first_model_after_a_few_steps_then_only_better_ones_and_a_stop_ends_it_cleanly(tmp_path, monkeypatch):
+    data, model_cfg = chords_to_learn(tmp_path, monkeypatch)
+    cfg = TrainConfig(epochs=12, min_steps=4, seq_len=64, batch_size=4, threads=1)
     events = io.StringIO()
     handed, stop = [], threading.Event()
 
@@ -79,16 +85,8 @@ def test_handing_models_over_leaves_the_training_as_the_seed_makes_it(tmp_path, 
     """The hand-overs fall by the clock; what is trained must not depend on where they fell (`--seed`)."""
     import torch
 
-    chords(tmp_path / "chords.wav", seconds=4.0)
-    audio, frames = AudioConfig(), FrameConfig()
-    codec = FrameCodec(frames, audio.samplerate)
-    layout = MagnitudeLayout.for_codec(codec)
-    data = prepare(load_songs([tmp_path / "chords.wav"], audio), codec, layout.to_features, loops=[False])
-    model_cfg = MagnitudeConfig(features=layout.n_features, layers=1, hidden=64)
+    data, model_cfg = chords_to_learn(tmp_path, monkeypatch, seconds=4.0)
     cfg = TrainConfig(epochs=3, min_steps=4, seq_len=64, batch_size=4, threads=1)
-    monkeypatch.setattr(fitting, "FIRST_STEPS", 2)
-    monkeypatch.setattr(fitting, "SNAPSHOT_GAP_S", 0.0)
-    monkeypatch.setattr(fitting, "SNAPSHOT_GROWTH", 1.0)
     handed = []
 
     def snapshot(result, seconds):  # as an export does: it builds models and draws random numbers
